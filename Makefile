@@ -1,0 +1,49 @@
+# Switchyard's vocabulary. `make demo` and `make test` are the two commands a newcomer needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PORT   ?= 2024
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install demo test unit lint typecheck format studio clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchyard needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create or update the virtual environment in .venv
+
+demo: $(STAMP) ## route a real question through the router pattern, offline
+	$(BIN)/switchyard run router "I need a refund for my last payment"
+
+test: lint typecheck ## lint, type check, then the whole test suite
+	$(BIN)/python -m pytest
+
+unit: $(STAMP) ## the fast tests only (no servers, no notebooks)
+	$(BIN)/python -m pytest -m "not server" tests/unit
+
+lint: $(STAMP) ## ruff (code and notebooks), formatting, spelling
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/codespell
+
+typecheck: $(STAMP) ## mypy --strict on the packages
+	$(BIN)/mypy
+
+format: $(STAMP) ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+studio: $(STAMP) ## serve every pattern for LangGraph Studio (langgraph dev)
+	$(BIN)/langgraph dev --host 127.0.0.1 --port $(PORT) --no-browser
+
+clean: ## remove the virtual environment and local state
+	rm -rf $(VENV) .switchyard .langgraph_api .mypy_cache .ruff_cache .pytest_cache

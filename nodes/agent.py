@@ -1,0 +1,358 @@
+"""The agent node: one factory that turns an `AgentSpec` into a graph node, for every pattern.
+
+An agent call builds the agent's own view of the conversation, calls its model (running its declared
+tools, and only those, in a bounded loop), validates structured output against the agent's schema
+(re-asking once with the error), and records usage. Patterns that pass typed payloads instead of a
+transcript call `call_agent` / `acall_agent` directly with the messages they choose.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+    ToolMessage,
+)
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.tools import BaseTool
+from langchain_core.tools import tool as as_tool
+from langgraph.runtime import get_runtime
+from pydantic import BaseModel
+
+from state.agents import AgentSpec
+from state.context import Context
+from state.reducers import merge_usage
+from state.usage import UsageLedger, usage_entry
+from state.views import agent_view
+from switchyard.errors import SwitchyardError
+from switchyard.models import default_model, load_chat_model
+from switchyard.pricing import cost_usd
+
+MAX_TOOL_ROUNDS = 5
+"""Model/tool round trips one agent call may make before it must answer."""
+
+MAX_VALIDATION_RETRIES = 1
+"""Times an agent is re-asked, with the validation error, when its output fails its schema."""
+
+
+class OutputValidationError(SwitchyardError):
+    """An agent's output failed its output schema even after being re-asked."""
+
+
+@dataclass
+class AgentReply:
+    """What one agent call produced.
+
+    Attributes:
+        messages: New messages, in order: the agent's replies (named after the agent), tool calls
+            and tool results. The last one is the agent's answer, or its handoff call.
+        output: The answer: text, or a validated instance of the agent's output schema.
+        usage: Ledger update for every model call made.
+        handoff: The handoff tool call the agent made, if it made one (the pattern routes it).
+        refusals: Tool calls refused because the agent did not declare the tool.
+    """
+
+    messages: list[AnyMessage]
+    output: str | BaseModel
+    usage: UsageLedger
+    handoff: dict[str, Any] | None = None
+    refusals: list[str] = field(default_factory=list)
+
+
+def resolve_context(context: Context | None) -> Context:
+    """The run's context, or the defaults when the caller gave none."""
+    return context if context is not None else Context()
+
+
+def model_for(spec: AgentSpec, context: Context) -> str:
+    """The model string an agent uses in this run: the run's, else the agent's, else the default."""
+    return context.model or spec.model or default_model()
+
+
+def system_message(spec: AgentSpec) -> SystemMessage:
+    """The agent's system message: its prompt, or its description when it has none."""
+    return SystemMessage(spec.system_prompt or f"You are the {spec.name} agent. {spec.description}")
+
+
+def own_view(
+    spec: AgentSpec, messages: Sequence[AnyMessage], context: Context, *, shared: bool = False
+) -> list[AnyMessage]:
+    """The agent's window onto `messages` (see `state.views.agent_view`)."""
+    return agent_view(
+        messages,
+        None if shared else spec.name,
+        max_pairs=context.max_message_pairs or spec.max_message_pairs,
+        max_tokens=context.max_context_tokens or spec.max_context_tokens,
+    )
+
+
+class _Call:
+    """State of one agent call, shared by the sync and async drivers."""
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        messages: Sequence[BaseMessage],
+        context: Context,
+        handoff_tools: Sequence[BaseTool],
+    ) -> None:
+        self.spec = spec
+        self.model_name = model_for(spec, context)
+        params: dict[str, Any] = {}
+        if spec.temperature is not None:
+            params["temperature"] = spec.temperature
+        if spec.max_tokens is not None:
+            params["max_tokens"] = spec.max_tokens
+        self.model: BaseChatModel = load_chat_model(self.model_name, **params)
+        self.tools = {t.name: t for t in (_as_tool(t) for t in spec.tools)}
+        self.handoffs = {t.name: t for t in handoff_tools}
+        bound = [*self.tools.values(), *self.handoffs.values()]
+        self.runnable: Runnable[Any, BaseMessage] = (
+            self.model.bind_tools(bound) if bound else self.model
+        )
+        self.transcript: list[BaseMessage] = [system_message(spec), *messages]
+        self.new: list[AnyMessage] = []
+        self.usage: UsageLedger = {}
+        self.refusals: list[str] = []
+        self.handoff: dict[str, Any] | None = None
+        self.structured: BaseModel | None = None
+
+    def record(self, message: BaseMessage, started: float) -> AIMessage:
+        ai = message if isinstance(message, AIMessage) else AIMessage(content=message.content)
+        ai.name = self.spec.name
+        tokens: Mapping[str, Any] = ai.usage_metadata or {}
+        input_tokens = int(tokens.get("input_tokens", 0))
+        output_tokens = int(tokens.get("output_tokens", 0))
+        cached = int((tokens.get("input_token_details") or {}).get("cache_read", 0) or 0)
+        cost = cost_usd(self.model_name, input_tokens, output_tokens, cached) or 0.0
+        self.usage = merge_usage(
+            self.usage,
+            usage_entry(
+                self.spec.name,
+                self.model_name,
+                input_tokens=input_tokens,
+                output_tokens=output_tokens,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                cost_usd=cost,
+            ),
+        )
+        self.new.append(ai)
+        self.transcript.append(ai)
+        return ai
+
+    def wants_tools(self, ai: AIMessage) -> bool:
+        """Handle the tool calls of `ai`; True when another model round is needed."""
+        if not ai.tool_calls:
+            return False
+        for call in ai.tool_calls:
+            if call["name"] in self.handoffs:
+                self.handoff = dict(call)
+                return False
+        for call in ai.tool_calls:
+            result = self.run_tool(call)
+            self.new.append(result)
+            self.transcript.append(result)
+        return True
+
+    def run_tool(self, call: Any) -> ToolMessage:
+        tool = self.tools.get(call["name"])
+        if tool is None:
+            allowed = ", ".join(self.tools) or "none"
+            note = (
+                f"refused: agent {self.spec.name!r} has no tool {call['name']!r} "
+                f"(its tools: {allowed})"
+            )
+            self.refusals.append(note)
+            return ToolMessage(note, tool_call_id=call["id"], name=call["name"], status="error")
+        try:
+            result = tool.invoke({**call, "type": "tool_call"})
+        except Exception as exc:  # a failing tool is reported to the model, not the user
+            return ToolMessage(
+                f"error: {type(exc).__name__}: {exc}",
+                tool_call_id=call["id"],
+                name=call["name"],
+                status="error",
+            )
+        if isinstance(result, ToolMessage):
+            return result
+        return ToolMessage(str(result), tool_call_id=call["id"], name=call["name"])
+
+    def schema_runnable(self) -> Runnable[Any, Any]:
+        assert self.spec.output_schema is not None
+        return self.model.with_structured_output(self.spec.output_schema, include_raw=True)
+
+    def accept_structured(self, output: dict[str, Any], started: float, attempt: int) -> bool:
+        """Record a structured-output attempt; True when it validated."""
+        raw = output.get("raw")
+        parsed = output.get("parsed")
+        if isinstance(raw, BaseMessage):
+            ai = self.record(raw, started)
+        else:
+            ai = self.record(AIMessage(content=""), started)
+        if isinstance(parsed, BaseModel):
+            ai.content = parsed.model_dump_json()
+            ai.tool_calls = []
+            self.structured = parsed
+            return True
+        error = output.get("parsing_error")
+        if attempt >= MAX_VALIDATION_RETRIES:
+            assert self.spec.output_schema is not None
+            raise OutputValidationError(
+                f"agent {self.spec.name!r} returned output that does not match "
+                f"{self.spec.output_schema.__name__} after {attempt + 1} attempts: {error}"
+            )
+        # The failed attempt stays out of the transcript shown to the user; the model is
+        # re-asked with the error so it can correct itself.
+        self.new.pop()
+        self.transcript.append(
+            HumanMessage(
+                f"Your previous answer did not match the required schema: {error}. "
+                "Answer again, following the schema exactly."
+            )
+        )
+        return False
+
+    def reply(self) -> AgentReply:
+        output: str | BaseModel
+        if self.structured is not None:
+            output = self.structured
+        else:
+            last = self.new[-1]
+            output = last.text if isinstance(last, AIMessage) else str(last.content)
+        return AgentReply(
+            messages=self.new,
+            output=output,
+            usage=self.usage,
+            handoff=self.handoff,
+            refusals=self.refusals,
+        )
+
+
+def call_agent(
+    spec: AgentSpec,
+    messages: Sequence[BaseMessage],
+    context: Context | None = None,
+    *,
+    handoff_tools: Sequence[BaseTool] = (),
+) -> AgentReply:
+    """Run one agent on `messages` (its view; the system prompt is added here).
+
+    Args:
+        spec: The agent.
+        messages: What the agent sees, oldest first, without a system message.
+        context: The run's context (model override, windows); defaults when None.
+        handoff_tools: Tools that hand control to another agent. They are offered to the model but
+            not run: the call stops at the first one and returns it as `AgentReply.handoff`.
+
+    Raises:
+        OutputValidationError: The agent has an output schema and its answer failed it twice.
+    """
+    call = _Call(spec, messages, resolve_context(context), handoff_tools)
+    for _ in range(MAX_TOOL_ROUNDS):
+        started = time.perf_counter()
+        ai = call.record(call.runnable.invoke(call.transcript), started)
+        if not call.wants_tools(ai):
+            break
+    else:
+        started = time.perf_counter()
+        call.record(call.model.invoke(call.transcript), started)
+    if spec.output_schema is not None and call.handoff is None:
+        for attempt in range(MAX_VALIDATION_RETRIES + 1):
+            started = time.perf_counter()
+            if call.accept_structured(
+                call.schema_runnable().invoke(call.transcript), started, attempt
+            ):
+                break
+    return call.reply()
+
+
+async def acall_agent(
+    spec: AgentSpec,
+    messages: Sequence[BaseMessage],
+    context: Context | None = None,
+    *,
+    handoff_tools: Sequence[BaseTool] = (),
+) -> AgentReply:
+    """Async form of `call_agent`."""
+    call = _Call(spec, messages, resolve_context(context), handoff_tools)
+    for _ in range(MAX_TOOL_ROUNDS):
+        started = time.perf_counter()
+        ai = call.record(await call.runnable.ainvoke(call.transcript), started)
+        if not call.wants_tools(ai):
+            break
+    else:
+        started = time.perf_counter()
+        call.record(await call.model.ainvoke(call.transcript), started)
+    if spec.output_schema is not None and call.handoff is None:
+        for attempt in range(MAX_VALIDATION_RETRIES + 1):
+            started = time.perf_counter()
+            output = await call.schema_runnable().ainvoke(call.transcript)
+            if call.accept_structured(output, started, attempt):
+                break
+    return call.reply()
+
+
+def _as_tool(candidate: Any) -> BaseTool:
+    if isinstance(candidate, BaseTool):
+        return candidate
+    if callable(candidate):
+        converted: BaseTool = as_tool(candidate)
+        return converted
+    raise TypeError(f"agent tools must be BaseTool instances or functions, got {candidate!r}")
+
+
+def _update(reply: AgentReply) -> dict[str, Any]:
+    return {"messages": reply.messages, "usage": reply.usage}
+
+
+def make_agent_node(spec: AgentSpec, *, shared_view: bool = False) -> Runnable[Any, dict[str, Any]]:
+    """Turn an agent into a node for any graph whose state has `messages` and `usage`.
+
+    The node reads the run's `Context` (through LangGraph's runtime), shows the agent its own view
+    of `messages` (only the turns it answered, unless `shared_view`), and returns only the keys it
+    changes: the new messages and the usage ledger update. It works under `invoke` and `ainvoke`.
+
+    Example:
+        ```python
+        builder.add_node(spec.name, make_agent_node(spec), retry_policy=model_retry_policy())
+        ```
+    """
+
+    def _context() -> Context:
+        try:
+            return resolve_context(get_runtime(Context).context)
+        except RuntimeError:  # called outside a graph (a unit test, say)
+            return Context()
+
+    def run_sync(state: dict[str, Any]) -> dict[str, Any]:
+        context = _context()
+        view = own_view(spec, state["messages"], context, shared=shared_view)
+        return _update(call_agent(spec, view, context))
+
+    async def run_async(state: dict[str, Any]) -> dict[str, Any]:
+        context = _context()
+        view = own_view(spec, state["messages"], context, shared=shared_view)
+        return _update(await acall_agent(spec, view, context))
+
+    return RunnableLambda(run_sync, afunc=run_async, name=spec.name)
+
+
+def render_output(output: str | BaseModel) -> str:
+    """An agent's output as text (structured output as indented JSON)."""
+    if isinstance(output, BaseModel):
+        return json.dumps(output.model_dump(mode="json"), indent=2)
+    return output
+
+
+NodeFactory = Callable[[AgentSpec], Runnable[Any, dict[str, Any]]]
+"""Signature of `make_agent_node`, for patterns that accept a custom factory."""

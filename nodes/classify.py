@@ -1,0 +1,88 @@
+"""The classify node: turns a classifier's decision into the router's choice for this turn."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AnyMessage, HumanMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langgraph.runtime import get_runtime
+
+from nodes.classifiers import Classifier, Decision
+from state.context import Context
+from state.router import Route
+
+
+def last_user_text(messages: Sequence[AnyMessage]) -> str:
+    """Text of the newest user message, or "" when there is none."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return ""
+
+
+def choose(
+    decision: Decision,
+    *,
+    classifier: str,
+    default_agent: str,
+    previous_agent: str | None,
+    threshold: float,
+) -> Route:
+    """The router's rule, as a pure function.
+
+    A confident decision wins. When the classifier is unsure, a follow-up stays with the agent
+    that answered the previous turn; a first turn goes to the default agent.
+    """
+    if decision.confidence >= threshold:
+        agent, reason = decision.agent, decision.reason
+    elif previous_agent is not None:
+        agent = previous_agent
+        reason = (
+            f"follow-up stays with {previous_agent}: classifier unsure "
+            f"({decision.agent} at {decision.confidence:.2f} < {threshold:.2f})"
+        )
+    else:
+        agent = default_agent
+        reason = (
+            f"low confidence ({decision.agent} at {decision.confidence:.2f} < {threshold:.2f}) "
+            f"-> default agent {default_agent}"
+        )
+    return Route(agent=agent, confidence=decision.confidence, reason=reason, classifier=classifier)
+
+
+def make_classify_node(
+    classifier: Classifier, *, default_agent: str
+) -> Runnable[Any, dict[str, Any]]:
+    """The node that routes each turn; writes `route`, `active_agent` and the classifier's usage."""
+
+    def _inputs(state: dict[str, Any]) -> tuple[str, Context, str | None]:
+        try:
+            context = get_runtime(Context).context or Context()
+        except RuntimeError:
+            context = Context()
+        previous = state.get("active_agent")
+        if previous not in classifier.agents:
+            previous = None
+        return last_user_text(state["messages"]), context, previous
+
+    def _update(decision: Decision, context: Context, previous: str | None) -> dict[str, Any]:
+        route = choose(
+            decision,
+            classifier=classifier.name,
+            default_agent=default_agent,
+            previous_agent=previous,
+            threshold=context.confidence_threshold,
+        )
+        return {"route": route, "active_agent": route["agent"], "usage": decision.usage}
+
+    def classify(state: dict[str, Any]) -> dict[str, Any]:
+        text, context, previous = _inputs(state)
+        return _update(classifier.classify(text, model=context.model), context, previous)
+
+    async def aclassify(state: dict[str, Any]) -> dict[str, Any]:
+        text, context, previous = _inputs(state)
+        return _update(await classifier.aclassify(text, model=context.model), context, previous)
+
+    return RunnableLambda(classify, afunc=aclassify, name="classify")

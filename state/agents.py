@@ -1,0 +1,157 @@
+"""Agent specifications: what an agent is, validated before any graph is built."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from switchyard.errors import AgentConfigError
+
+_SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class AgentSpec(BaseModel):
+    """Declarative description of one agent; every pattern turns these into graph nodes.
+
+    Example:
+        ```python
+        support = AgentSpec(
+            name="support",
+            description="Refunds, billing and account issues.",
+            system_prompt="You are the customer support agent.",
+            examples=["I was charged twice", "How do I get a refund?"],
+        )
+        ```
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = Field(description="Unique snake_case name; also the graph node name.")
+    description: str = Field(
+        description="What the agent handles; routers and handoff tools read it."
+    )
+    system_prompt: str = Field(default="", description="Instructions sent as the system message.")
+    model: str | None = Field(
+        default=None,
+        description="'offline' or 'provider:model'; None uses the run's or the process default.",
+    )
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    max_tokens: int | None = Field(default=None, gt=0, description="Cap on output tokens per call.")
+    tools: tuple[Any, ...] = Field(
+        default=(), description="LangChain tools (BaseTool or callables) the agent may call."
+    )
+    handoffs: tuple[str, ...] = Field(
+        default=(), description="Names of peers this agent may hand off to."
+    )
+    examples: tuple[str, ...] = Field(
+        default=(), description="Example requests this agent should receive (used for routing)."
+    )
+    output_schema: type[BaseModel] | None = Field(
+        default=None, description="Pydantic model the agent's output must validate against."
+    )
+    max_message_pairs: int = Field(
+        default=10, gt=0, description="Most recent user/agent exchanges the agent sees."
+    )
+    max_context_tokens: int = Field(
+        default=8_000, gt=0, description="Token budget for the agent's view of the conversation."
+    )
+    timeout_s: float | None = Field(default=None, gt=0, description="Per-call timeout, seconds.")
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, value: str) -> str:
+        if not _SNAKE_CASE.match(value):
+            raise ValueError(
+                f"agent name {value!r} must be snake_case: a lowercase letter, then lowercase "
+                "letters, digits or underscores (at most 64 characters)"
+            )
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("description must not be empty; routers and handoffs rely on it")
+        return value.strip()
+
+    @property
+    def routing_text(self) -> str:
+        """The text a classifier learns this agent from: its name, description and examples."""
+        return " ".join([self.name.replace("_", " "), self.description, *self.examples])
+
+
+def make_agent(**fields: Any) -> AgentSpec:
+    """Build an `AgentSpec`, turning pydantic's error into one `AgentConfigError` line.
+
+    Raises:
+        AgentConfigError: A field is missing or invalid; the message names the field.
+    """
+    try:
+        return AgentSpec(**fields)
+    except ValidationError as exc:
+        name = fields.get("name", "<unnamed>")
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise AgentConfigError(f"agent {name!r}: {problems}") from None
+
+
+def check_agents(
+    agents: Sequence[AgentSpec],
+    *,
+    default_agent: str | None = None,
+    reserved: Iterable[str] = (),
+) -> dict[str, AgentSpec]:
+    """Validate a set of agents for one graph and index them by name.
+
+    Args:
+        agents: The agents the graph will contain.
+        default_agent: The agent that answers when routing is unsure, if the pattern has one.
+        reserved: Node names the pattern uses itself, which agents may not take.
+
+    Returns:
+        The agents keyed by name, in the order given.
+
+    Raises:
+        AgentConfigError: Empty list, duplicate or reserved names, an unknown default agent, or a
+            handoff to an agent that is not in the list.
+    """
+    if not agents:
+        raise AgentConfigError("no agents given: a graph needs at least one AgentSpec")
+    for spec in agents:
+        if not isinstance(spec, AgentSpec):
+            raise AgentConfigError(
+                f"expected AgentSpec instances, got {type(spec).__name__}: build agents with "
+                "AgentSpec(...) or make_agent(...)"
+            )
+    counts = Counter(spec.name for spec in agents)
+    duplicates = sorted(name for name, n in counts.items() if n > 1)
+    if duplicates:
+        raise AgentConfigError(
+            f"duplicate agent names: {', '.join(duplicates)}; names must be unique"
+        )
+    clashes = sorted(set(counts) & set(reserved))
+    if clashes:
+        raise AgentConfigError(
+            f"agent names {', '.join(clashes)} are reserved by this pattern; rename the agents"
+        )
+    by_name = {spec.name: spec for spec in agents}
+    if default_agent is not None and default_agent not in by_name:
+        raise AgentConfigError(
+            f"default agent {default_agent!r} is not one of the agents: {', '.join(by_name)}"
+        )
+    for spec in agents:
+        unknown = [peer for peer in spec.handoffs if peer not in by_name]
+        if unknown:
+            raise AgentConfigError(
+                f"agent {spec.name!r} hands off to unknown agents: {', '.join(unknown)}; "
+                f"known agents: {', '.join(by_name)}"
+            )
+        if spec.name in spec.handoffs:
+            raise AgentConfigError(f"agent {spec.name!r} cannot hand off to itself")
+    return by_name

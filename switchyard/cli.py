@@ -1,0 +1,127 @@
+"""The `switchyard` command line: run a pattern, list the patterns.
+
+Every deliberate error prints one line to stderr and exits with code 2; there are no tracebacks for
+bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from state.context import Context
+from switchyard.errors import SwitchyardError
+from switchyard.persistence import open_checkpointer
+from switchyard.registry import describe, load_graph, pattern_names
+from switchyard.run import RunResult, run
+
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchyard",
+        description="Multi-agent orchestration patterns on LangGraph, with guardrails built in.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_cmd = commands.add_parser("run", help="send one message through a pattern")
+    run_cmd.add_argument("pattern", help="pattern name (see `switchyard graphs`)")
+    run_cmd.add_argument("text", help="the user's message")
+    run_cmd.add_argument("--user", default="local", help="user id owning the session")
+    run_cmd.add_argument(
+        "--session", default=None, help="continue this session (default: start a new one)"
+    )
+    run_cmd.add_argument(
+        "--model", default=None, help="'offline' or 'provider:model' (default: SWITCHYARD_MODEL)"
+    )
+    run_cmd.add_argument(
+        "--checkpointer",
+        default=None,
+        help="SQLite path or 'memory' (default: SWITCHYARD_CHECKPOINTER, else .switchyard/)",
+    )
+    run_cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+
+    commands.add_parser("graphs", help="list the patterns (as in langgraph.json)")
+    return parser
+
+
+def _print_result(result: RunResult, console: Console) -> None:
+    if result.ok:
+        console.print(result.output, markup=False, highlight=False)
+    else:
+        console.print(f"run ended: {result.end_reason}: {result.error}", markup=False)
+    table = Table(title=None, show_edge=False)
+    for column in ("agent", "confidence", "latency", "tokens in/out/total", "cost"):
+        table.add_column(column, justify="left" if column == "agent" else "right")
+    confidence = "-" if result.confidence is None else f"{result.confidence:.2f}"
+    table.add_row(
+        result.agent_name or "-",
+        confidence,
+        f"{result.latency_ms:.1f} ms",
+        f"{result.input_tokens}/{result.output_tokens}/{result.total_tokens}",
+        f"${result.cost_usd:.6f}",
+    )
+    console.print()
+    console.print(table)
+    if result.route_reason:
+        console.print(f"route: {result.route_reason}", markup=False, highlight=False)
+    console.print(
+        f"session: {result.session_id} (continue with --user {result.user_id} "
+        f"--session {result.session_id})",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    graph = load_graph(args.pattern)
+    context = Context(model=args.model)
+    with open_checkpointer(args.checkpointer) as saver:
+        compiled = graph.builder.compile(checkpointer=saver, name=graph.name)
+        result = run(
+            compiled, args.text, user_id=args.user, session_id=args.session, context=context
+        )
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2))
+    else:
+        _print_result(result, console)
+    return 0 if result.ok else 1
+
+
+def _graphs(console: Console) -> int:
+    table = Table(show_edge=False)
+    table.add_column("pattern")
+    table.add_column("what it does")
+    for name in pattern_names():
+        table.add_row(name, describe(name))
+    console.print(table)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `switchyard` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    console = Console(soft_wrap=True)
+    try:
+        if args.command == "run":
+            return _run(args, console)
+        return _graphs(console)
+    except SwitchyardError as exc:
+        print(f"switchyard: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # invalid settings, e.g. a Context field out of range
+        print(f"switchyard: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("switchyard: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""The errors Switchyard raises on purpose: each message says what to fix."""
+
+from __future__ import annotations
+
+
+class SwitchyardError(Exception):
+    """Base class for every error Switchyard raises deliberately.
+
+    The CLI prints these as one line and exits with code 2; anything else is a bug.
+    """
+
+
+class AgentConfigError(SwitchyardError, ValueError):
+    """An agent specification or a set of agents is invalid (raised when a graph is built)."""
+
+
+class ModelConfigError(SwitchyardError, ValueError):
+    """A model string cannot be loaded: unknown provider, missing package or missing credentials."""
+
+
+class InvalidInputError(SwitchyardError, ValueError):
+    """A user message cannot be run: empty, too long or not valid UTF-8."""
+
+
+class SessionAccessError(SwitchyardError, PermissionError):
+    """A caller tried to read or continue a session that belongs to another user."""
+
+
+class GraphNotFoundError(SwitchyardError, LookupError):
+    """A pattern name is not registered in langgraph.json."""
+
+
+class PersistenceConfigError(SwitchyardError, ValueError):
+    """The checkpointer setting cannot be opened."""
