@@ -7,9 +7,10 @@ bad input.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +22,9 @@ from switchyard.registry import describe, load_graph, pattern_names
 from switchyard.run import RunResult, run
 
 EXIT_USAGE = 2
+
+COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules that add subcommands (see `_parser`)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,8 +50,15 @@ def _parser() -> argparse.ArgumentParser:
         help="SQLite path or 'memory' (default: SWITCHYARD_CHECKPOINTER, else .switchyard/)",
     )
     run_cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+    run_cmd.set_defaults(handler=_run)
 
-    commands.add_parser("graphs", help="list the patterns (as in langgraph.json)")
+    graphs_cmd = commands.add_parser("graphs", help="list the patterns (as in langgraph.json)")
+    graphs_cmd.set_defaults(handler=_graphs)
+
+    # Commands that live in their own modules: each exposes `add_command(subparsers)`, which adds
+    # a subparser whose `handler(args, console) -> int` is set with `set_defaults(handler=...)`.
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_command(commands)
     return parser
 
 
@@ -94,7 +105,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     return 0 if result.ok else 1
 
 
-def _graphs(console: Console) -> int:
+def _graphs(args: argparse.Namespace, console: Console) -> int:
     table = Table(show_edge=False)
     table.add_column("pattern")
     table.add_column("what it does")
@@ -109,9 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(soft_wrap=True)
     try:
-        if args.command == "run":
-            return _run(args, console)
-        return _graphs(console)
+        handler: Callable[[argparse.Namespace, Console], int] = args.handler
+        return handler(args, console)
     except SwitchyardError as exc:
         print(f"switchyard: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
