@@ -13,6 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from nodes.agent import make_agent_node
 from nodes.classifiers import Classifier, default_classifier
 from nodes.classify import make_classify_node
+from nodes.fallback import fallback_destinations, make_fallback_handler
 from state.agents import AgentSpec, check_agents
 from state.context import Context
 from state.router import RouterInput, RouterOutput, RouterState
@@ -66,7 +67,13 @@ def build_router_graph(
         retry_policy=model_retry_policy(),
     )
     for spec in agents:
-        builder.add_node(spec.name, make_agent_node(spec), retry_policy=model_retry_policy())
+        builder.add_node(
+            spec.name,
+            make_agent_node(spec),
+            retry_policy=model_retry_policy(spec.max_attempts),
+            error_handler=make_fallback_handler(spec, default_agent=default_agent),
+            destinations=fallback_destinations(spec, default_agent),
+        )
         builder.add_edge(spec.name, END)
     builder.add_edge(START, CLASSIFY)
     builder.add_conditional_edges(CLASSIFY, route_to_agent, list(by_name))

@@ -8,11 +8,13 @@ transcript call `call_agent` / `acall_agent` directly with the messages they cho
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
@@ -23,6 +25,7 @@ from langchain_core.messages import (
     SystemMessage,
     ToolMessage,
 )
+from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
@@ -34,8 +37,11 @@ from state.context import Context
 from state.reducers import merge_usage
 from state.usage import UsageLedger, usage_entry
 from state.views import agent_view
+from switchyard.breaker import breaker_for
+from switchyard.budgets import current_meter
+from switchyard.cache import CACHE_HIT_KEY
 from switchyard.errors import SwitchyardError
-from switchyard.models import default_model, load_chat_model
+from switchyard.models import OFFLINE, default_model, load_chat_model
 from switchyard.pricing import cost_usd
 
 MAX_TOOL_ROUNDS = 5
@@ -47,6 +53,18 @@ MAX_VALIDATION_RETRIES = 1
 
 class OutputValidationError(SwitchyardError):
     """An agent's output failed its output schema even after being re-asked."""
+
+
+class AgentTimeoutError(SwitchyardError, TimeoutError):
+    """An agent's model call took longer than its `timeout_s` (transient: retried)."""
+
+    status_code = 408
+
+
+_EXPECTED_OUTPUT_TOKENS = 512
+"""Output tokens assumed for a call's budget estimate when the agent sets no max_tokens."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,7 +115,12 @@ def own_view(
 
 
 class _Call:
-    """State of one agent call, shared by the sync and async drivers."""
+    """State of one agent call, shared by the sync and async drivers.
+
+    Every model round goes through `begin` (deadline, budgets, circuit breaker: may switch to a
+    cheaper model or refuse the call) and ends in `record` (usage, cost, meter) or `failed`
+    (breaker bookkeeping).
+    """
 
     def __init__(
         self,
@@ -105,36 +128,77 @@ class _Call:
         messages: Sequence[BaseMessage],
         context: Context,
         handoff_tools: Sequence[BaseTool],
+        model: str | None,
     ) -> None:
         self.spec = spec
-        self.model_name = model_for(spec, context)
-        params: dict[str, Any] = {}
-        if spec.temperature is not None:
-            params["temperature"] = spec.temperature
-        if spec.max_tokens is not None:
-            params["max_tokens"] = spec.max_tokens
-        self.model: BaseChatModel = load_chat_model(self.model_name, **params)
+        self.fallback = model is not None
         self.tools = {t.name: t for t in (_as_tool(t) for t in spec.tools)}
         self.handoffs = {t.name: t for t in handoff_tools}
-        bound = [*self.tools.values(), *self.handoffs.values()]
-        self.runnable: Runnable[Any, BaseMessage] = (
-            self.model.bind_tools(bound) if bound else self.model
-        )
+        self._use_model(model or model_for(spec, context))
         self.transcript: list[BaseMessage] = [system_message(spec), *messages]
         self.new: list[AnyMessage] = []
         self.usage: UsageLedger = {}
         self.refusals: list[str] = []
         self.handoff: dict[str, Any] | None = None
         self.structured: BaseModel | None = None
+        self.meter = current_meter()
+        self.retries = _attempt() - 1
+
+    def _use_model(self, model_name: str) -> None:
+        params: dict[str, Any] = {}
+        if self.spec.temperature is not None:
+            params["temperature"] = self.spec.temperature
+        if self.spec.max_tokens is not None:
+            params["max_tokens"] = self.spec.max_tokens
+        if self.spec.timeout_s is not None and not model_name.startswith(OFFLINE):
+            # Sync calls cannot be cancelled in-process, so the HTTP client enforces the timeout.
+            params["timeout"] = self.spec.timeout_s
+        self.model_name = model_name
+        self.model: BaseChatModel = load_chat_model(model_name, **params)
+        self.breaker = breaker_for(model_name)
+        bound = [*self.tools.values(), *self.handoffs.values()]
+        self.with_tools: Runnable[Any, BaseMessage] = (
+            self.model.bind_tools(bound) if bound else self.model
+        )
+
+    def begin(self, kind: Literal["tools", "plain", "schema"]) -> Runnable[Any, Any]:
+        """Admit the next model round and return what to invoke for it."""
+        if self.meter is not None:
+            expected_in = count_tokens_approximately(self.transcript)
+            expected_out = self.spec.max_tokens or _EXPECTED_OUTPUT_TOKENS
+            chosen = self.meter.admit(
+                self.spec.name,
+                self.model_name,
+                expected_in + expected_out,
+                cost_usd(self.model_name, expected_in, expected_out),
+                self.spec.budget,
+            )
+            if chosen != self.model_name:
+                self._use_model(chosen)
+        self.breaker.before_call()
+        if kind == "tools":
+            return self.with_tools
+        if kind == "plain":
+            return self.model
+        assert self.spec.output_schema is not None
+        return self.model.with_structured_output(self.spec.output_schema, include_raw=True)
+
+    def failed(self, exc: BaseException) -> None:
+        self.breaker.on_failure(exc)
 
     def record(self, message: BaseMessage, started: float) -> AIMessage:
+        self.breaker.on_success()
         ai = message if isinstance(message, AIMessage) else AIMessage(content=message.content)
         ai.name = self.spec.name
         tokens: Mapping[str, Any] = ai.usage_metadata or {}
         input_tokens = int(tokens.get("input_tokens", 0))
         output_tokens = int(tokens.get("output_tokens", 0))
         cached = int((tokens.get("input_token_details") or {}).get("cache_read", 0) or 0)
+        cache_hit = bool(ai.response_metadata.get(CACHE_HIT_KEY))
+        if cache_hit:  # answered from the response cache: nothing was sent, nothing is owed
+            input_tokens = output_tokens = cached = 0
         cost = cost_usd(self.model_name, input_tokens, output_tokens, cached) or 0.0
+        first = not self.usage
         self.usage = merge_usage(
             self.usage,
             usage_entry(
@@ -144,8 +208,13 @@ class _Call:
                 output_tokens=output_tokens,
                 latency_ms=(time.perf_counter() - started) * 1000,
                 cost_usd=cost,
+                cache_hits=int(cache_hit),
+                retries=self.retries if first else 0,
+                fallbacks=int(self.fallback and first),
             ),
         )
+        if self.meter is not None:
+            self.meter.charge(self.spec.name, input_tokens + output_tokens, cost, self.spec.budget)
         self.new.append(ai)
         self.transcript.append(ai)
         return ai
@@ -172,6 +241,7 @@ class _Call:
                 f"refused: agent {self.spec.name!r} has no tool {call['name']!r} "
                 f"(its tools: {allowed})"
             )
+            logger.warning(note)
             self.refusals.append(note)
             return ToolMessage(note, tool_call_id=call["id"], name=call["name"], status="error")
         try:
@@ -187,18 +257,11 @@ class _Call:
             return result
         return ToolMessage(str(result), tool_call_id=call["id"], name=call["name"])
 
-    def schema_runnable(self) -> Runnable[Any, Any]:
-        assert self.spec.output_schema is not None
-        return self.model.with_structured_output(self.spec.output_schema, include_raw=True)
-
     def accept_structured(self, output: dict[str, Any], started: float, attempt: int) -> bool:
         """Record a structured-output attempt; True when it validated."""
         raw = output.get("raw")
         parsed = output.get("parsed")
-        if isinstance(raw, BaseMessage):
-            ai = self.record(raw, started)
-        else:
-            ai = self.record(AIMessage(content=""), started)
+        ai = self.record(raw if isinstance(raw, BaseMessage) else AIMessage(content=""), started)
         if isinstance(parsed, BaseModel):
             ai.content = parsed.model_dump_json()
             ai.tool_calls = []
@@ -238,12 +301,54 @@ class _Call:
         )
 
 
+def _attempt() -> int:
+    """This node attempt's number (1 on the first try; LangGraph's RetryPolicy counts up)."""
+    try:
+        info = get_runtime().execution_info
+    except RuntimeError:  # not inside a graph
+        return 1
+    return info.node_attempt if info is not None else 1
+
+
+def _invoke(call: _Call, kind: Literal["tools", "plain", "schema"]) -> tuple[Any, float]:
+    runnable = call.begin(kind)
+    started = time.perf_counter()
+    try:
+        return runnable.invoke(call.transcript), started
+    except Exception as exc:
+        call.failed(exc)
+        raise
+
+
+async def _ainvoke(call: _Call, kind: Literal["tools", "plain", "schema"]) -> tuple[Any, float]:
+    runnable = call.begin(kind)
+    started = time.perf_counter()
+    try:
+        if call.spec.timeout_s is None:
+            return await runnable.ainvoke(call.transcript), started
+        # LangGraph's TimeoutPolicy refuses nodes that also run synchronously, and agent nodes
+        # run under both invoke and ainvoke; so the async path bounds the model call itself.
+        return await asyncio.wait_for(runnable.ainvoke(call.transcript), call.spec.timeout_s), (
+            started
+        )
+    except TimeoutError as exc:
+        timeout = AgentTimeoutError(
+            f"agent {call.spec.name!r} timed out after {call.spec.timeout_s}s"
+        )
+        call.failed(timeout)
+        raise timeout from exc
+    except Exception as exc:
+        call.failed(exc)
+        raise
+
+
 def call_agent(
     spec: AgentSpec,
     messages: Sequence[BaseMessage],
     context: Context | None = None,
     *,
     handoff_tools: Sequence[BaseTool] = (),
+    model: str | None = None,
 ) -> AgentReply:
     """Run one agent on `messages` (its view; the system prompt is added here).
 
@@ -253,25 +358,25 @@ def call_agent(
         context: The run's context (model override, windows); defaults when None.
         handoff_tools: Tools that hand control to another agent. They are offered to the model but
             not run: the call stops at the first one and returns it as `AgentReply.handoff`.
+        model: Use this model instead of the agent's (the fallback chain passes its models here;
+            the call is counted as a fallback in the usage ledger).
 
     Raises:
         OutputValidationError: The agent has an output schema and its answer failed it twice.
+        CircuitOpenError: The model's circuit breaker is open.
+        BudgetExceededError: A budget would be exceeded.
+        DeadlineExceededError: The run's deadline has passed.
     """
-    call = _Call(spec, messages, resolve_context(context), handoff_tools)
+    call = _Call(spec, messages, resolve_context(context), handoff_tools, model)
     for _ in range(MAX_TOOL_ROUNDS):
-        started = time.perf_counter()
-        ai = call.record(call.runnable.invoke(call.transcript), started)
+        ai = call.record(*_invoke(call, "tools"))
         if not call.wants_tools(ai):
             break
     else:
-        started = time.perf_counter()
-        call.record(call.model.invoke(call.transcript), started)
+        call.record(*_invoke(call, "plain"))
     if spec.output_schema is not None and call.handoff is None:
         for attempt in range(MAX_VALIDATION_RETRIES + 1):
-            started = time.perf_counter()
-            if call.accept_structured(
-                call.schema_runnable().invoke(call.transcript), started, attempt
-            ):
+            if call.accept_structured(*_invoke(call, "schema"), attempt):
                 break
     return call.reply()
 
@@ -282,22 +387,19 @@ async def acall_agent(
     context: Context | None = None,
     *,
     handoff_tools: Sequence[BaseTool] = (),
+    model: str | None = None,
 ) -> AgentReply:
     """Async form of `call_agent`."""
-    call = _Call(spec, messages, resolve_context(context), handoff_tools)
+    call = _Call(spec, messages, resolve_context(context), handoff_tools, model)
     for _ in range(MAX_TOOL_ROUNDS):
-        started = time.perf_counter()
-        ai = call.record(await call.runnable.ainvoke(call.transcript), started)
+        ai = call.record(*await _ainvoke(call, "tools"))
         if not call.wants_tools(ai):
             break
     else:
-        started = time.perf_counter()
-        call.record(await call.model.ainvoke(call.transcript), started)
+        call.record(*await _ainvoke(call, "plain"))
     if spec.output_schema is not None and call.handoff is None:
         for attempt in range(MAX_VALIDATION_RETRIES + 1):
-            started = time.perf_counter()
-            output = await call.schema_runnable().ainvoke(call.transcript)
-            if call.accept_structured(output, started, attempt):
+            if call.accept_structured(*await _ainvoke(call, "schema"), attempt):
                 break
     return call.reply()
 

@@ -8,6 +8,7 @@ from typing import Any
 from langchain_core.messages import AnyMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.runtime import get_runtime
+from langgraph.types import interrupt
 
 from nodes.classifiers import Classifier, Decision
 from state.context import Context
@@ -52,6 +53,39 @@ def choose(
     return Route(agent=agent, confidence=decision.confidence, reason=reason, classifier=classifier)
 
 
+def ask_person(
+    decision: Decision, text: str, agents: Sequence[str], default_agent: str
+) -> Decision:
+    """Pause the run (`interrupt`) so a person picks the agent; resume with an agent's name.
+
+    An answer that is not an agent's name sends the turn to the default agent.
+    """
+    answer = interrupt(
+        {
+            "reason": "low_confidence",
+            "request": text,
+            "suggested": decision.agent,
+            "confidence": decision.confidence,
+            "agents": list(agents),
+            "resume_with": "the name of the agent that should answer",
+        }
+    )
+    chosen = str(answer).strip()
+    if chosen in agents:
+        return Decision(
+            chosen,
+            1.0,
+            f"chosen by a person (router suggested {decision.agent} at {decision.confidence:.2f})",
+            decision.usage,
+        )
+    return Decision(
+        default_agent,
+        1.0,
+        f"a person answered {chosen!r}, not an agent name: default agent {default_agent}",
+        decision.usage,
+    )
+
+
 def make_classify_node(
     classifier: Classifier, *, default_agent: str
 ) -> Runnable[Any, dict[str, Any]]:
@@ -67,7 +101,12 @@ def make_classify_node(
             previous = None
         return last_user_text(state["messages"]), context, previous
 
-    def _update(decision: Decision, context: Context, previous: str | None) -> dict[str, Any]:
+    def _update(
+        decision: Decision, context: Context, previous: str | None, text: str
+    ) -> dict[str, Any]:
+        escalate_below = context.escalation_threshold
+        if escalate_below is not None and decision.confidence < escalate_below:
+            decision = ask_person(decision, text, classifier.agents, default_agent)
         route = choose(
             decision,
             classifier=classifier.name,
@@ -75,14 +114,20 @@ def make_classify_node(
             previous_agent=previous,
             threshold=context.confidence_threshold,
         )
-        return {"route": route, "active_agent": route["agent"], "usage": decision.usage}
+        return {
+            "route": route,
+            "active_agent": route["agent"],
+            "usage": decision.usage,
+            "end_reason": None,
+        }
 
     def classify(state: dict[str, Any]) -> dict[str, Any]:
         text, context, previous = _inputs(state)
-        return _update(classifier.classify(text, model=context.model), context, previous)
+        return _update(classifier.classify(text, model=context.model), context, previous, text)
 
     async def aclassify(state: dict[str, Any]) -> dict[str, Any]:
         text, context, previous = _inputs(state)
-        return _update(await classifier.aclassify(text, model=context.model), context, previous)
+        decision = await classifier.aclassify(text, model=context.model)
+        return _update(decision, context, previous, text)
 
     return RunnableLambda(classify, afunc=aclassify, name="classify")

@@ -9,7 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from switchyard.errors import AgentConfigError
+from switchyard.budgets import Budget
+from switchyard.errors import AgentConfigError, ModelConfigError
+from switchyard.models import is_registered, split_model
+from switchyard.pricing import has_price
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -60,6 +63,15 @@ class AgentSpec(BaseModel):
         default=8_000, gt=0, description="Token budget for the agent's view of the conversation."
     )
     timeout_s: float | None = Field(default=None, gt=0, description="Per-call timeout, seconds.")
+    max_attempts: int = Field(
+        default=3, ge=1, le=10, description="Attempts per model call on transient failures."
+    )
+    fallback_models: tuple[str, ...] = Field(
+        default=(), description="Models tried, in order, when the agent's own model fails."
+    )
+    budget: Budget | None = Field(
+        default=None, description="Limit on this agent's spend over a session."
+    )
 
     @field_validator("name")
     @classmethod
@@ -154,4 +166,27 @@ def check_agents(
             )
         if spec.name in spec.handoffs:
             raise AgentConfigError(f"agent {spec.name!r} cannot hand off to itself")
+        _check_models(spec)
     return by_name
+
+
+def _check_models(spec: AgentSpec) -> None:
+    """Model strings must parse, and a dollar budget needs a price for every model it may use."""
+    models = [m for m in (spec.model, *spec.fallback_models) if m is not None]
+    if spec.budget is not None and spec.budget.downgrade_model:
+        models.append(spec.budget.downgrade_model)
+    for model in models:
+        if is_registered(model):
+            continue
+        try:
+            split_model(model)
+        except ModelConfigError as exc:
+            raise AgentConfigError(f"agent {spec.name!r}: {exc}") from None
+    if spec.budget is not None and spec.budget.max_usd is not None:
+        unpriced = [m for m in models if not has_price(m)]
+        if unpriced:
+            raise AgentConfigError(
+                f"agent {spec.name!r} has a dollar budget but no price is known for "
+                f"{', '.join(unpriced)}; register one with switchyard.pricing.set_price or "
+                "use a token budget"
+            )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from switchyard.budgets import Budget
+
 
 @dataclass(kw_only=True)
 class Context:
@@ -46,6 +48,32 @@ class Context:
         default=8,
         metadata={"description": "Most handoffs between agents in one run (cyclic patterns)."},
     )
+    run_budget: Budget | None = field(
+        default_factory=lambda: Budget(max_tokens=200_000),
+        metadata={"description": "Spend limit of one run (tokens and/or US dollars)."},
+    )
+    session_budget: Budget | None = field(
+        default=None,
+        metadata={"description": "Spend limit of the whole session, this run included."},
+    )
+    deadline_s: float | None = field(
+        default=300.0,
+        metadata={"description": "Seconds after which a run starts no more model calls."},
+    )
+    escalate_to_human: bool = field(
+        default=False,
+        metadata={
+            "description": "Pause for a person (interrupt) when an agent's fallback chain is "
+            "exhausted, instead of ending the run as failed."
+        },
+    )
+    escalation_threshold: float | None = field(
+        default=None,
+        metadata={
+            "description": "Routes below this confidence pause for a person to choose the agent "
+            "(must be below confidence_threshold). Empty: never."
+        },
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.confidence_threshold <= 1.0:
@@ -55,6 +83,15 @@ class Context:
         for name in ("recursion_limit", "max_input_chars", "max_handoffs"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise ValueError(f"deadline_s must be positive when set, got {self.deadline_s}")
+        if self.escalation_threshold is not None and not (
+            0.0 <= self.escalation_threshold < self.confidence_threshold
+        ):
+            raise ValueError(
+                "escalation_threshold must be at least 0 and below confidence_threshold "
+                f"({self.confidence_threshold}), got {self.escalation_threshold}"
+            )
         for name in ("max_message_pairs", "max_context_tokens"):
             value = getattr(self, name)
             if value is not None and value <= 0:

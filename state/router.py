@@ -34,15 +34,18 @@ class RouterOutput(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     route: Route | None
     usage: Annotated[UsageLedger, merge_usage]
+    end_reason: str | None
 
 
 class RouterState(MessagesState):
     """Full router state, checkpointed per session.
 
     `route` and `active_agent` have a single writer (`classify`), so they need no reducer; the
-    usage ledger is written by every agent node and sums.
+    usage ledger is written by every agent node and sums; `end_reason` is set only when a run
+    ends early (a fallback handler stopping it) and reset by `classify` at the start of a turn.
     """
 
     route: Route | None
     active_agent: str | None
     usage: Annotated[UsageLedger, merge_usage]
+    end_reason: str | None

@@ -16,14 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from state.context import Context
-from switchyard.errors import SwitchyardError
+from switchyard.cache import cache_from_environment
+from switchyard.errors import InvalidInputError, SwitchyardError
 from switchyard.persistence import open_checkpointer
 from switchyard.registry import describe, load_graph, pattern_names
-from switchyard.run import RunResult, run
+from switchyard.run import RunResult, resume, run
 
 EXIT_USAGE = 2
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("switchyard.dlq_cli",)
 """Modules that add subcommands (see `_parser`)."""
 
 
@@ -36,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
 
     run_cmd = commands.add_parser("run", help="send one message through a pattern")
     run_cmd.add_argument("pattern", help="pattern name (see `switchyard graphs`)")
-    run_cmd.add_argument("text", help="the user's message")
+    run_cmd.add_argument("text", nargs="?", default=None, help="the user's message")
+    run_cmd.add_argument(
+        "--resume",
+        default=None,
+        metavar="ANSWER",
+        help="answer a run paused for a person (needs --session), instead of sending text",
+    )
     run_cmd.add_argument("--user", default="local", help="user id owning the session")
     run_cmd.add_argument(
         "--session", default=None, help="continue this session (default: start a new one)"
@@ -65,8 +72,23 @@ def _parser() -> argparse.ArgumentParser:
 def _print_result(result: RunResult, console: Console) -> None:
     if result.ok:
         console.print(result.output, markup=False, highlight=False)
+    elif result.end_reason == "escalated":
+        console.print(f"waiting for a person: {json.dumps(result.interrupt)}", markup=False)
+        console.print(
+            f"answer with: switchyard run PATTERN --resume ANSWER --user {result.user_id} "
+            f"--session {result.session_id}",
+            markup=False,
+            highlight=False,
+        )
     else:
         console.print(f"run ended: {result.end_reason}: {result.error}", markup=False)
+        if result.dead_letter_id:
+            console.print(
+                f"recorded as dead letter {result.dead_letter_id}: "
+                f"switchyard dlq replay {result.dead_letter_id}",
+                markup=False,
+                highlight=False,
+            )
     table = Table(title=None, show_edge=False)
     for column in ("agent", "confidence", "latency", "tokens in/out/total", "cost"):
         table.add_column(column, justify="left" if column == "agent" else "right")
@@ -93,11 +115,20 @@ def _print_result(result: RunResult, console: Console) -> None:
 def _run(args: argparse.Namespace, console: Console) -> int:
     graph = load_graph(args.pattern)
     context = Context(model=args.model)
+    if (args.text is None) == (args.resume is None):
+        raise InvalidInputError("give either a message or --resume ANSWER (with --session)")
+    if args.resume is not None and args.session is None:
+        raise InvalidInputError("--resume needs --session: the session whose run is paused")
     with open_checkpointer(args.checkpointer) as saver:
         compiled = graph.builder.compile(checkpointer=saver, name=graph.name)
-        result = run(
-            compiled, args.text, user_id=args.user, session_id=args.session, context=context
-        )
+        if args.resume is not None:
+            result = resume(
+                compiled, args.resume, user_id=args.user, session_id=args.session, context=context
+            )
+        else:
+            result = run(
+                compiled, args.text, user_id=args.user, session_id=args.session, context=context
+            )
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
@@ -120,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(soft_wrap=True)
     try:
+        cache_from_environment()
         handler: Callable[[argparse.Namespace, Console], int] = args.handler
         return handler(args, console)
     except SwitchyardError as exc:

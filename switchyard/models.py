@@ -52,6 +52,11 @@ def register_chat_model(name: str, model: BaseChatModel) -> None:
     _registered[name] = model
 
 
+def is_registered(name: str) -> bool:
+    """Whether `name` was registered with `register_chat_model`."""
+    return name in _registered
+
+
 def unregister_chat_model(name: str) -> None:
     """Forget a model registered with `register_chat_model` (no error if it is not there)."""
     _registered.pop(name, None)

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
+from switchyard.errors import ModelConfigError
 from switchyard.models import OFFLINE, split_model
 
 logger = logging.getLogger(__name__)
@@ -50,22 +51,28 @@ _overrides: dict[str, Price] = {}
 
 
 def set_price(model: str, price: Price) -> None:
-    """Register (or replace) the price of a `provider:model`, taking precedence over the table."""
-    provider, name = split_model(model)
-    _overrides[f"{provider}:{name}"] = price
+    """Register (or replace) the price of a model string, taking precedence over the table."""
+    _overrides[model.strip()] = price
     _table_price.cache_clear()
 
 
 def cost_usd(
     model: str, input_tokens: int, output_tokens: int, cache_read_tokens: int = 0
 ) -> float | None:
-    """Dollars one call cost, 0 for the offline model, `None` when the price is unknown."""
-    provider, name = split_model(model)
-    if provider == OFFLINE:
-        return 0.0
-    override = _overrides.get(f"{provider}:{name}")
+    """Dollars one call cost, 0 for the offline model, `None` when the price is unknown.
+
+    A name without a provider (a model registered with `register_chat_model`, say) has no
+    known price unless one is set with `set_price`.
+    """
+    override = _overrides.get(model)
     if override is not None:
         return override.cost(input_tokens, output_tokens, cache_read_tokens)
+    try:
+        provider, name = split_model(model)
+    except ModelConfigError:
+        return None
+    if provider == OFFLINE:
+        return 0.0
     return _table_price(provider, name, input_tokens, output_tokens, cache_read_tokens)
 
 

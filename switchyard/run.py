@@ -9,17 +9,27 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.pregel import Pregel
-from langgraph.types import StateSnapshot
+from langgraph.types import Command, StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 
 from state.context import Context
 from state.usage import UsageLedger, ledger_delta
+from switchyard.budgets import (
+    BudgetExceededError,
+    DeadlineExceededError,
+    RunMeter,
+    Spend,
+    metered,
+)
+from switchyard.dlq import DeadLetter, DeadLetterQueue
 from switchyard.errors import InvalidInputError, SessionAccessError
 from switchyard.models import default_model, load_chat_model
 
@@ -43,6 +53,8 @@ class RunResult(BaseModel):
         usage: Per agent and model usage of this run.
         end_reason: "completed", "error", "recursion_limit", or a pattern's own reason.
         error: One line describing the failure, when `ok` is False.
+        interrupt: What a paused run asks a person (`end_reason="escalated"`).
+        dead_letter_id: Id of the dead-letter record of a failed run.
         correlation_id: Id shared by every trace, log line and record of this run.
         thread_id: The checkpointer thread holding the session.
         user_id: The user the session belongs to.
@@ -64,6 +76,8 @@ class RunResult(BaseModel):
     usage: UsageLedger = Field(default_factory=dict)
     end_reason: str
     error: str | None = None
+    interrupt: Any = None
+    dead_letter_id: str | None = None
     correlation_id: str
     thread_id: str
     user_id: str
@@ -108,6 +122,15 @@ def check_text(text: Any, max_chars: int) -> str:
     return text
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    context: Context
+    config: RunnableConfig
+    user_id: str
+    session_id: str
+    text: str
+
+
 def _prepare(
     graph: Pregel[Any, Any, Any, Any],
     text: Any,
@@ -115,9 +138,12 @@ def _prepare(
     session_id: str | None,
     context: Context | None,
     correlation_id: str | None,
-) -> tuple[Context, str, RunnableConfig, str]:
+    *,
+    check_input: bool = True,
+) -> _Prepared:
     context = context or Context()
-    text = check_text(text, context.max_input_chars)
+    if check_input:
+        text = check_text(text, context.max_input_chars)
     # Fail before touching the thread when the model cannot be loaded (unknown provider,
     # missing key): the error names what to set.
     load_chat_model(context.model or default_model())
@@ -136,7 +162,7 @@ def _prepare(
         "tags": [f"pattern:{graph.name}", f"correlation:{correlation}"],
         "run_name": f"switchyard.{graph.name}",
     }
-    return context, text, config, session
+    return _Prepared(context, config, user_id, session, text if isinstance(text, str) else "")
 
 
 def _check_owner(snapshot: StateSnapshot | None, user_id: str) -> None:
@@ -152,15 +178,58 @@ def _usage_of(snapshot: StateSnapshot | None) -> UsageLedger:
     return usage
 
 
+def _meter(context: Context, session_usage: UsageLedger) -> RunMeter:
+    """A fresh meter for this run, primed with what the session has spent so far."""
+    session = Spend()
+    agents: dict[str, Spend] = {}
+    for entry in session_usage.values():
+        session.add(entry["total_tokens"], entry["cost_usd"])
+        agents.setdefault(entry["agent"], Spend()).add(entry["total_tokens"], entry["cost_usd"])
+    deadline = None if context.deadline_s is None else time.monotonic() + context.deadline_s
+    return RunMeter(
+        run_budget=context.run_budget,
+        session_budget=context.session_budget,
+        session_spent=session,
+        agent_spent=agents,
+        deadline=deadline,
+    )
+
+
+def _with_checkpoint(config: RunnableConfig, checkpoint_id: str | None) -> RunnableConfig:
+    if checkpoint_id is None:
+        return config
+    configurable = {**config["configurable"], "checkpoint_id": checkpoint_id}
+    return {**config, "configurable": configurable}
+
+
+def _pending_interrupt(snapshot: StateSnapshot | None) -> Any:
+    if snapshot is None:
+        return None
+    for task in snapshot.tasks:
+        for pending in task.interrupts:
+            return pending.value
+    return None
+
+
+def _resume_point(history: Iterable[StateSnapshot], correlation_id: str) -> str | None:
+    """The newest checkpoint of this run that still had work to do: where a replay resumes."""
+    for snapshot in history:
+        if (snapshot.metadata or {}).get("correlation_id") != correlation_id:
+            continue
+        if snapshot.next:
+            checkpoint_id: str | None = snapshot.config["configurable"].get("checkpoint_id")
+            return checkpoint_id
+    return None
+
+
 def _result(
     values: dict[str, Any] | None,
     before: UsageLedger,
     *,
     started: float,
-    config: RunnableConfig,
-    user_id: str,
-    session_id: str,
+    prepared: _Prepared,
     error: BaseException | None = None,
+    interrupt: Any = None,
 ) -> RunResult:
     values = values or {}
     usage = ledger_delta(values.get("usage") or {}, before)
@@ -168,17 +237,24 @@ def _result(
     answer = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
     answered_this_run = bool(messages) and not isinstance(messages[-1], HumanMessage)
     route = values.get("route") or {}
-    if error is None:
+    if interrupt is not None:
+        end_reason = "escalated"
+    elif error is None:
         end_reason = values.get("end_reason") or "completed"
     elif isinstance(error, GraphRecursionError):
         end_reason = "recursion_limit"
+    elif isinstance(error, BudgetExceededError):
+        end_reason = "budget_exceeded"
+    elif isinstance(error, DeadlineExceededError):
+        end_reason = "deadline"
     else:
         end_reason = "error"
-    metadata = config.get("metadata", {})
+    answered_by = answer.name if answer is not None and answered_this_run else None
+    metadata = prepared.config.get("metadata", {})
     return RunResult(
-        ok=error is None and end_reason == "completed",
+        ok=error is None and interrupt is None and end_reason == "completed",
         output=answer.text if answer is not None and answered_this_run else "",
-        agent_name=route.get("agent") or (answer.name if answer is not None else None),
+        agent_name=answered_by or route.get("agent"),
         confidence=route.get("confidence"),
         route_reason=route.get("reason"),
         latency_ms=round((time.perf_counter() - started) * 1000, 3),
@@ -188,17 +264,138 @@ def _result(
         cost_usd=round(sum(e["cost_usd"] for e in usage.values()), 8),
         usage=usage,
         end_reason=end_reason,
-        error=None if error is None else _describe(error),
+        error=_describe(error) if error is not None else _early_end(end_reason, answer),
+        interrupt=interrupt,
         correlation_id=metadata["correlation_id"],
-        thread_id=config["configurable"]["thread_id"],
-        user_id=user_id,
-        session_id=session_id,
+        thread_id=prepared.config["configurable"]["thread_id"],
+        user_id=prepared.user_id,
+        session_id=prepared.session_id,
     )
+
+
+def _early_end(end_reason: str, answer: AIMessage | None) -> str | None:
+    """For a run a pattern ended early, the explanation it left as the last message."""
+    if end_reason in ("completed", "escalated"):
+        return None
+    return answer.text if answer is not None else end_reason
 
 
 def _describe(error: BaseException) -> str:
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+class _Default:
+    """Marker: use the dead-letter queue configured by the environment."""
+
+
+DEFAULT_DLQ = _Default()
+DLQArg = DeadLetterQueue | None | _Default
+
+
+def _dead_letter(
+    dlq: DLQArg,
+    graph: Pregel[Any, Any, Any, Any],
+    result: RunResult,
+    prepared: _Prepared,
+    resume_from: str | None,
+) -> RunResult:
+    """Record a failed run in the dead-letter queue (not escalations: they wait for a person)."""
+    if result.ok or result.end_reason == "escalated" or dlq is None:
+        return result
+    queue = DeadLetterQueue() if isinstance(dlq, _Default) else dlq
+    letter = queue.record(
+        pattern=graph.name,
+        thread_id=result.thread_id,
+        checkpoint_id=resume_from,
+        correlation_id=result.correlation_id,
+        user_id=result.user_id,
+        session_id=result.session_id,
+        input=prepared.text,
+        error=result.error,
+        end_reason=result.end_reason,
+        detail={"usage": result.usage},
+    )
+    return result.model_copy(update={"dead_letter_id": letter.id})
+
+
+def _execute(
+    graph: Pregel[Any, Any, Any, Any],
+    payload: Any,
+    prepared: _Prepared,
+    dlq: DLQArg,
+    checkpoint_id: str | None = None,
+) -> RunResult:
+    persistent = graph.checkpointer is not None
+    config = prepared.config
+    snapshot = graph.get_state(config) if persistent else None
+    _check_owner(snapshot, prepared.user_id)
+    before = _usage_of(snapshot)
+    error: BaseException | None = None
+    values: dict[str, Any] | None = None
+    started = time.perf_counter()
+    with metered(_meter(prepared.context, before)):
+        try:
+            values = graph.invoke(
+                payload, _with_checkpoint(config, checkpoint_id), context=prepared.context
+            )
+        except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
+            error = exc
+    final = graph.get_state(config) if persistent else None
+    if final is not None:  # the full state, not just the output schema's keys
+        values = final.values
+    result = _result(
+        values,
+        before,
+        started=started,
+        prepared=prepared,
+        error=error,
+        interrupt=_pending_interrupt(final),
+    )
+    resume_from = None
+    if not result.ok and persistent:
+        resume_from = _resume_point(graph.get_state_history(config), result.correlation_id)
+    return _dead_letter(dlq, graph, result, prepared, resume_from)
+
+
+async def _aexecute(
+    graph: Pregel[Any, Any, Any, Any],
+    payload: Any,
+    prepared: _Prepared,
+    dlq: DLQArg,
+    checkpoint_id: str | None = None,
+) -> RunResult:
+    persistent = graph.checkpointer is not None
+    config = prepared.config
+    snapshot = await graph.aget_state(config) if persistent else None
+    _check_owner(snapshot, prepared.user_id)
+    before = _usage_of(snapshot)
+    error: BaseException | None = None
+    values: dict[str, Any] | None = None
+    started = time.perf_counter()
+    with metered(_meter(prepared.context, before)):
+        try:
+            values = await graph.ainvoke(
+                payload, _with_checkpoint(config, checkpoint_id), context=prepared.context
+            )
+        except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
+            error = exc
+    final = await graph.aget_state(config) if persistent else None
+    if final is not None:
+        values = final.values
+    result = _result(
+        values,
+        before,
+        started=started,
+        prepared=prepared,
+        error=error,
+        interrupt=_pending_interrupt(final),
+    )
+    resume_from = None
+    if not result.ok and persistent:
+        history = [s async for s in graph.aget_state_history(config)]
+        resume_from = _resume_point(history, result.correlation_id)
+    return _dead_letter(dlq, graph, result, prepared, resume_from)
 
 
 def run(
@@ -209,6 +406,7 @@ def run(
     session_id: str | None = None,
     context: Context | None = None,
     correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
 ) -> RunResult:
     """Send one user message through a compiled pattern graph.
 
@@ -217,12 +415,16 @@ def run(
         text: The user's message.
         user_id: Owner of the session; sessions of different users never mix.
         session_id: Continue this session; None starts a new one (its id is in the result).
-        context: Run settings (model, thresholds, limits); defaults when None.
+        context: Run settings (model, thresholds, limits, budgets); defaults when None.
         correlation_id: Reuse the caller's id; a new one is made when None.
+        dlq: Where failed runs are recorded: the environment's queue by default
+            (`SWITCHYARD_DLQ`), a `DeadLetterQueue`, or None for nowhere.
 
     Returns:
-        The run's result. A failure inside the graph (a provider error, say) is reported in the
-        result (`ok=False`), and the thread keeps its last checkpoint so the run can be resumed.
+        The run's result. A failure inside the graph (a provider error, a budget, the deadline)
+        is reported in the result (`ok=False`, `end_reason`, `error`, `dead_letter_id`), and the
+        thread keeps its checkpoints so the run can be replayed. A run paused for a person has
+        `end_reason="escalated"` and the question in `interrupt`; continue it with `resume`.
 
     Raises:
         InvalidInputError: The message or ids are invalid (nothing is written).
@@ -235,33 +437,8 @@ def run(
         print(result.agent_name, result.confidence, result.output)
         ```
     """
-    context, text, config, session = _prepare(
-        graph, text, user_id, session_id, context, correlation_id
-    )
-    snapshot = graph.get_state(config) if graph.checkpointer is not None else None
-    _check_owner(snapshot, user_id)
-    before = _usage_of(snapshot)
-    started = time.perf_counter()
-    try:
-        values = graph.invoke(
-            {"messages": [HumanMessage(text)]}, config, context=context, stream_mode="values"
-        )
-    except Exception as exc:  # reported in the result; the checkpoint keeps the run resumable
-        error: BaseException | None = exc
-        values = None
-    else:
-        error = None
-    if graph.checkpointer is not None:  # the full state, not just the output schema's keys
-        values = graph.get_state(config).values
-    return _result(
-        values,
-        before,
-        started=started,
-        config=config,
-        user_id=user_id,
-        session_id=session,
-        error=error,
-    )
+    prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
+    return _execute(graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq)
 
 
 async def arun(
@@ -272,32 +449,68 @@ async def arun(
     session_id: str | None = None,
     context: Context | None = None,
     correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
 ) -> RunResult:
     """Async form of `run` (use with an async checkpointer)."""
-    context, text, config, session = _prepare(
-        graph, text, user_id, session_id, context, correlation_id
+    prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
+    return await _aexecute(graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq)
+
+
+def resume(
+    graph: Pregel[Any, Any, Any, Any],
+    answer: Any,
+    *,
+    user_id: str,
+    session_id: str,
+    context: Context | None = None,
+    correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
+) -> RunResult:
+    """Continue a run paused for a person (`end_reason="escalated"`) with the person's answer.
+
+    Raises:
+        InvalidInputError: The session has no paused run.
+    """
+    prepared = _prepare(
+        graph, None, user_id, session_id, context, correlation_id, check_input=False
     )
-    snapshot = await graph.aget_state(config) if graph.checkpointer is not None else None
-    _check_owner(snapshot, user_id)
-    before = _usage_of(snapshot)
-    started = time.perf_counter()
-    try:
-        values = await graph.ainvoke(
-            {"messages": [HumanMessage(text)]}, config, context=context, stream_mode="values"
+    snapshot = graph.get_state(prepared.config) if graph.checkpointer is not None else None
+    if _pending_interrupt(snapshot) is None:
+        raise InvalidInputError(
+            "this session has no run waiting for a person; send a new message instead"
         )
-    except Exception as exc:  # reported in the result; the checkpoint keeps the run resumable
-        error: BaseException | None = exc
-        values = None
-    else:
-        error = None
-    if graph.checkpointer is not None:  # the full state, not just the output schema's keys
-        values = (await graph.aget_state(config)).values
-    return _result(
-        values,
-        before,
-        started=started,
-        config=config,
-        user_id=user_id,
-        session_id=session,
-        error=error,
+    return _execute(graph, Command(resume=answer), prepared, dlq)
+
+
+def replay(
+    graph: Pregel[Any, Any, Any, Any],
+    letter: DeadLetter,
+    *,
+    context: Context | None = None,
+    dlq: DeadLetterQueue | None = None,
+) -> RunResult:
+    """Resume a dead-lettered run from its last good checkpoint (completed steps are not redone).
+
+    The record is marked "replayed" when the run completes; otherwise it stays open.
+
+    Raises:
+        InvalidInputError: The record has no checkpoint to resume from.
+    """
+    if letter.checkpoint_id is None:
+        raise InvalidInputError(
+            f"dead letter {letter.id} has no checkpoint to resume from (the run failed before "
+            "its first step); send the message again instead"
+        )
+    prepared = _prepare(
+        graph,
+        letter.input,
+        letter.user_id,
+        letter.session_id,
+        context,
+        letter.correlation_id,
+        check_input=False,
     )
+    result = _execute(graph, None, prepared, None, checkpoint_id=letter.checkpoint_id)
+    queue = dlq or DeadLetterQueue()
+    queue.mark(letter.id, status="replayed" if result.ok else "open")
+    return result

@@ -7,10 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from switchyard import models
+from switchyard.breaker import configure_breakers
 
 PROVIDER_ENV = (
     "SWITCHYARD_MODEL",
     "SWITCHYARD_CHECKPOINTER",
+    "SWITCHYARD_REDIS_URL",
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",
     "AWS_ACCESS_KEY_ID",
@@ -22,9 +24,15 @@ PROVIDER_ENV = (
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _isolated_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """No provider keys, fresh model cache and breakers, and a per-test dead-letter queue."""
     for name in PROVIDER_ENV:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SWITCHYARD_DLQ", str(tmp_path_factory.mktemp("dlq") / "dlq.sqlite"))
     models._cache.clear()
+    configure_breakers()
     yield
     models._cache.clear()
+    configure_breakers()

@@ -1,0 +1,123 @@
+"""The fallback chain, wired as LangGraph node `error_handler`s.
+
+When an agent node fails after its retries, its handler tries, in order: the agent's
+`fallback_models`, then the pattern's default agent, then a person (`interrupt`, when
+`Context.escalate_to_human` is on). When all are exhausted, or when the failure was a budget or the
+run's deadline (which no fallback can fix), the run ends cleanly: `end_reason` says why, the agent's
+apology is the last message, and everything done before stays in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.errors import NodeError
+from langgraph.graph import END
+from langgraph.runtime import get_runtime
+from langgraph.types import Command, interrupt
+
+from nodes.agent import call_agent, own_view
+from state.agents import AgentSpec
+from state.context import Context
+from switchyard.budgets import BudgetExceededError, DeadlineExceededError
+
+logger = logging.getLogger(__name__)
+
+HUMAN = "human"
+"""Name carried by answers a person gives through escalation."""
+
+
+def end_reason_for(error: BaseException) -> str:
+    """The `end_reason` of a run stopped by `error`."""
+    if isinstance(error, BudgetExceededError):
+        return "budget_exceeded"
+    if isinstance(error, DeadlineExceededError):
+        return "deadline"
+    return "agent_failed"
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _context() -> Context:
+    try:
+        return get_runtime(Context).context or Context()
+    except RuntimeError:
+        return Context()
+
+
+def _stop(spec: AgentSpec, reason: str, failures: list[str]) -> Command[Any]:
+    message = AIMessage(
+        content=f"The {spec.name} agent could not answer ({reason}): {'; '.join(failures)}",
+        name=spec.name,
+    )
+    logger.error("agent %s failed, run ends: %s (%s)", spec.name, reason, "; ".join(failures))
+    return Command(goto=END, update={"messages": [message], "end_reason": reason})
+
+
+def make_fallback_handler(
+    spec: AgentSpec, *, default_agent: str | None = None, shared_view: bool = False
+) -> Any:
+    """The `error_handler` for an agent node built with `make_agent_node`.
+
+    Args:
+        spec: The agent whose node the handler guards.
+        default_agent: Node to hand the turn to when the agent's own models are exhausted (None,
+            or the agent itself: skip this step).
+        shared_view: Whether the agent sees the whole conversation (as in `make_agent_node`).
+
+    Returns:
+        A handler for `StateGraph.add_node(..., error_handler=...)`. Pass `fallback_destinations`
+        as the node's `destinations` so the drawn graph shows where a fallback can go.
+    """
+
+    def handle_failure(state: dict[str, Any], error: NodeError) -> Command[Any]:
+        failures = [f"{spec.name}: {_describe(error.error)}"]
+        if isinstance(error.error, BudgetExceededError | DeadlineExceededError):
+            return _stop(spec, end_reason_for(error.error), failures)
+        context = _context()
+        view = own_view(spec, state["messages"], context, shared=shared_view)
+        for model in spec.fallback_models:
+            try:
+                reply = call_agent(spec, view, context, model=model)
+            except (BudgetExceededError, DeadlineExceededError) as exc:
+                return _stop(spec, end_reason_for(exc), [*failures, _describe(exc)])
+            except Exception as exc:  # the next fallback gets its chance
+                failures.append(f"{model}: {_describe(exc)}")
+                continue
+            logger.warning("agent %s recovered with fallback model %s", spec.name, model)
+            return Command(update={"messages": reply.messages, "usage": reply.usage})
+        if default_agent is not None and default_agent != spec.name:
+            logger.warning("agent %s failed; handing the turn to %s", spec.name, default_agent)
+            return Command(goto=default_agent)
+        if context.escalate_to_human:
+            answer = interrupt(
+                {
+                    "reason": "agent_failed",
+                    "agent": spec.name,
+                    "failures": failures,
+                    "request": _last_request(state),
+                }
+            )
+            return Command(update={"messages": [AIMessage(content=str(answer), name=HUMAN)]})
+        return _stop(spec, "agent_failed", failures)
+
+    return handle_failure
+
+
+def fallback_destinations(spec: AgentSpec, default_agent: str | None) -> tuple[str, ...]:
+    """Where the fallback handler of `spec` may send the run (for `add_node(destinations=...)`)."""
+    if default_agent is not None and default_agent != spec.name:
+        return (default_agent, END)
+    return (END,)
+
+
+def _last_request(state: dict[str, Any]) -> str:
+    for message in reversed(state.get("messages", [])):
+        if isinstance(message, HumanMessage):
+            return message.text
+    return ""
