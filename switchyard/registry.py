@@ -11,6 +11,8 @@ from switchyard.errors import GraphNotFoundError
 
 PATTERNS: dict[str, str] = {
     "router": "graphs.router:graph",
+    "supervisor": "graphs.supervisor:graph",
+    "swarm": "graphs.swarm:graph",
 }
 """Each pattern's exported graph as `module:attribute`; langgraph.json lists the same (tested)."""
 

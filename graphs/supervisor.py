@@ -1,0 +1,311 @@
+"""Supervisor: one agent delegates typed tasks to workers, which report back; it answers at the end.
+
+START -> supervisor -> (handoff) worker -> supervisor -> ... -> supervisor -> END. The supervisor
+calls a `transfer_to_<worker>` tool with a `task`; the worker sees only that task (never the
+transcript) and its result answers the supervisor's tool call. After `max_rounds` delegations in one
+turn, a further handoff ends the run with `end_reason="max_rounds"` and the partial results.
+Built on `StateGraph` and `Command` directly, as langgraph-supervisor's README recommends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
+from pydantic import BaseModel, ValidationError
+
+from nodes.agent import AgentReply, acall_agent, call_agent, own_view, render_output
+from nodes.handoff import (
+    TaskArgs,
+    close_open_calls,
+    current_turn,
+    finish,
+    handoff_target,
+    handoff_tool_name,
+    make_handoff_tools,
+    run_context,
+    stop,
+    transfer,
+)
+from state.agents import AgentSpec, check_agents
+from state.context import Context
+from state.supervisor import (
+    SupervisorInput,
+    SupervisorOutput,
+    SupervisorState,
+    TaskPayload,
+    WorkerResult,
+)
+from switchyard.errors import AgentConfigError
+from switchyard.resilience import model_retry_policy
+
+SUPERVISOR = "supervisor"
+
+STEPS_PER_ROUND = 2
+"""Graph steps one delegation needs after the supervisor's: the worker's and the supervisor's."""
+
+
+def default_supervisor(workers: Sequence[AgentSpec]) -> AgentSpec:
+    """The supervisor used when the caller gives none: delegates, then answers."""
+    roster = "\n".join(f"- {w.name}: {w.description}" for w in workers)
+    return AgentSpec(
+        name=SUPERVISOR,
+        description="Supervisor: plans the work, delegates tasks to workers and answers.",
+        system_prompt="You are the supervisor. Delegate each part of the user's request to the "
+        "best worker with its transfer tool, giving a self-contained task: the worker sees only "
+        "that task. When the workers have reported back, answer the user yourself, using their "
+        f"results. Delegate one task at a time.\n\nWorkers:\n{roster}",
+    )
+
+
+def rounds_used(task: TaskPayload | None, turn: int) -> int:
+    """Delegations the supervisor has made in `turn` (0 when the last task is from another turn)."""
+    return task["round"] if task is not None and task["turn"] == turn else 0
+
+
+def partial_results(results: Sequence[WorkerResult], turn: int) -> str:
+    """The workers' results of `turn`, as text for the message that explains a stop."""
+    lines = [
+        f"- {r['worker']} (task: {r['task']}): {r['output']}" for r in results if r["turn"] == turn
+    ]
+    if not lines:
+        return "No worker had reported yet."
+    return "Partial results:\n" + "\n".join(lines)
+
+
+def task_text(reply: AgentReply, messages: Sequence[AnyMessage]) -> tuple[str, str | None]:
+    """The task of the supervisor's handoff, and a refusal note when its arguments were invalid.
+
+    A handoff without a usable `task` sends the user's latest request instead, and says so.
+    """
+    assert reply.handoff is not None
+    try:
+        return TaskArgs.model_validate(reply.handoff["args"]).task, None
+    except ValidationError as exc:
+        request = next((m.text for m in reversed(messages) if isinstance(m, HumanMessage)), "")
+        problem = "; ".join(err["msg"] for err in exc.errors())
+        return request, (
+            f"handoff {reply.handoff['name']!r} had invalid arguments ({problem}); "
+            "the worker got the user's request as its task"
+        )
+
+
+def supervise(
+    state: SupervisorState,
+    reply: AgentReply,
+    *,
+    supervisor: str,
+    tools: Sequence[BaseTool],
+    max_rounds: int,
+) -> Command[str]:
+    """The supervisor's decision after its model call (pure: no model, no I/O).
+
+    An answer ends the run. A handoff within the limits goes to the worker with a `TaskPayload`.
+    A handoff beyond `max_rounds`, or one the recursion limit leaves no room for, is refused and
+    ends the run with the partial results.
+    """
+    if reply.handoff is None:
+        return finish(reply)
+    turn = current_turn(state["messages"])
+    done = rounds_used(state.get("task"), turn)
+    worker = handoff_target(reply.handoff, tools)
+    partial = partial_results(state.get("results", []), turn)
+    if done >= max_rounds:
+        return stop(
+            reply,
+            agent=supervisor,
+            end_reason="max_rounds",
+            refusal=f"refused: handoff to {worker}: the worker-round limit "
+            f"(max_rounds={max_rounds}) is reached",
+            explanation=f"Stopped: the worker-round limit (max_rounds={max_rounds}) was reached "
+            f"before the supervisor gave a final answer. {partial}",
+        )
+    if state.get("remaining_steps", STEPS_PER_ROUND + 1) <= STEPS_PER_ROUND:
+        return stop(
+            reply,
+            agent=supervisor,
+            end_reason="recursion_limit",
+            refusal=f"refused: handoff to {worker}: the run's recursion limit leaves no room "
+            "for another worker round",
+            explanation="Stopped: the run's recursion limit left no room for another worker "
+            f"round (raise Context.recursion_limit). {partial}",
+        )
+    task, note = task_text(reply, state["messages"])
+    payload = TaskPayload(
+        worker=worker, task=task, call_id=reply.handoff["id"], turn=turn, round=done + 1
+    )
+    return transfer(
+        reply,
+        agent=supervisor,
+        goto=worker,
+        result=None,  # the worker's report answers the call
+        update={"task": payload, "end_reason": None},
+        notes=() if note is None else (note,),
+    )
+
+
+def assigned_task(state: SupervisorState, worker: str) -> TaskPayload:
+    """The task the supervisor gave `worker`.
+
+    Raises:
+        RuntimeError: The state holds no task for this worker (the worker was run directly, not
+            through the supervisor's handoff).
+    """
+    task = state.get("task")
+    if task is None or task["worker"] != worker:
+        raise RuntimeError(
+            f"worker {worker!r} has no task: workers run only when the supervisor hands off to "
+            "them; start the run from START"
+        )
+    return task
+
+
+def report(spec: AgentSpec, task: TaskPayload, reply: AgentReply) -> dict[str, Any]:
+    """A worker's report: its result answers the supervisor's handoff call, and is recorded."""
+    output = render_output(reply.output)
+    data = reply.output.model_dump(mode="json") if isinstance(reply.output, BaseModel) else None
+    result = WorkerResult(
+        worker=spec.name,
+        task=task["task"],
+        output=output,
+        data=data,
+        call_id=task["call_id"],
+        turn=task["turn"],
+        round=task["round"],
+    )
+    message = ToolMessage(output, tool_call_id=task["call_id"], name=handoff_tool_name(spec.name))
+    return {
+        "messages": [message],
+        "results": [result],
+        "usage": reply.usage,
+        "refusals": list(reply.refusals),
+    }
+
+
+def make_supervisor_node(
+    spec: AgentSpec, workers: Sequence[AgentSpec], *, max_rounds: int | None
+) -> Runnable[SupervisorState, Command[str]]:
+    """The supervisor node: its own view of the conversation, handoff tools for every worker."""
+    tools = make_handoff_tools(workers, args_schema=TaskArgs)
+
+    def prepare(state: SupervisorState) -> tuple[Context, list[AnyMessage], int]:
+        context = run_context()
+        view = close_open_calls(own_view(spec, state["messages"], context))
+        return context, view, max_rounds or context.max_handoffs
+
+    def run_sync(state: SupervisorState) -> Command[str]:
+        context, view, limit = prepare(state)
+        reply = call_agent(spec, view, context, handoff_tools=tools)
+        return supervise(state, reply, supervisor=spec.name, tools=tools, max_rounds=limit)
+
+    async def run_async(state: SupervisorState) -> Command[str]:
+        context, view, limit = prepare(state)
+        reply = await acall_agent(spec, view, context, handoff_tools=tools)
+        return supervise(state, reply, supervisor=spec.name, tools=tools, max_rounds=limit)
+
+    return RunnableLambda(run_sync, afunc=run_async, name=spec.name)
+
+
+def make_worker_node(spec: AgentSpec) -> Runnable[SupervisorState, dict[str, Any]]:
+    """A worker node: runs the agent on its task alone and reports the result back."""
+
+    def run_sync(state: SupervisorState) -> dict[str, Any]:
+        task = assigned_task(state, spec.name)
+        return report(spec, task, call_agent(spec, [HumanMessage(task["task"])], run_context()))
+
+    async def run_async(state: SupervisorState) -> dict[str, Any]:
+        task = assigned_task(state, spec.name)
+        reply = await acall_agent(spec, [HumanMessage(task["task"])], run_context())
+        return report(spec, task, reply)
+
+    return RunnableLambda(run_sync, afunc=run_async, name=spec.name)
+
+
+def build_supervisor_graph(
+    agents: Sequence[AgentSpec],
+    *,
+    supervisor: AgentSpec | None = None,
+    max_rounds: int | None = None,
+) -> StateGraph[SupervisorState, Context, SupervisorInput, SupervisorOutput]:
+    """Build the supervisor pattern (uncompiled: the caller picks checkpointer and store).
+
+    Args:
+        agents: The workers; names must be unique, and workers declare no handoffs (they report
+            back to the supervisor).
+        supervisor: The supervising agent; defaults to `default_supervisor(agents)`. It may hand
+            off to every worker, so it declares no handoffs either.
+        max_rounds: Most delegations per request; `None` uses the run's `Context.max_handoffs`.
+
+    Raises:
+        AgentConfigError: No workers, duplicate names (the supervisor's included), or handoffs
+            declared on a worker or the supervisor.
+        ValueError: `max_rounds` is not positive.
+
+    Example:
+        ```python
+        builder = build_supervisor_graph(workers, max_rounds=4)
+        graph = builder.compile(checkpointer=InMemorySaver(), name="supervisor")
+        ```
+    """
+    if not agents:
+        raise AgentConfigError("no workers given: a supervisor needs at least one worker AgentSpec")
+    check_agents(agents)
+    supervisor = supervisor or default_supervisor(agents)
+    check_agents([*agents, supervisor])
+    for spec in (*agents, supervisor):
+        if spec.handoffs:
+            raise AgentConfigError(
+                f"agent {spec.name!r} declares handoffs ({', '.join(spec.handoffs)}); in the "
+                "supervisor pattern the supervisor hands off to every worker and workers report "
+                "back to it: leave AgentSpec.handoffs empty"
+            )
+    if max_rounds is not None and max_rounds <= 0:
+        raise ValueError(f"max_rounds must be positive, got {max_rounds}")
+    builder = StateGraph(
+        SupervisorState,
+        context_schema=Context,
+        input_schema=SupervisorInput,
+        output_schema=SupervisorOutput,
+    )
+    builder.add_node(
+        supervisor.name,
+        make_supervisor_node(supervisor, agents, max_rounds=max_rounds),
+        retry_policy=model_retry_policy(supervisor.max_attempts),
+        destinations=(*(w.name for w in agents), END),
+    )
+    for spec in agents:
+        builder.add_node(
+            spec.name, make_worker_node(spec), retry_policy=model_retry_policy(spec.max_attempts)
+        )
+        builder.add_edge(spec.name, supervisor.name)
+    builder.add_edge(START, supervisor.name)
+    return builder
+
+
+DEMO_WORKERS = (
+    AgentSpec(
+        name="research",
+        description="Research: looks up facts, history, sources and background on a topic.",
+        system_prompt="You are the research worker. Find the facts the task asks for and cite "
+        "where they come from.",
+    ),
+    AgentSpec(
+        name="math",
+        description="Math: calculates numbers, sums, percentages and growth rates.",
+        system_prompt="You are the math worker. Compute what the task asks for and show the "
+        "working in one or two lines.",
+    ),
+    AgentSpec(
+        name="writer",
+        description="Writing: drafts, rewrites and summarises text, emails and reports.",
+        system_prompt="You are the writing worker. Draft or edit the text the task asks for.",
+    ),
+)
+"""Three workers for the demo; the default supervisor delegates to them."""
+
+graph = build_supervisor_graph(DEMO_WORKERS).compile(name="supervisor")

@@ -1,0 +1,302 @@
+"""Swarm: agents hand the conversation to each other; the next turn starts with whoever holds it.
+
+START -> (the session's active agent, else the default agent) -> agent -> (handoff) peer -> ... ->
+END. Every agent sees the shared conversation and may hand off only to its declared peers
+(`AgentSpec.handoffs`), through `transfer_to_<peer>` tools. Each turn is bounded: a handoff that
+would exceed `max_handoffs`, or that completes a ping-pong between two agents (A -> B -> A -> B),
+is refused and ends the run with that reason and the partial result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from functools import partial
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.tools import BaseTool
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Command
+from pydantic import ValidationError
+
+from nodes.agent import AgentReply, acall_agent, call_agent, own_view
+from nodes.handoff import (
+    TransferArgs,
+    close_open_calls,
+    current_turn,
+    finish,
+    handoff_target,
+    make_handoff_tools,
+    run_context,
+    stop,
+    transfer,
+)
+from state.agents import AgentSpec, check_agents
+from state.context import Context
+from state.swarm import Handoff, SwarmInput, SwarmOutput, SwarmState
+from switchyard.resilience import model_retry_policy
+
+DEFAULT_PING_PONG_REPEATS = 2
+"""Round trips between the same two agents that end a turn: 2 stops A -> B -> A -> B."""
+
+
+def route_to_active_agent(state: SwarmState, *, agents: Collection[str], default_agent: str) -> str:
+    """The agent that starts this turn: the session's active agent, else the default agent.
+
+    An active agent that is not in the graph (a session saved by another version of it) falls back
+    to the default agent.
+    """
+    active = state.get("active_agent")
+    return active if active is not None and active in agents else default_agent
+
+
+def agent_path(handoffs: Sequence[Handoff], turn: int, current: str) -> list[str]:
+    """The agents that held the conversation in `turn`, in order, ending with `current`."""
+    this_turn = [h for h in handoffs if h["turn"] == turn]
+    if not this_turn:
+        return [current]
+    return [this_turn[0]["source"], *(h["target"] for h in this_turn)]
+
+
+def ping_pong(path: Sequence[str], repeats: int) -> tuple[str, str] | None:
+    """The two agents bouncing the conversation, when `path` ends in `repeats` round trips.
+
+    A round trip is the pair (A, B) with A != B; `path` is in ping-pong when its last
+    `2 * repeats` agents alternate A, B, A, B, ... With `repeats=2`, A -> B -> A -> B is
+    ping-pong and A -> B -> A is not.
+    """
+    window = list(path[-2 * repeats :])
+    if len(window) < 2 * repeats:
+        return None
+    first, second = window[0], window[1]
+    if first == second:
+        return None
+    if all(agent == (first, second)[index % 2] for index, agent in enumerate(window)):
+        return first, second
+    return None
+
+
+def limit_reached(
+    path: Sequence[str],
+    handoffs_so_far: int,
+    *,
+    max_handoffs: int,
+    repeats: int,
+    remaining_steps: int,
+) -> str | None:
+    """Which limit a proposed handoff breaks, as an `end_reason`, or None when it may go ahead.
+
+    Args:
+        path: The agents that held the conversation this turn, ending with the proposed target.
+        handoffs_so_far: Handoffs already made this turn.
+        max_handoffs: Most handoffs per turn.
+        repeats: Round trips between two agents that count as ping-pong.
+        remaining_steps: Graph steps left before the recursion limit (the target needs one).
+
+    Returns:
+        "ping_pong", "max_handoffs" or "recursion_limit" (checked in that order), or None.
+    """
+    if ping_pong(path, repeats) is not None:
+        return "ping_pong"
+    if handoffs_so_far >= max_handoffs:
+        return "max_handoffs"
+    if remaining_steps <= 1:
+        return "recursion_limit"
+    return None
+
+
+def last_text(messages: Sequence[AnyMessage]) -> str | None:
+    """The newest non-empty text an agent wrote in the current turn, if any."""
+    for message in reversed(messages):
+        if isinstance(message, HumanMessage):
+            return None
+        if isinstance(message, AIMessage) and message.text.strip():
+            return message.text
+    return None
+
+
+def stop_explanation(
+    end_reason: str, path: Sequence[str], *, max_handoffs: int, partial: str | None
+) -> str:
+    """The message that tells the user why the turn stopped, with the partial result."""
+    route = " -> ".join(path)
+    if end_reason == "ping_pong":
+        why = f"the agents kept handing the conversation back and forth ({route}) without answering"
+    elif end_reason == "max_handoffs":
+        why = f"the handoff limit (max_handoffs={max_handoffs}) was reached: {route}"
+    else:
+        why = f"the run reached its recursion limit (raise Context.recursion_limit): {route}"
+    tail = f"Partial result: {partial}" if partial else "No agent had answered yet."
+    return f"Stopped ({end_reason}): {why}. {tail}"
+
+
+def relay(
+    state: SwarmState,
+    reply: AgentReply,
+    *,
+    agent: str,
+    tools: Sequence[BaseTool],
+    max_handoffs: int,
+    repeats: int,
+) -> Command[str]:
+    """An agent's move after its model call (pure: no model, no I/O).
+
+    An answer ends the turn with the agent active. A handoff within the limits passes the
+    conversation (and the active role) to the peer and records it; a handoff that breaks a limit is
+    refused and ends the turn with the reason, the agent staying active.
+    """
+    if reply.handoff is None:
+        return finish(reply, update={"active_agent": agent})
+    target = handoff_target(reply.handoff, tools)
+    turn = current_turn(state["messages"])
+    handoffs = state.get("handoffs", [])
+    path = [*agent_path(handoffs, turn, agent), target]
+    reason = limit_reached(
+        path,
+        sum(1 for h in handoffs if h["turn"] == turn),
+        max_handoffs=max_handoffs,
+        repeats=repeats,
+        remaining_steps=state.get("remaining_steps", 2),
+    )
+    if reason is not None:
+        partial = last_text([*state["messages"], *reply.messages])
+        return stop(
+            reply,
+            agent=agent,
+            end_reason=reason,
+            refusal=f"refused: handoff {agent} -> {target} ({reason})",
+            explanation=stop_explanation(reason, path, max_handoffs=max_handoffs, partial=partial),
+            update={"active_agent": agent},
+        )
+    try:
+        why = TransferArgs.model_validate(reply.handoff["args"]).reason
+    except ValidationError:
+        why = ""
+    record = Handoff(source=agent, target=target, reason=why, turn=turn)
+    return transfer(
+        reply,
+        agent=agent,
+        goto=target,
+        result=f"Transferred to {target}.",
+        update={"active_agent": target, "handoffs": [record], "end_reason": None},
+    )
+
+
+def make_swarm_agent_node(
+    spec: AgentSpec,
+    peers: Sequence[AgentSpec],
+    *,
+    max_handoffs: int | None,
+    repeats: int,
+) -> Runnable[SwarmState, Command[str]]:
+    """A swarm agent: the shared conversation, handoff tools for its declared peers only."""
+    tools = make_handoff_tools(peers, args_schema=TransferArgs)
+
+    def prepare(state: SwarmState) -> tuple[Context, list[AnyMessage], int]:
+        context = run_context()
+        view = close_open_calls(own_view(spec, state["messages"], context, shared=True))
+        return context, view, max_handoffs or context.max_handoffs
+
+    def run_sync(state: SwarmState) -> Command[str]:
+        context, view, limit = prepare(state)
+        reply = call_agent(spec, view, context, handoff_tools=tools)
+        return relay(
+            state, reply, agent=spec.name, tools=tools, max_handoffs=limit, repeats=repeats
+        )
+
+    async def run_async(state: SwarmState) -> Command[str]:
+        context, view, limit = prepare(state)
+        reply = await acall_agent(spec, view, context, handoff_tools=tools)
+        return relay(
+            state, reply, agent=spec.name, tools=tools, max_handoffs=limit, repeats=repeats
+        )
+
+    return RunnableLambda(run_sync, afunc=run_async, name=spec.name)
+
+
+def build_swarm_graph(
+    agents: Sequence[AgentSpec],
+    *,
+    default_agent: str,
+    max_handoffs: int | None = None,
+    ping_pong_repeats: int = DEFAULT_PING_PONG_REPEATS,
+) -> StateGraph[SwarmState, Context, SwarmInput, SwarmOutput]:
+    """Build the swarm pattern (uncompiled: the caller picks checkpointer and store).
+
+    Compile it with a checkpointer for the active agent to carry over between turns.
+
+    Args:
+        agents: The agents; each may hand off to the peers named in its `handoffs`.
+        default_agent: The agent that starts a new session.
+        max_handoffs: Most handoffs per turn; `None` uses the run's `Context.max_handoffs`.
+        ping_pong_repeats: Round trips between the same two agents that end a turn (at least 2;
+            2 stops A -> B -> A -> B).
+
+    Raises:
+        AgentConfigError: No agents, duplicate names, an unknown default agent, or a handoff to an
+            unknown agent or to the agent itself.
+        ValueError: `max_handoffs` is not positive or `ping_pong_repeats` is below 2.
+
+    Example:
+        ```python
+        builder = build_swarm_graph(agents, default_agent="triage")
+        graph = builder.compile(checkpointer=InMemorySaver(), name="swarm")
+        ```
+    """
+    by_name = check_agents(agents, default_agent=default_agent)
+    if max_handoffs is not None and max_handoffs <= 0:
+        raise ValueError(f"max_handoffs must be positive, got {max_handoffs}")
+    if ping_pong_repeats < 2:
+        raise ValueError(
+            f"ping_pong_repeats must be at least 2 (1 would refuse every handoff), "
+            f"got {ping_pong_repeats}"
+        )
+    builder = StateGraph(
+        SwarmState, context_schema=Context, input_schema=SwarmInput, output_schema=SwarmOutput
+    )
+    for spec in agents:
+        builder.add_node(
+            spec.name,
+            make_swarm_agent_node(
+                spec,
+                [by_name[peer] for peer in spec.handoffs],
+                max_handoffs=max_handoffs,
+                repeats=ping_pong_repeats,
+            ),
+            retry_policy=model_retry_policy(spec.max_attempts),
+            destinations=(*spec.handoffs, END),
+        )
+    builder.add_conditional_edges(
+        START,
+        partial(route_to_active_agent, agents=frozenset(by_name), default_agent=default_agent),
+        list(by_name),
+    )
+    return builder
+
+
+DEMO_AGENTS = (
+    AgentSpec(
+        name="triage",
+        description="Front desk: greets customers and answers general questions.",
+        system_prompt="You are the front desk agent. Answer general questions and hand the "
+        "customer to billing or technical support when they need a specialist.",
+        handoffs=("billing", "tech_support"),
+    ),
+    AgentSpec(
+        name="billing",
+        description="Billing: invoices, charges, refunds, payments and subscriptions.",
+        system_prompt="You are the billing agent. Resolve invoice, charge, refund and "
+        "subscription questions; hand technical problems to technical support.",
+        handoffs=("triage", "tech_support"),
+    ),
+    AgentSpec(
+        name="tech_support",
+        description="Technical support: app errors, crashes, bugs and login problems.",
+        system_prompt="You are the technical support agent. Troubleshoot errors, crashes and "
+        "login problems; hand billing questions to billing.",
+        handoffs=("triage", "billing"),
+    ),
+)
+"""A customer-service swarm; `triage` greets new sessions."""
+
+graph = build_swarm_graph(DEMO_AGENTS, default_agent="triage").compile(name="swarm")
