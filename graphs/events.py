@@ -1,0 +1,633 @@
+"""Events: agents subscribe to event types, handle events and publish new ones, through a bus.
+
+START -> ingest -> bus -> (one `Send` per event and subscriber) handlers -> bus -> ... -> finish
+-> END. The user's message becomes the run's first event (`input_event`, e.g. `article.submitted`,
+with the text as `data["content"]`), or the caller sends an explicit `event`. Each handler sees only
+the event it handles (a typed payload) and may publish the event types it declares (`publishes`)
+through structured output; the bus logs every event in an append-only, capped log and delivers it
+to the type's subscribers in parallel. An event nobody subscribes to is logged as unhandled. A run
+is bounded by `max_events` and `max_depth` (and by the run's recursion limit): the round that would
+break one is dropped and the run ends with that `end_reason` and the partial result. A handler
+that fails (after its retries and fallback models) leaves a dead letter with the event; the other
+handlers carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Final, Literal
+
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import Runnable, RunnableLambda
+from langgraph.config import get_config
+from langgraph.errors import NodeError
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import get_runtime
+from langgraph.types import Command, Overwrite, Send
+from pydantic import BaseModel, Field, create_model
+
+from nodes.agent import AgentReply, acall_agent, call_agent
+from nodes.classify import last_user_text
+from state.agents import AgentSpec, check_agents
+from state.context import Context
+from state.events import (
+    DeadLetter,
+    Delivery,
+    Event,
+    EventRecord,
+    EventsInput,
+    EventsOutput,
+    EventsState,
+    Handled,
+    InitialEvent,
+    make_event,
+    now,
+)
+from switchyard.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.errors import AgentConfigError, InvalidInputError
+from switchyard.resilience import model_retry_policy
+
+INGEST: Final = "ingest"
+BUS: Final = "bus"
+FINISH: Final = "finish"
+
+LIMIT_REASONS = ("max_events", "max_depth", "recursion_limit")
+"""End reasons of a run stopped by a limit (its last round is dropped)."""
+
+_EVENT_TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")
+
+
+class Publication(BaseModel):
+    """One event a handler publishes."""
+
+    type: str = Field(description="The event type, one of those this agent may publish.")
+    content: str = Field(description="What subscribers need to know, as text.")
+
+
+class HandlerOutput(BaseModel):
+    """The structured output of a handler that may publish events."""
+
+    reply: str = Field(description="Your result for the event you handled.")
+    publish: list[Publication] = Field(
+        description="Events to publish for other agents; [] publishes nothing."
+    )
+
+
+def publication_schema(event_types: Sequence[str]) -> type[HandlerOutput]:
+    """`HandlerOutput` narrowed to the event types one agent may publish (an enum in the schema).
+
+    A model that names another type fails validation and is re-asked with the error.
+    """
+    allowed: Any = Literal[tuple(event_types)]
+    publication = create_model(
+        "Publication",
+        __base__=Publication,
+        type=(allowed, Field(description="The event type: one of " + ", ".join(event_types))),
+    )
+    schema: type[HandlerOutput] = create_model(
+        "HandlerOutput",
+        __base__=HandlerOutput,
+        publish=(
+            list[publication],
+            Field(description="Events to publish for other agents; [] publishes nothing."),
+        ),
+    )
+    return schema
+
+
+@dataclass(frozen=True)
+class Bus:
+    """Subscriptions, publication rights and limits: what the nodes of one graph share.
+
+    Attributes:
+        subscriptions: Event type -> the agents that handle it, in delivery order.
+        publishes: Agent -> the event types it may publish.
+        input_event: The type of the event a user message becomes.
+        max_events: Most events one run may accept, its first included.
+        max_depth: Deepest causal chain one run may reach (the first event has depth 0).
+    """
+
+    subscriptions: Mapping[str, tuple[str, ...]]
+    publishes: Mapping[str, tuple[str, ...]]
+    input_event: str
+    max_events: int
+    max_depth: int
+
+
+def _context() -> Context:
+    """The run's `Context`, or the defaults outside a graph run."""
+    try:
+        return get_runtime(Context).context or Context()
+    except RuntimeError:
+        return Context()
+
+
+def _describe(error: BaseException) -> str:
+    """One line naming an exception and its first message line."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _steps_after_first_node() -> int | None:
+    """Graph steps a run may take after its first node (ingest), from its recursion limit.
+
+    The first node runs two steps after the run's input, and the last step allowed is the input's
+    step plus the limit; None outside a graph run.
+    """
+    try:
+        limit = get_config().get("recursion_limit")
+    except RuntimeError:
+        return None
+    return int(limit) - 2 if isinstance(limit, int) else None
+
+
+def depth_fitting(steps_allowed: int | None, max_depth: int) -> int:
+    """The deepest event a run can still deliver within its recursion limit.
+
+    After ingest a run takes one bus step, two steps (handlers, bus) per depth delivered and one
+    finish step; None (outside a graph) leaves `max_depth` as is.
+    """
+    if steps_allowed is None:
+        return max_depth
+    return min(max_depth, (steps_allowed - 2) // 2 - 1)
+
+
+def _run_correlation_id() -> str:
+    """The run's correlation id (the run facade puts it in the metadata), else a new one."""
+    try:
+        metadata = get_config().get("metadata") or {}
+    except RuntimeError:
+        metadata = {}
+    correlation = metadata.get("correlation_id")
+    return correlation if isinstance(correlation, str) and correlation else uuid.uuid4().hex
+
+
+def explicit_event(initial: InitialEvent, correlation_id: str) -> Event:
+    """The run's first event from an explicit `event` input.
+
+    Raises:
+        InvalidInputError: The type is missing or empty, or data / correlation_id have the wrong
+            type.
+    """
+    if not isinstance(initial, Mapping):
+        raise InvalidInputError(
+            f"event must be an object like {{'type': 'article.submitted', 'data': {{...}}}}, "
+            f"got {type(initial).__name__}"
+        )
+    event_type = initial.get("type")
+    if not isinstance(event_type, str) or not event_type.strip():
+        raise InvalidInputError("event.type must be a non-empty string, e.g. 'article.submitted'")
+    data = initial.get("data", {})
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"event.data must be an object, got {type(data).__name__}")
+    given = initial.get("correlation_id", correlation_id)
+    if not isinstance(given, str) or not given.strip():
+        raise InvalidInputError("event.correlation_id must be a non-empty string when given")
+    return make_event(event_type.strip(), data, source="input", correlation_id=given)
+
+
+def ingest(state: EventsState, *, bus: Bus) -> dict[str, Any]:
+    """Start a run: turn the explicit event, or the user's message, into the run's first event.
+
+    Raises:
+        InvalidInputError: Neither a user message nor a valid explicit event was sent.
+    """
+    correlation_id = _run_correlation_id()
+    initial = state.get("event")
+    if initial:
+        root = explicit_event(initial, correlation_id)
+    else:
+        text = last_user_text(state.get("messages", []))
+        if not text.strip():
+            raise InvalidInputError(
+                "nothing to publish: send a user message, or an explicit event "
+                "{'type': ..., 'data': {...}} under 'event'"
+            )
+        root = make_event(
+            bus.input_event, {"content": text}, source="user", correlation_id=correlation_id
+        )
+    return {
+        "event": None,
+        "correlation_id": root["correlation_id"],
+        "depth_limit": depth_fitting(_steps_after_first_node(), bus.max_depth),
+        "published": Overwrite([root]),
+        "handled": Overwrite([]),
+    }
+
+
+def limit_breach(
+    outbox: Sequence[Event], accepted: int, bus: Bus, depth_limit: int
+) -> tuple[str, str] | None:
+    """The limit that accepting `outbox` would break, as (end_reason, explanation), or None."""
+    if accepted + len(outbox) > bus.max_events:
+        return "max_events", (
+            f"{len(outbox)} more event(s) would take the run past max_events={bus.max_events} "
+            f"({accepted} accepted so far)"
+        )
+    deepest = max((event["depth"] for event in outbox), default=0)
+    if deepest > bus.max_depth:
+        return "max_depth", f"an event at depth {deepest} exceeds max_depth={bus.max_depth}"
+    if deepest > depth_limit:
+        return "recursion_limit", (
+            f"an event at depth {deepest} cannot be delivered within the run's recursion limit "
+            f"(depth {depth_limit} is the deepest that fits; raise Context.recursion_limit)"
+        )
+    return None
+
+
+def _record(
+    event: Event,
+    outcome: Literal["delivered", "unhandled", "dropped"],
+    delivered_to: Sequence[str] = (),
+    note: str = "",
+) -> EventRecord:
+    return EventRecord(event=event, outcome=outcome, delivered_to=list(delivered_to), note=note)
+
+
+def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
+    """The bus: drain the outbox, enforce the limits, log every event and queue its deliveries."""
+    outbox = state.get("published") or []
+    new_run = any(event["depth"] == 0 for event in outbox)
+    accepted = 0 if new_run else state.get("event_count", 0)
+    correlation_id = state.get("correlation_id")
+    breach = limit_breach(outbox, accepted, bus, state.get("depth_limit", bus.max_depth))
+    records: list[EventRecord] = []
+    deliveries: list[Delivery] = []
+    unhandled_root = False
+    if breach is not None:
+        records = [_record(event, "dropped", note=breach[1]) for event in outbox]
+    else:
+        for event in outbox:
+            accepted += 1
+            subscribers = bus.subscriptions.get(event["type"], ())
+            if not subscribers:
+                records.append(_record(event, "unhandled", note="no agent subscribes to it"))
+                unhandled_root = unhandled_root or event["depth"] == 0
+                continue
+            records.append(_record(event, "delivered", subscribers))
+            deliveries += [Delivery(agent=agent, event=event) for agent in subscribers]
+    failed = [
+        letter
+        for letter in state.get("dead_letters") or []
+        if letter["event"]["correlation_id"] == correlation_id
+    ]
+    end_reason: str | None = None
+    end_detail: str | None = None
+    if breach is not None:
+        end_reason, end_detail = breach
+    elif unhandled_root:
+        end_reason = "unhandled"
+        end_detail = f"no agent subscribes to {outbox[0]['type']!r}; the event was logged"
+    elif failed:
+        end_reason = "handler_failed"
+        end_detail = "; ".join(
+            f"{letter['agent']} failed on {letter['event']['type']} ({letter['error']})"
+            for letter in failed
+        )
+    return {
+        "published": Overwrite([]),
+        "pending": deliveries,
+        "event_count": accepted,
+        "event_log": records,
+        "end_reason": end_reason,
+        "end_detail": end_detail,
+    }
+
+
+def route_events(state: EventsState) -> list[Send] | Literal["finish"]:
+    """One `Send` per queued delivery (all in parallel), or finish when nothing is queued."""
+    pending = state.get("pending") or []
+    if not pending:
+        return FINISH
+    return [Send(delivery["agent"], delivery) for delivery in pending]
+
+
+def event_message(event: Event, may_publish: Sequence[str]) -> HumanMessage:
+    """The typed payload a handler sees: the event, and the event types it may publish."""
+    payload = {
+        "event": {
+            "type": event["type"],
+            "data": event["data"],
+            "id": event["id"],
+            "source": event["source"],
+            "depth": event["depth"],
+            "correlation_id": event["correlation_id"],
+            "causation_id": event["causation_id"],
+            "timestamp": event["timestamp"],
+        },
+        "may_publish": list(may_publish),
+    }
+    return HumanMessage(json.dumps(payload, ensure_ascii=False))
+
+
+def handled_update(delivery: Delivery, reply: AgentReply) -> dict[str, Any]:
+    """The state update of a handler that answered: its result and the events it publishes."""
+    event = delivery["event"]
+    output = reply.output
+    published: list[Event] = []
+    value: str | dict[str, Any]
+    if isinstance(output, HandlerOutput):
+        value = output.reply
+        published = [
+            make_event(
+                item.type,
+                {"content": item.content},
+                source=delivery["agent"],
+                correlation_id=event["correlation_id"],
+                cause=event,
+            )
+            for item in output.publish
+        ]
+    elif isinstance(output, BaseModel):
+        value = output.model_dump(mode="json")
+    else:
+        value = output
+    record = Handled(
+        agent=delivery["agent"],
+        event_id=event["id"],
+        event_type=event["type"],
+        output=value,
+        published=[e["id"] for e in published],
+    )
+    return {"published": published, "handled": [record], "usage": reply.usage}
+
+
+def handle(delivery: Delivery, *, spec: AgentSpec, may_publish: Sequence[str]) -> dict[str, Any]:
+    """Run one handler on one event; it sees only the event's typed payload."""
+    message = event_message(delivery["event"], may_publish)
+    return handled_update(delivery, call_agent(spec, [message], _context()))
+
+
+async def ahandle(
+    delivery: Delivery, *, spec: AgentSpec, may_publish: Sequence[str]
+) -> dict[str, Any]:
+    """Async form of `handle`."""
+    message = event_message(delivery["event"], may_publish)
+    return handled_update(delivery, await acall_agent(spec, [message], _context()))
+
+
+def dead_letter(
+    delivery: Delivery, error: NodeError, *, spec: AgentSpec, may_publish: Sequence[str]
+) -> Command[Literal["bus"]]:
+    """Error handler of every handler node: try the agent's fallback models, else dead-letter.
+
+    LangGraph calls it once the node's retry policy has given up (or at once for an error that is
+    not retried, such as an output that failed its schema twice). A budget or deadline stop gets
+    no fallback. The other handlers, and the run, carry on.
+    """
+    failures = [_describe(error.error)]
+    if not isinstance(error.error, BudgetExceededError | DeadlineExceededError):
+        message = event_message(delivery["event"], may_publish)
+        for model in spec.fallback_models:
+            try:
+                reply = call_agent(spec, [message], _context(), model=model)
+            except Exception as exc:  # the next fallback model gets its chance
+                failures.append(f"{model}: {_describe(exc)}")
+                continue
+            return Command(update=handled_update(delivery, reply), goto=BUS)
+    letter = DeadLetter(
+        agent=delivery["agent"], event=delivery["event"], error="; ".join(failures), timestamp=now()
+    )
+    return Command(update={"dead_letters": [letter]}, goto=BUS)
+
+
+def finish(state: EventsState) -> dict[str, Any]:
+    """End the run: the last handler's answer, or why the run stopped, with the partial result."""
+    handled = state.get("handled") or []
+    last = handled[-1] if handled else None
+    reason = state.get("end_reason")
+    if reason is None and last is not None:
+        answer = AIMessage(render_output_value(last["output"]), name=last["agent"])
+        return {"messages": [answer]}
+    why = state.get("end_detail") or "no agent handled the event"
+    tail = (
+        f" Last result, from {last['agent']}: {render_output_value(last['output'])}"
+        if last is not None
+        else " No handler had answered."
+    )
+    return {"messages": [AIMessage(f"Stopped ({reason or 'no_answer'}): {why}.{tail}", name=BUS)]}
+
+
+def render_output_value(output: str | dict[str, Any]) -> str:
+    """A handler's stored output as text (structured output as indented JSON)."""
+    return output if isinstance(output, str) else json.dumps(output, indent=2)
+
+
+def _check_type(event_type: Any, where: str) -> str:
+    if not isinstance(event_type, str) or not _EVENT_TYPE.match(event_type):
+        raise AgentConfigError(
+            f"{where}: event type {event_type!r} must be dotted lowercase words, e.g. "
+            "'article.submitted'"
+        )
+    return event_type
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise AgentConfigError(f"{where} must be a list of names, got {value!r}")
+    names = tuple(value)
+    repeated = sorted(name for name, n in Counter(names).items() if n > 1)
+    if repeated:
+        raise AgentConfigError(f"{where} lists {', '.join(repeated)} more than once")
+    return names
+
+
+def check_bus(
+    agents: Sequence[AgentSpec],
+    *,
+    subscriptions: Mapping[str, Sequence[str]],
+    publishes: Mapping[str, Sequence[str]] | None,
+    input_event: str | None,
+    max_events: int,
+    max_depth: int,
+) -> tuple[dict[str, AgentSpec], Bus]:
+    """Validate agents, subscriptions, publication rights and limits, up front.
+
+    Raises:
+        AgentConfigError: No agents, duplicate or reserved names, no subscriptions, a
+            subscription or publication naming an unknown agent, an agent subscribed to nothing,
+            a malformed event type, an input event nobody subscribes to, or an agent that both
+            publishes and has its own output schema.
+        ValueError: A limit out of range.
+    """
+    by_name = check_agents(agents, reserved=(INGEST, BUS, FINISH))
+    known = ", ".join(by_name)
+    if not subscriptions:
+        raise AgentConfigError(
+            "no subscriptions given: map event types to the agents that handle them, e.g. "
+            "{'article.submitted': ['reviewer']}"
+        )
+    subs: dict[str, tuple[str, ...]] = {}
+    for event_type, names in subscriptions.items():
+        where = f"subscriptions[{event_type!r}]"
+        _check_type(event_type, where)
+        subs[event_type] = _names(names, where)
+        if not subs[event_type]:
+            raise AgentConfigError(
+                f"event type {event_type!r} has no subscribers; list its agents or remove it"
+            )
+        unknown = [name for name in subs[event_type] if name not in by_name]
+        if unknown:
+            raise AgentConfigError(
+                f"event type {event_type!r} is subscribed by unknown agents: "
+                f"{', '.join(unknown)}; known agents: {known}"
+            )
+    idle = [name for name in by_name if not any(name in names for names in subs.values())]
+    if idle:
+        raise AgentConfigError(
+            f"agents {', '.join(idle)} subscribe to no event type and would never run; add them "
+            "to subscriptions or remove them"
+        )
+    rights: dict[str, tuple[str, ...]] = {}
+    for agent, types in (publishes or {}).items():
+        where = f"publishes[{agent!r}]"
+        if agent not in by_name:
+            raise AgentConfigError(f"{where}: unknown agent {agent!r}; known agents: {known}")
+        rights[agent] = tuple(_check_type(t, where) for t in _names(types, where))
+        if rights[agent] and by_name[agent].output_schema is not None:
+            raise AgentConfigError(
+                f"agent {agent!r} publishes events, so its output is the publication schema; "
+                "remove its output_schema or its publishes entry"
+            )
+    chosen = input_event if input_event is not None else next(iter(subs))
+    if chosen not in subs:
+        raise AgentConfigError(
+            f"input_event {chosen!r} has no subscribers, so every user message would go "
+            f"unhandled; choose one of: {', '.join(subs)}"
+        )
+    if not isinstance(max_events, int) or max_events < 1:
+        raise ValueError(f"max_events must be a positive integer, got {max_events!r}")
+    if not isinstance(max_depth, int) or max_depth < 0:
+        raise ValueError(f"max_depth must be a non-negative integer, got {max_depth!r}")
+    bus = Bus(
+        subscriptions=subs,
+        publishes=rights,
+        input_event=chosen,
+        max_events=max_events,
+        max_depth=max_depth,
+    )
+    return by_name, bus
+
+
+def handler_node(spec: AgentSpec, may_publish: Sequence[str]) -> Runnable[Any, dict[str, Any]]:
+    """The node one agent handles its events in (sync and async)."""
+    return RunnableLambda(
+        partial(handle, spec=spec, may_publish=may_publish),
+        afunc=partial(ahandle, spec=spec, may_publish=may_publish),
+        name=spec.name,
+    )
+
+
+def build_events_graph(
+    agents: Sequence[AgentSpec],
+    *,
+    subscriptions: Mapping[str, Sequence[str]],
+    publishes: Mapping[str, Sequence[str]] | None = None,
+    input_event: str | None = None,
+    max_events: int = 20,
+    max_depth: int = 5,
+) -> StateGraph[EventsState, Context, EventsInput, EventsOutput]:
+    """Build the event-driven pattern (uncompiled: the caller picks checkpointer and store).
+
+    Args:
+        agents: The handlers; names must be unique.
+        subscriptions: Event type -> the agents that handle it (each agent at least once).
+        publishes: Agent -> the event types it may publish (its output then carries them).
+        input_event: The type of the event a user message becomes; defaults to the first type in
+            `subscriptions`.
+        max_events: Most events one run may accept, the first included.
+        max_depth: Deepest causal chain one run may reach; the first event has depth 0.
+
+    Raises:
+        AgentConfigError: See `check_bus`.
+        ValueError: `max_events` below 1 or `max_depth` below 0.
+
+    Example:
+        ```python
+        builder = build_events_graph(
+            agents,
+            subscriptions={"article.submitted": ["reviewer"], "review.done": ["editor"]},
+            publishes={"reviewer": ["review.done"]},
+        )
+        graph = builder.compile(checkpointer=InMemorySaver(), name="events")
+        ```
+    """
+    by_name, bus = check_bus(
+        agents,
+        subscriptions=subscriptions,
+        publishes=publishes,
+        input_event=input_event,
+        max_events=max_events,
+        max_depth=max_depth,
+    )
+    builder = StateGraph(
+        EventsState, context_schema=Context, input_schema=EventsInput, output_schema=EventsOutput
+    )
+    builder.add_node(INGEST, partial(ingest, bus=bus))
+    builder.add_node(BUS, partial(collect, bus=bus))
+    for name, spec in by_name.items():
+        may_publish = bus.publishes.get(name, ())
+        handler = (
+            spec.model_copy(update={"output_schema": publication_schema(may_publish)})
+            if may_publish
+            else spec
+        )
+        builder.add_node(
+            name,
+            handler_node(handler, may_publish),
+            retry_policy=model_retry_policy(spec.max_attempts),
+            error_handler=partial(dead_letter, spec=handler, may_publish=may_publish),
+        )
+        builder.add_edge(name, BUS)
+    builder.add_node(FINISH, finish)
+    builder.add_edge(START, INGEST)
+    builder.add_edge(INGEST, BUS)
+    builder.add_conditional_edges(BUS, route_events, [*by_name, FINISH])
+    builder.add_edge(FINISH, END)
+    return builder
+
+
+DEMO_AGENTS = (
+    AgentSpec(
+        name="reviewer",
+        description="Reviews submitted articles for accuracy, clarity and structure.",
+        system_prompt="You are the reviewer of a publication. Review the submitted article: "
+        "accuracy, clarity, structure; list concrete changes.",
+    ),
+    AgentSpec(
+        name="editor",
+        description="Edits an article using the review and decides whether to publish it.",
+        system_prompt="You are the editor. Apply the review to the article and request "
+        "publication when it is ready.",
+    ),
+    AgentSpec(
+        name="publisher",
+        description="Publishes approved articles and reports where they went live.",
+        system_prompt="You are the publisher. Publish the approved article and confirm what was "
+        "published.",
+    ),
+)
+"""The demo's content pipeline: reviewer, editor and publisher."""
+
+DEMO_SUBSCRIPTIONS: dict[str, list[str]] = {
+    "article.submitted": ["reviewer"],
+    "review.done": ["editor"],
+    "publish.requested": ["publisher"],
+}
+"""Who handles which event in the demo."""
+
+DEMO_PUBLISHES: dict[str, list[str]] = {
+    "reviewer": ["review.done"],
+    "editor": ["publish.requested"],
+}
+"""What each demo agent may publish: article.submitted -> review.done -> publish.requested."""
+
+graph = build_events_graph(
+    DEMO_AGENTS, subscriptions=DEMO_SUBSCRIPTIONS, publishes=DEMO_PUBLISHES
+).compile(name="events")
