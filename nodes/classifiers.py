@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field, ValidationError, create_model
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.pipeline import make_union
 from sklearn.preprocessing import normalize
@@ -205,7 +205,7 @@ class LLMClassifier:
         )
         parsed = output.get("parsed")
         if parsed is None:
-            error = output.get("parsing_error")
+            error = _one_line(output.get("parsing_error"))
             return Decision(self.agents[0], 0.0, f"model gave no valid route: {error}", usage)
         return Decision(parsed.agent, float(parsed.confidence), parsed.reason, usage)
 
@@ -222,6 +222,18 @@ class LLMClassifier:
         started = time.perf_counter()
         output = await runnable.ainvoke([self._system, HumanMessage(text)])
         return self._decide(model_name, output, started)
+
+
+def _one_line(error: object) -> str:
+    """A parsing error as one readable line (a `Decision.reason` is shown as one line)."""
+    if error is None:  # the model answered in text instead of calling the schema's tool
+        return "no structured answer"
+    if isinstance(error, ValidationError) and error.errors():
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where}: {first['msg']}" if where else first["msg"]
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _content_words(text: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 import threading
 import time
@@ -45,6 +46,19 @@ _STOPWORDS = frozenset(
     ).split()
 )
 _FORCING_CHOICES = frozenset({"any", "required"})
+# Strings with a JSON-schema `format` must parse as that format (a date, a UUID, ...).
+_FORMAT_SAMPLES = {
+    "date": "2024-01-01",
+    "date-time": "2024-01-01T00:00:00Z",
+    "time": "00:00:00",
+    "duration": "PT1M",
+    "uuid": "00000000-0000-4000-8000-000000000000",
+    "email": "user@example.com",
+    "uri": "https://example.com/",
+    "ipv4": "192.0.2.1",
+    "ipv6": "2001:db8::1",
+    "hostname": "example.com",
+}
 
 
 class SimulatedProviderError(Exception):
@@ -297,6 +311,11 @@ def sample_from_schema(
             if key in properties
         }
     if kind == "array":
+        if "prefixItems" in schema:  # a tuple: one value per position
+            return [
+                sample_from_schema(item, request, defs, depth + 1, name)
+                for item in schema["prefixItems"]
+            ]
         count = max(1, int(schema.get("minItems", 1)))
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
@@ -312,20 +331,45 @@ def sample_from_schema(
 
 
 def _number(schema: dict[str, Any], *, integer: bool) -> float | int:
-    low = schema.get("minimum", schema.get("exclusiveMinimum"))
-    high = schema.get("maximum", schema.get("exclusiveMaximum"))
+    def bound(key: str) -> float | None:
+        value = schema.get(key)
+        return None if value is None or isinstance(value, bool) else float(value)
+
+    minimum, exclusive_min = bound("minimum"), bound("exclusiveMinimum")
+    maximum, exclusive_max = bound("maximum"), bound("exclusiveMaximum")
+    lows = [v for v in (minimum, exclusive_min) if v is not None]
+    highs = [v for v in (maximum, exclusive_max) if v is not None]
+    low, high = (max(lows) if lows else None), (min(highs) if highs else None)
     if low is not None and high is not None:
-        value = (float(low) + float(high)) / 2
+        value = (low + high) / 2
     elif low is not None:
-        value = float(low) + 1
+        value = low + 1
     elif high is not None:
-        value = float(high) - 1
+        value = high - 1
     else:
         value = 1.0
-    return round(value) if integer else value
+    step = bound("multipleOf") or (1.0 if integer else None)
+    if step is None:
+        return value
+    # On a grid (integers, multipleOf): the multiple nearest the value that meets every bound.
+    k_lows = [math.ceil(minimum / step)] if minimum is not None else []
+    if exclusive_min is not None:
+        k_lows.append(math.floor(exclusive_min / step) + 1)
+    k_highs = [math.floor(maximum / step)] if maximum is not None else []
+    if exclusive_max is not None:
+        k_highs.append(math.ceil(exclusive_max / step) - 1)
+    k = round(value / step)
+    if k_lows:
+        k = max(k, *k_lows)
+    if k_highs:
+        k = min(k, *k_highs)
+    result = k * step
+    return int(result) if integer else result
 
 
 def _string(schema: dict[str, Any], request: str, name: str) -> str:
+    if schema.get("format") in _FORMAT_SAMPLES:
+        return _FORMAT_SAMPLES[schema["format"]]
     label = name.replace("_", " ") or "value"
     text = f"(simulated {label}) {_excerpt(request, 120)}".strip()
     min_length = int(schema.get("minLength", 0))

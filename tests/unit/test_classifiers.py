@@ -1,0 +1,277 @@
+"""Classifiers: the demo questions, off-topic requests, determinism, and the LLM classifier."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.messages.utils import count_tokens_approximately
+
+from graphs.router import DEMO_AGENTS
+from nodes.classifiers import (
+    Classifier,
+    Decision,
+    LexicalClassifier,
+    LLMClassifier,
+    default_classifier,
+)
+from nodes.classify import choose, last_user_text
+from state import AgentSpec
+from switchyard.errors import AgentConfigError
+from tests.fakes import scripted
+
+DEMO_QUESTIONS = [
+    ("I need a refund for my last payment", "support"),
+    ("How do I authenticate with the API using the Python SDK?", "docs"),
+    ("Write a Python function that reverses a string", "code"),
+]
+OFF_TOPIC = ["xqzv blorp", "hello", "thanks!", "the and of", "", "   ", "???"]
+LEXICAL = LexicalClassifier(DEMO_AGENTS)
+
+
+@pytest.fixture
+def lexical() -> LexicalClassifier:
+    return LEXICAL
+
+
+@pytest.mark.parametrize(("text", "agent"), DEMO_QUESTIONS)
+def test_demo_questions_go_to_the_right_agent_confidently(
+    lexical: LexicalClassifier, text: str, agent: str
+) -> None:
+    decision = lexical.classify(text)
+    assert decision.agent == agent
+    assert decision.confidence >= 0.6
+    assert decision.reason.startswith(f"closest match {agent} (similarity ")
+    assert decision.usage == {}
+
+
+@pytest.mark.parametrize("text", OFF_TOPIC)
+def test_off_topic_requests_score_zero(lexical: LexicalClassifier, text: str) -> None:
+    assert lexical.classify(text) == Decision("support", 0.0, "no words in common with any agent")
+
+
+def test_inflections_still_match(lexical: LexicalClassifier) -> None:
+    # character n-grams: "billed"/"refunded" share no whole word with the support agent's texts
+    decision = lexical.classify("I was billed but never refunded")
+    assert decision.agent == "support"
+    assert decision.confidence > 0
+
+
+def test_lexical_classifier_is_deterministic() -> None:
+    first = LexicalClassifier(DEMO_AGENTS)
+    second = LexicalClassifier(DEMO_AGENTS)
+    for text, _ in DEMO_QUESTIONS:
+        assert first.classify(text) == second.classify(text) == first.classify(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=200))
+def test_confidence_is_always_between_zero_and_one(text: str) -> None:
+    decision = LEXICAL.classify(text)
+    assert decision.agent in LEXICAL.agents
+    assert 0.0 <= decision.confidence <= 1.0
+
+
+def test_a_request_that_fits_two_agents_scores_lower(lexical: LexicalClassifier) -> None:
+    clear = lexical.classify("How do I authenticate with the API?")
+    mixed = lexical.classify("refund API")
+    assert mixed.confidence < clear.confidence
+
+
+async def test_async_classify_matches_sync(lexical: LexicalClassifier) -> None:
+    for text, _ in DEMO_QUESTIONS:
+        assert await lexical.aclassify(text) == lexical.classify(text)
+
+
+def test_single_agent_classifier() -> None:
+    only = LexicalClassifier(DEMO_AGENTS[:1])
+    decision = only.classify("I need a refund")
+    assert decision.agent == "support"
+    assert "runner-up none" in decision.reason
+
+
+def test_classifiers_check_their_agents() -> None:
+    with pytest.raises(AgentConfigError, match="no agents given"):
+        LexicalClassifier([])
+    with pytest.raises(AgentConfigError, match="duplicate agent names: support"):
+        LLMClassifier([DEMO_AGENTS[0], DEMO_AGENTS[0]])
+
+
+def test_both_classifiers_satisfy_the_protocol() -> None:
+    assert isinstance(LexicalClassifier(DEMO_AGENTS), Classifier)
+    assert isinstance(LLMClassifier(DEMO_AGENTS), Classifier)
+    assert isinstance(default_classifier(DEMO_AGENTS), LexicalClassifier)
+
+
+# --- the classify node's rule ---------------------------------------------------------------
+
+
+def test_confident_decision_wins() -> None:
+    route = choose(
+        Decision("docs", 0.9, "api"),
+        classifier="lexical",
+        default_agent="support",
+        previous_agent="code",
+        threshold=0.5,
+    )
+    assert route == {"agent": "docs", "confidence": 0.9, "reason": "api", "classifier": "lexical"}
+
+
+def test_unsure_follow_up_stays_with_the_previous_agent() -> None:
+    route = choose(
+        Decision("docs", 0.2, "api"),
+        classifier="lexical",
+        default_agent="support",
+        previous_agent="code",
+        threshold=0.5,
+    )
+    assert route["agent"] == "code"
+    assert route["reason"] == "follow-up stays with code: classifier unsure (docs at 0.20 < 0.50)"
+
+
+def test_unsure_first_turn_goes_to_the_default_agent() -> None:
+    route = choose(
+        Decision("docs", 0.2, "api"),
+        classifier="lexical",
+        default_agent="support",
+        previous_agent=None,
+        threshold=0.5,
+    )
+    assert route["agent"] == "support"
+    assert route["reason"] == "low confidence (docs at 0.20 < 0.50) -> default agent support"
+
+
+def test_threshold_is_inclusive() -> None:
+    route = choose(
+        Decision("docs", 0.5, "api"),
+        classifier="lexical",
+        default_agent="support",
+        previous_agent=None,
+        threshold=0.5,
+    )
+    assert route["agent"] == "docs"
+
+
+def test_last_user_text() -> None:
+    assert last_user_text([]) == ""
+    assert last_user_text([SystemMessage("s"), AIMessage("a")]) == ""
+    assert last_user_text([HumanMessage("one"), AIMessage("a"), HumanMessage("two")]) == "two"
+
+
+# --- the LLM classifier -----------------------------------------------------------------------
+
+
+def route_call(agent: str, confidence: float, reason: str) -> AIMessage:
+    return AIMessage(
+        "",
+        tool_calls=[
+            {
+                "name": "RouteChoice",
+                "args": {"agent": agent, "confidence": confidence, "reason": reason},
+                "id": "route-1",
+            }
+        ],
+        usage_metadata={"input_tokens": 120, "output_tokens": 12, "total_tokens": 132},
+    )
+
+
+def test_llm_classifier_asks_for_a_forced_route_and_reads_it() -> None:
+    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    with scripted("scripted:router", route_call("docs", 0.8, "an API question")) as fake:
+        decision = classifier.classify("How do I call the API?")
+    assert (decision.agent, decision.confidence, decision.reason) == (
+        "docs",
+        0.8,
+        "an API question",
+    )
+    (call,) = fake.calls
+    assert call.tools == ["RouteChoice"]
+    assert call.tool_choice == "any"
+    system, user = call.messages
+    assert isinstance(system, SystemMessage)
+    assert system.text.startswith("You route each user request to exactly one agent. Agents:\n")
+    for spec in DEMO_AGENTS:
+        assert f"- {spec.name}: {spec.description} Examples: " in system.text
+    assert user == HumanMessage("How do I call the API?")
+    (entry,) = decision.usage.values()
+    assert (entry["agent"], entry["model"], entry["calls"]) == ("router", "scripted:router", 1)
+    assert (entry["input_tokens"], entry["output_tokens"], entry["total_tokens"]) == (120, 12, 132)
+
+
+def test_run_model_overrides_the_classifier_model() -> None:
+    classifier = LLMClassifier(DEMO_AGENTS, model="offline")
+    with scripted("scripted:run", route_call("code", 0.7, "code")) as fake:
+        decision = classifier.classify("write code", model="scripted:run")
+    assert decision.agent == "code"
+    assert len(fake.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (route_call("billing", 0.9, "x"), "agent: Input should be 'support', 'docs' or 'code'"),
+        (route_call("docs", 1.5, "x"), "confidence: Input should be less than or equal to 1"),
+    ],
+)
+def test_llm_classifier_out_of_schema_answer_is_zero_confidence(
+    reply: AIMessage, error: str
+) -> None:
+    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    with scripted("scripted:router", reply):
+        decision = classifier.classify("anything")
+    assert decision.agent == "support"
+    assert decision.confidence == 0.0
+    assert decision.reason == f"model gave no valid route: {error}"
+    assert list(decision.usage) == ["router/scripted:router"]
+
+
+def test_llm_classifier_with_a_text_answer_is_zero_confidence() -> None:
+    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    with scripted("scripted:router", "I think docs"):
+        decision = classifier.classify("anything")
+    assert (decision.agent, decision.confidence) == ("support", 0.0)
+    assert decision.reason == "model gave no valid route: no structured answer"
+
+
+def test_llm_classifier_offline_returns_a_valid_decision_and_usage() -> None:
+    classifier = LLMClassifier(DEMO_AGENTS)
+    text = "I need a refund for my last payment"
+    decision = classifier.classify(text)
+    assert decision.agent in classifier.agents
+    assert 0.0 <= decision.confidence <= 1.0
+    assert decision.reason == f"(simulated reason) {text}"
+    again = classifier.classify(text)
+    assert (again.agent, again.confidence, again.reason) == (
+        decision.agent,
+        decision.confidence,
+        decision.reason,
+    )
+    (entry,) = decision.usage.values()
+    assert (entry["agent"], entry["model"], entry["cost_usd"]) == ("router", "offline", 0.0)
+    assert entry["input_tokens"] == count_tokens_approximately(
+        [classifier._system, HumanMessage(text)]
+    )
+    assert entry["output_tokens"] > 0
+
+
+def test_llm_classifier_offline_picks_an_agent_named_in_the_request() -> None:
+    # the offline model matches enum members against the request's words
+    assert LLMClassifier(DEMO_AGENTS).classify("this is for docs").agent == "docs"
+
+
+async def test_llm_classifier_async() -> None:
+    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    with scripted("scripted:router", route_call("code", 0.9, "code")):
+        decision = await classifier.aclassify("write code")
+    assert (decision.agent, decision.confidence) == ("code", 0.9)
+    assert decision.usage["router/scripted:router"]["total_tokens"] == 132
+
+
+def test_agent_names_in_custom_sets() -> None:
+    agents = [
+        AgentSpec(name="billing", description="Invoices and payments.", examples=("pay bill",)),
+        AgentSpec(name="travel", description="Flights and hotels.", examples=("book a flight",)),
+    ]
+    decision = LexicalClassifier(agents).classify("book me a flight to Rome")
+    assert decision.agent == "travel"
