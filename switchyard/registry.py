@@ -11,6 +11,8 @@ from switchyard.errors import GraphNotFoundError
 
 PATTERNS: dict[str, str] = {
     "router": "graphs.router:graph",
+    "pipeline": "graphs.pipeline:graph",
+    "fanout": "graphs.fanout:graph",
     "hierarchical": "graphs.hierarchical:graph",
     "events": "graphs.events:graph",
     "supervisor": "graphs.supervisor:graph",

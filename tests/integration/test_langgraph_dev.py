@@ -80,6 +80,8 @@ class Demo:
 
 DEMOS: dict[str, Demo] = {
     "router": Demo("How do I authenticate with the API using the Python SDK?", answered_by("docs")),
+    "pipeline": Demo("Write a short note on heat pumps in cold climates", answered_by("edit")),
+    "fanout": Demo("Should we migrate billing to PostgreSQL?", answered_by("synthesizer")),
     "hierarchical": Demo(
         "Write a short article about Python asyncio with a code example", answered_by("manager")
     ),
