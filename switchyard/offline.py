@@ -210,7 +210,9 @@ def respond(
         chosen = _choose_tool(request, tools, tool_choice, tool_threshold)
         if chosen is not None:
             function = chosen["function"]
-            args = sample_from_schema(function.get("parameters", {}), request)
+            args = sample_from_schema(
+                function.get("parameters", {}), request, hints=_last_text(messages, SystemMessage)
+            )
             digest = hashlib.sha256(f"{function['name']}\n{request}".encode()).hexdigest()
             call_id = f"call_{digest[:16]}"
             return AIMessage(
@@ -275,6 +277,7 @@ def sample_from_schema(
     defs: dict[str, Any] | None = None,
     depth: int = 0,
     name: str = "",
+    hints: str = "",
 ) -> Any:
     """A value that validates against a JSON schema, chosen to reflect `request` where it can.
 
@@ -285,17 +288,17 @@ def sample_from_schema(
     defs = {**(defs or {}), **schema.get("$defs", {}), **schema.get("definitions", {})}
     if "$ref" in schema:
         ref = schema["$ref"].rsplit("/", 1)[-1]
-        return sample_from_schema(defs.get(ref, {}), request, defs, depth, name)
+        return sample_from_schema(defs.get(ref, {}), request, defs, depth, name, hints)
     if "const" in schema:
         return schema["const"]
     if "enum" in schema:
-        return _best_match(request, list(schema["enum"]))
+        return _best_match(request, list(schema["enum"]), hints)
     for key in ("anyOf", "oneOf"):
         if key in schema:
             options = [o for o in schema[key] if o.get("type") != "null"] or schema[key]
-            return sample_from_schema(options[0], request, defs, depth, name)
+            return sample_from_schema(options[0], request, defs, depth, name, hints)
     if "allOf" in schema:
-        return sample_from_schema(schema["allOf"][0], request, defs, depth, name)
+        return sample_from_schema(schema["allOf"][0], request, defs, depth, name, hints)
     if "default" in schema:
         return schema["default"]
     kind = schema.get("type", "object" if "properties" in schema else "string")
@@ -306,21 +309,23 @@ def sample_from_schema(
             return {}
         properties: dict[str, Any] = schema.get("properties", {})
         return {
-            key: sample_from_schema(properties[key], request, defs, depth + 1, key)
+            key: sample_from_schema(properties[key], request, defs, depth + 1, key, hints)
             for key in schema.get("required", [])
             if key in properties
         }
     if kind == "array":
         if "prefixItems" in schema:  # a tuple: one value per position
             return [
-                sample_from_schema(item, request, defs, depth + 1, name)
+                sample_from_schema(item, request, defs, depth + 1, name, hints)
                 for item in schema["prefixItems"]
             ]
         count = max(1, int(schema.get("minItems", 1)))
         if "maxItems" in schema:
             count = min(count, int(schema["maxItems"]))
         items = schema.get("items", {})
-        return [sample_from_schema(items, request, defs, depth + 1, name) for _ in range(count)]
+        return [
+            sample_from_schema(items, request, defs, depth + 1, name, hints) for _ in range(count)
+        ]
     if kind in ("integer", "number"):
         return _number(schema, integer=kind == "integer")
     if kind == "boolean":
@@ -380,9 +385,16 @@ def _string(schema: dict[str, Any], request: str, name: str) -> str:
     return text
 
 
-def _best_match(request: str, options: list[Any]) -> Any:
+def _best_match(request: str, options: list[Any], hints: str = "") -> Any:
     words = set(keywords(request))
-    scores = [_overlap(words, str(option).replace("_", " ")) for option in options]
+    lines = hints.lower().splitlines()
+
+    def described(option: Any) -> str:
+        label = str(option).lower()
+        mentions = [line for line in lines if re.search(rf"\b{re.escape(label)}\b", line)]
+        return " ".join([label.replace("_", " "), *mentions])
+
+    scores = [_overlap(words, described(option)) for option in options]
     return options[max(range(len(options)), key=lambda i: (scores[i], -i))]
 
 
