@@ -149,8 +149,10 @@ def check_agents(
         )
     clashes = sorted(set(counts) & set(reserved))
     if clashes:
+        names = ", ".join(repr(name) for name in clashes)
         raise AgentConfigError(
-            f"agent names {', '.join(clashes)} are reserved by this pattern; rename the agents"
+            f"{'names' if len(clashes) > 1 else 'name'} {names} "
+            f"{'are' if len(clashes) > 1 else 'is'} reserved by this pattern; rename the agent"
         )
     by_name = {spec.name: spec for spec in agents}
     if default_agent is not None and default_agent not in by_name:

@@ -20,7 +20,7 @@ from switchyard.cache import cache_from_environment
 from switchyard.errors import InvalidInputError, SwitchyardError
 from switchyard.persistence import open_checkpointer
 from switchyard.registry import describe, load_graph, pattern_names
-from switchyard.run import RunResult, resume, run
+from switchyard.run import RunResult, check_text, resume, run
 
 EXIT_USAGE = 2
 
@@ -119,6 +119,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise InvalidInputError("give either a message or --resume ANSWER (with --session)")
     if args.resume is not None and args.session is None:
         raise InvalidInputError("--resume needs --session: the session whose run is paused")
+    if args.text is not None:  # before any file is opened: bad input leaves no trace
+        check_text(args.text, context.max_input_chars)
     with open_checkpointer(args.checkpointer) as saver:
         compiled = graph.builder.compile(checkpointer=saver, name=graph.name)
         if args.resume is not None:

@@ -53,7 +53,7 @@ def test_reserved_names() -> None:
     with pytest.raises(AgentConfigError) as raised:
         check_agents([spec("classify"), spec("docs")], reserved=("classify",))
     assert str(raised.value) == (
-        "agent names classify are reserved by this pattern; rename the agents"
+        "name 'classify' is reserved by this pattern; rename the agent"
     )
 
 
