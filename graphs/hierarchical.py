@@ -45,6 +45,7 @@ from nodes.agent import (
     own_view,
 )
 from nodes.classify import last_user_text
+from nodes.fallback import make_stop_handler
 from state.agents import AgentSpec, check_agents
 from state.context import Context
 from state.hierarchical import (
@@ -674,6 +675,7 @@ def build_hierarchical_graph(
         PLAN,
         RunnableLambda(partial(plan, team=team), afunc=partial(aplan, team=team), name=PLAN),
         retry_policy=model_retry_policy(manager.max_attempts),
+        error_handler=make_stop_handler(manager.name),
     )
     builder.add_node(SCHEDULE, schedule)
     for name, worker in team.workers.items():
@@ -693,6 +695,7 @@ def build_hierarchical_graph(
             partial(synthesise, team=team), afunc=partial(asynthesise, team=team), name=SYNTHESISE
         ),
         retry_policy=model_retry_policy(manager.max_attempts),
+        error_handler=make_stop_handler(manager.name),
     )
     builder.add_edge(START, PLAN)
     builder.add_edge(PLAN, SCHEDULE)

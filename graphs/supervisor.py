@@ -20,6 +20,7 @@ from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
 from nodes.agent import AgentReply, acall_agent, call_agent, own_view, render_output
+from nodes.fallback import make_stop_handler
 from nodes.handoff import (
     TaskArgs,
     close_open_calls,
@@ -276,11 +277,15 @@ def build_supervisor_graph(
         supervisor.name,
         make_supervisor_node(supervisor, agents, max_rounds=max_rounds),
         retry_policy=model_retry_policy(supervisor.max_attempts),
+        error_handler=make_stop_handler(supervisor.name),
         destinations=(*(w.name for w in agents), END),
     )
     for spec in agents:
         builder.add_node(
-            spec.name, make_worker_node(spec), retry_policy=model_retry_policy(spec.max_attempts)
+            spec.name,
+            make_worker_node(spec),
+            retry_policy=model_retry_policy(spec.max_attempts),
+            error_handler=make_stop_handler(spec.name),
         )
         builder.add_edge(spec.name, supervisor.name)
     builder.add_edge(START, supervisor.name)

@@ -20,6 +20,7 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from nodes.agent import AgentReply, acall_agent, call_agent, own_view
+from nodes.fallback import make_fallback_handler
 from nodes.handoff import (
     TransferArgs,
     close_open_calls,
@@ -264,6 +265,9 @@ def build_swarm_graph(
                 repeats=ping_pong_repeats,
             ),
             retry_policy=model_retry_policy(spec.max_attempts),
+            # A failing agent tries its fallback models, then the run stops cleanly (its peers
+            # are not a fallback: handing the turn on is the agent's own decision).
+            error_handler=make_fallback_handler(spec, shared_view=True),
             destinations=(*spec.handoffs, END),
         )
     builder.add_conditional_edges(

@@ -12,10 +12,12 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
     AIMessage,
@@ -30,7 +32,7 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
 from langgraph.runtime import get_runtime
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from state.agents import AgentSpec
 from state.context import Context
@@ -221,17 +223,31 @@ class _Call:
 
     def wants_tools(self, ai: AIMessage) -> bool:
         """Handle the tool calls of `ai`; True when another model round is needed."""
-        if not ai.tool_calls:
+        if not ai.tool_calls and not ai.invalid_tool_calls:
             return False
         for call in ai.tool_calls:
             if call["name"] in self.handoffs:
                 self.handoff = dict(call)
                 return False
-        for call in ai.tool_calls:
-            result = self.run_tool(call)
-            self.new.append(result)
-            self.transcript.append(result)
+        results = [self.run_tool(call) for call in ai.tool_calls]
+        # A call whose arguments are not JSON is answered with the error, so the model can call
+        # again; left unanswered, it would also make the provider reject the next request.
+        results += [self.reject_arguments(bad) for bad in ai.invalid_tool_calls]
+        self.new.extend(results)
+        self.transcript.extend(results)
         return True
+
+    def reject_arguments(self, bad: Any) -> ToolMessage:
+        name = bad.get("name") or ""
+        if name not in self.tools and name not in self.handoffs:
+            return self.run_tool({"name": name, "id": bad.get("id") or "", "args": {}})
+        return ToolMessage(
+            f"error: the arguments of this call to {name!r} are not valid JSON "
+            f"({bad.get('error') or bad.get('args')!r}); call it again with valid JSON arguments",
+            tool_call_id=bad.get("id") or "",
+            name=name,
+            status="error",
+        )
 
     def run_tool(self, call: Any) -> ToolMessage:
         tool = self.tools.get(call["name"])
@@ -301,6 +317,25 @@ class _Call:
         )
 
 
+@contextmanager
+def _keeping_usage(call: _Call) -> Iterator[None]:
+    """Attach the usage of a failed call's completed rounds to the exception (`partial_usage`)."""
+    try:
+        yield
+    except Exception as exc:
+        exc.switchyard_usage = call.usage  # type: ignore[attr-defined]
+        raise
+
+
+def partial_usage(error: BaseException) -> UsageLedger:
+    """Usage of the model rounds an agent call completed before it failed with `error`.
+
+    Error handlers add it to their update, so spend is never lost from the ledger.
+    """
+    usage: UsageLedger = getattr(error, "switchyard_usage", None) or {}
+    return usage
+
+
 def _attempt() -> int:
     """This node attempt's number (1 on the first try; LangGraph's RetryPolicy counts up)."""
     try:
@@ -310,11 +345,30 @@ def _attempt() -> int:
     return info.node_attempt if info is not None else 1
 
 
+_PARSE_ERRORS = (ValidationError, json.JSONDecodeError, OutputParserException)
+"""Errors that mean "the answer did not fit the schema" when a structured-output call raises."""
+
+
+def _parse_failure(exc: Exception) -> dict[str, Any]:
+    """A structured-output call that raised a parse error, as the parser's failed result.
+
+    Some clients validate inside the call (ChatOpenAI's default `json_schema` method parses the
+    reply with the schema in the OpenAI SDK and raises), so the agent is re-asked with the error
+    exactly as when the parser reports it.
+    """
+    return {"raw": None, "parsed": None, "parsing_error": exc}
+
+
 def _invoke(call: _Call, kind: Literal["tools", "plain", "schema"]) -> tuple[Any, float]:
     runnable = call.begin(kind)
     started = time.perf_counter()
     try:
         return runnable.invoke(call.transcript), started
+    except _PARSE_ERRORS as exc:
+        if kind != "schema":  # not transient: the fallback chain handles it
+            call.failed(exc)
+            raise
+        return _parse_failure(exc), started
     except Exception as exc:
         call.failed(exc)
         raise
@@ -337,6 +391,11 @@ async def _ainvoke(call: _Call, kind: Literal["tools", "plain", "schema"]) -> tu
         )
         call.failed(timeout)
         raise timeout from exc
+    except _PARSE_ERRORS as exc:
+        if kind != "schema":  # not transient: the fallback chain handles it
+            call.failed(exc)
+            raise
+        return _parse_failure(exc), started
     except Exception as exc:
         call.failed(exc)
         raise
@@ -368,6 +427,12 @@ def call_agent(
         DeadlineExceededError: The run's deadline has passed.
     """
     call = _Call(spec, messages, resolve_context(context), handoff_tools, model)
+    with _keeping_usage(call):
+        return _drive(call)
+
+
+def _drive(call: _Call) -> AgentReply:
+    spec = call.spec
     for _ in range(MAX_TOOL_ROUNDS):
         ai = call.record(*_invoke(call, "tools"))
         if not call.wants_tools(ai):
@@ -391,6 +456,12 @@ async def acall_agent(
 ) -> AgentReply:
     """Async form of `call_agent`."""
     call = _Call(spec, messages, resolve_context(context), handoff_tools, model)
+    with _keeping_usage(call):
+        return await _adrive(call)
+
+
+async def _adrive(call: _Call) -> AgentReply:
+    spec = call.spec
     for _ in range(MAX_TOOL_ROUNDS):
         ai = call.record(*await _ainvoke(call, "tools"))
         if not call.wants_tools(ai):

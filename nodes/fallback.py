@@ -18,9 +18,11 @@ from langgraph.graph import END
 from langgraph.runtime import get_runtime
 from langgraph.types import Command, interrupt
 
-from nodes.agent import call_agent, own_view
+from nodes.agent import call_agent, own_view, partial_usage
 from state.agents import AgentSpec
 from state.context import Context
+from state.reducers import merge_usage
+from state.usage import UsageLedger
 from switchyard.budgets import BudgetExceededError, DeadlineExceededError
 
 logger = logging.getLogger(__name__)
@@ -50,13 +52,13 @@ def _context() -> Context:
         return Context()
 
 
-def _stop(spec: AgentSpec, reason: str, failures: list[str]) -> Command[Any]:
+def _stop(spec: AgentSpec, reason: str, failures: list[str], usage: UsageLedger) -> Command[Any]:
     message = AIMessage(
         content=f"The {spec.name} agent could not answer ({reason}): {'; '.join(failures)}",
         name=spec.name,
     )
     logger.error("agent %s failed, run ends: %s (%s)", spec.name, reason, "; ".join(failures))
-    return Command(goto=END, update={"messages": [message], "end_reason": reason})
+    return Command(goto=END, update={"messages": [message], "end_reason": reason, "usage": usage})
 
 
 def make_fallback_handler(
@@ -77,23 +79,28 @@ def make_fallback_handler(
 
     def handle_failure(state: dict[str, Any], error: NodeError) -> Command[Any]:
         failures = [f"{spec.name}: {_describe(error.error)}"]
+        spent = partial_usage(error.error)
         if isinstance(error.error, BudgetExceededError | DeadlineExceededError):
-            return _stop(spec, end_reason_for(error.error), failures)
+            return _stop(spec, end_reason_for(error.error), failures, spent)
         context = _context()
         view = own_view(spec, state["messages"], context, shared=shared_view)
         for model in spec.fallback_models:
             try:
                 reply = call_agent(spec, view, context, model=model)
             except (BudgetExceededError, DeadlineExceededError) as exc:
-                return _stop(spec, end_reason_for(exc), [*failures, _describe(exc)])
+                spent = merge_usage(spent, partial_usage(exc))
+                return _stop(spec, end_reason_for(exc), [*failures, _describe(exc)], spent)
             except Exception as exc:  # the next fallback gets its chance
+                spent = merge_usage(spent, partial_usage(exc))
                 failures.append(f"{model}: {_describe(exc)}")
                 continue
             logger.warning("agent %s recovered with fallback model %s", spec.name, model)
-            return Command(update={"messages": reply.messages, "usage": reply.usage})
+            return Command(
+                update={"messages": reply.messages, "usage": merge_usage(spent, reply.usage)}
+            )
         if default_agent is not None and default_agent != spec.name:
             logger.warning("agent %s failed; handing the turn to %s", spec.name, default_agent)
-            return Command(goto=default_agent)
+            return Command(goto=default_agent, update={"usage": spent})
         if context.escalate_to_human:
             answer = interrupt(
                 {
@@ -103,10 +110,43 @@ def make_fallback_handler(
                     "request": _last_request(state),
                 }
             )
-            return Command(update={"messages": [AIMessage(content=str(answer), name=HUMAN)]})
-        return _stop(spec, "agent_failed", failures)
+            return Command(
+                update={
+                    "messages": [AIMessage(content=str(answer), name=HUMAN)],
+                    "usage": spent,
+                }
+            )
+        return _stop(spec, "agent_failed", failures, spent)
 
     return handle_failure
+
+
+def make_stop_handler(agent: str) -> Any:
+    """An `error_handler` that ends the run cleanly when node `agent` fails after its retries.
+
+    For nodes whose output is a pattern's own routing (a supervisor's `Command`, a swarm agent's
+    handoff), where another model's answer cannot simply stand in: the run stops with
+    `end_reason` (`budget_exceeded`, `deadline` or `agent_failed`), the explanation as the last
+    message, and everything before it checkpointed, so the dead-letter queue can replay it.
+    """
+
+    def stop_on_failure(state: dict[str, Any], error: NodeError) -> Command[Any]:
+        message = AIMessage(
+            content=f"The {agent} agent could not answer ({end_reason_for(error.error)}): "
+            f"{agent}: {_describe(error.error)}",
+            name=agent,
+        )
+        logger.error("node %s failed, run ends: %s", agent, _describe(error.error))
+        return Command(
+            goto=END,
+            update={
+                "messages": [message],
+                "end_reason": end_reason_for(error.error),
+                "usage": partial_usage(error.error),
+            },
+        )
+
+    return stop_on_failure
 
 
 def fallback_destinations(spec: AgentSpec, default_agent: str | None) -> tuple[str, ...]:

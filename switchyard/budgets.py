@@ -50,7 +50,9 @@ class Budget(BaseModel):
         default=None, gt=0, description="Call the cost-alert hooks when spend crosses this."
     )
     downgrade_model: str | None = Field(
-        default=None, description="Cheaper model to switch to instead of stopping."
+        default=None,
+        description="Past the limit, calls switch to this cheaper model instead of stopping: "
+        "the limit becomes a switch point, not a cap.",
     )
 
     @model_validator(mode="after")
@@ -213,6 +215,11 @@ def _over(budget: Budget, spent: Spend, tokens: int, usd: float | None) -> str |
         return (
             f"{spent.tokens:,} tokens spent + ~{tokens:,} for this call > "
             f"limit {budget.max_tokens:,}"
+        )
+    if budget.max_usd is not None and usd is None:
+        return (
+            "this model has no known price, so a dollar limit cannot be enforced; register one "
+            "with switchyard.pricing.set_price or use a token limit"
         )
     if budget.max_usd is not None and usd is not None and spent.usd + usd > budget.max_usd:
         return f"${spent.usd:.4f} spent + ~${usd:.4f} for this call > limit ${budget.max_usd:.4f}"

@@ -39,7 +39,7 @@ def _handle(args: argparse.Namespace, console: Console) -> int:
     if args.dlq_action == "list":
         table = Table(show_edge=False)
         for column in ("id", "when", "pattern", "end reason", "status", "input", "error"):
-            table.add_column(column)
+            table.add_column(column, no_wrap=column in ("id", "when"))
         for letter in queue.list(status=args.status, limit=args.limit):
             when = dt.datetime.fromtimestamp(letter.created_at).strftime("%Y-%m-%d %H:%M:%S")
             table.add_row(

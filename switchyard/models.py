@@ -165,7 +165,10 @@ def _load(provider: str, name: str, params: dict[str, Any]) -> BaseChatModel:
         return OfflineChatModel(model_name=name, **{k: v for k, v in params.items() if k in known})
     from langchain.chat_models import init_chat_model
 
-    check_credentials(provider)
+    if not {"api_key", "openai_api_key", "credentials_profile_name", "aws_access_key_id"} & set(
+        params
+    ):  # credentials passed in code need no environment
+        check_credentials(provider)
     if provider in _SDK_RETRIES:
         params = {"max_retries": 0, **params}
     try:

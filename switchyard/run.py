@@ -202,24 +202,38 @@ def _with_checkpoint(config: RunnableConfig, checkpoint_id: str | None) -> Runna
     return {**config, "configurable": configurable}
 
 
-def _pending_interrupt(snapshot: StateSnapshot | None) -> Any:
-    if snapshot is None:
-        return None
-    for task in snapshot.tasks:
-        for pending in task.interrupts:
-            return pending.value
+def _pending_interrupt(snapshot: StateSnapshot | None, output: Any = None) -> Any:
+    """What the run waits for a person to answer, if it paused.
+
+    The invoke output is read too: an `interrupt()` raised inside a node's error handler (the
+    fallback chain escalating) is returned there but not listed in the snapshot's tasks.
+    """
+    if snapshot is not None:
+        for task in snapshot.tasks:
+            for pending in task.interrupts:
+                return pending.value
+    if isinstance(output, dict):
+        for pending in output.get("__interrupt__") or ():
+            return getattr(pending, "value", pending)
     return None
 
 
 def _resume_point(history: Iterable[StateSnapshot], correlation_id: str) -> str | None:
-    """The newest checkpoint of this run that still had work to do: where a replay resumes."""
+    """Where a replay resumes: this run's newest failed step, else its newest unfinished one.
+
+    The failed step comes first because a pattern's error handler may carry on past the failure
+    (to a node that reports it, say): resuming after it would only report the failure again.
+    """
+    pending: str | None = None
     for snapshot in history:
         if (snapshot.metadata or {}).get("correlation_id") != correlation_id:
             continue
-        if snapshot.next:
-            checkpoint_id: str | None = snapshot.config["configurable"].get("checkpoint_id")
+        checkpoint_id: str | None = snapshot.config["configurable"].get("checkpoint_id")
+        if any(task.error is not None for task in snapshot.tasks):
             return checkpoint_id
-    return None
+        if pending is None and snapshot.next:
+            pending = checkpoint_id
+    return pending
 
 
 def _result(
@@ -264,7 +278,11 @@ def _result(
         cost_usd=round(sum(e["cost_usd"] for e in usage.values()), 8),
         usage=usage,
         end_reason=end_reason,
-        error=_describe(error) if error is not None else _early_end(end_reason, answer),
+        error=(
+            _describe(error)
+            if error is not None
+            else values.get("end_detail") or _early_end(end_reason, answer)
+        ),
         interrupt=interrupt,
         correlation_id=metadata["correlation_id"],
         thread_id=prepared.config["configurable"]["thread_id"],
@@ -333,10 +351,11 @@ def _execute(
     before = _usage_of(snapshot)
     error: BaseException | None = None
     values: dict[str, Any] | None = None
+    output: Any = None
     started = time.perf_counter()
     with metered(_meter(prepared.context, before)):
         try:
-            values = graph.invoke(
+            values = output = graph.invoke(
                 payload, _with_checkpoint(config, checkpoint_id), context=prepared.context
             )
         except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
@@ -350,7 +369,7 @@ def _execute(
         started=started,
         prepared=prepared,
         error=error,
-        interrupt=_pending_interrupt(final),
+        interrupt=_pending_interrupt(final, output),
     )
     resume_from = None
     if not result.ok and persistent:
@@ -372,10 +391,11 @@ async def _aexecute(
     before = _usage_of(snapshot)
     error: BaseException | None = None
     values: dict[str, Any] | None = None
+    output: Any = None
     started = time.perf_counter()
     with metered(_meter(prepared.context, before)):
         try:
-            values = await graph.ainvoke(
+            values = output = await graph.ainvoke(
                 payload, _with_checkpoint(config, checkpoint_id), context=prepared.context
             )
         except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
@@ -389,7 +409,7 @@ async def _aexecute(
         started=started,
         prepared=prepared,
         error=error,
-        interrupt=_pending_interrupt(final),
+        interrupt=_pending_interrupt(final, output),
     )
     resume_from = None
     if not result.ok and persistent:

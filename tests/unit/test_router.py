@@ -128,7 +128,7 @@ def test_build_checks_agents_and_classifier() -> None:
     with pytest.raises(AgentConfigError, match="no agents given"):
         build_router_graph([], default_agent="support")
     classify_agent = AgentSpec(name="classify", description="Clashes with the node.")
-    with pytest.raises(AgentConfigError, match="agent names classify are reserved"):
+    with pytest.raises(AgentConfigError, match="name 'classify' is reserved"):
         build_router_graph([*DEMO_AGENTS, classify_agent], default_agent="support")
     with pytest.raises(ValueError, match=r"classifier was built for agents \['docs', 'support'\]"):
         build_router_graph(

@@ -143,7 +143,9 @@ def test_topology(options: dict[str, Any], snapshot: SnapshotAssertion) -> None:
 def test_the_exported_graph_is_compiled_without_a_checkpointer() -> None:
     assert graph.name == "supervisor"
     assert graph.checkpointer is None
-    assert set(graph.nodes) == {"__start__", "supervisor", "research", "math", "writer"}
+    agents = {"supervisor", "research", "math", "writer"}
+    # every agent node is guarded by an error handler that ends the run cleanly
+    assert set(graph.nodes) == {"__start__", *agents, *(f"__error_handler__{a}" for a in agents)}
 
 
 # --- bad input ----------------------------------------------------------------------------------
@@ -429,12 +431,19 @@ def test_a_worker_failure_leaves_no_unanswered_call_for_the_next_turn() -> None:
         failed = run(app, "first", session_id="s")
         second = run(app, "second", session_id="s")
 
-    assert (failed.ok, failed.end_reason) == (False, "error")
+    assert (failed.ok, failed.end_reason) == (False, "agent_failed")
+    assert failed.error is not None
+    assert "search index unavailable" in failed.error
     assert (second.ok, second.output) == (True, "answer without research")
     view = supervisor.calls[1].messages
-    assert seen(view)[2:5] == [
+    assert seen(view)[2:6] == [
         ("ai", "transfer_to_research#c1"),
         ("tool#c1", "no result: the run stopped before this call was answered"),
+        (
+            "ai",
+            "The research agent could not answer (agent_failed): research: ValueError: "
+            "search index unavailable",
+        ),
         ("human", "second"),
     ]
 

@@ -130,7 +130,9 @@ def test_topology(
 def test_the_exported_graph_is_compiled_without_a_checkpointer() -> None:
     assert graph.name == "swarm"
     assert graph.checkpointer is None
-    assert set(graph.nodes) == {"__start__", "triage", "billing", "tech_support"}
+    agents = {"triage", "billing", "tech_support"}
+    # every agent node is guarded by its fallback chain
+    assert set(graph.nodes) == {"__start__", *agents, *(f"__error_handler__{a}" for a in agents)}
 
 
 # --- bad input ----------------------------------------------------------------------------------

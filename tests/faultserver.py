@@ -1,0 +1,435 @@
+"""A local OpenAI-compatible chat-completions server that fails on a schedule.
+
+Tests point the real `ChatOpenAI` client (and so the real `openai`/`httpx` stack) at it and make it
+answer each request with the next *fault* of its schedule:
+
+| fault           | what the client sees                                                    |
+|-----------------|-------------------------------------------------------------------------|
+| `ok`            | a valid completion: text, a tool call, or schema-shaped JSON            |
+| `429`           | HTTP 429 with a `Retry-After` header                                    |
+| `500`, `503`    | HTTP 500 / 503 with an OpenAI-style error body                          |
+| `slow`          | nothing for `slow_s` seconds (past the client's timeout), then `ok`     |
+| `drop`          | the connection closed without a response                                |
+| `malformed`     | HTTP 200 whose JSON body does not parse                                 |
+| `bad_tool_args` | a tool call whose arguments are not JSON; for a `response_format`       |
+|                 | request, JSON content that does not match the schema                    |
+
+Schedules are per model (`plan(..., model="gpt-4o-mini")`) or shared (`plan(...)`); when a
+schedule runs out the model's `fail_always` fault applies, else `ok`. The server counts and keeps
+every request body, thread-safely, so tests can prove how many calls reached it.
+
+An `ok` answer is deterministic: a tool call when the request forces one (`tool_choice`), when
+the user names a declared tool, or when the last tool result is an error (the call is made again);
+JSON built from the schema for `response_format` requests; else a short text. `stream: true` is
+answered with server-sent events and `data: [DONE]`, with a usage chunk when
+`stream_options.include_usage` is set.
+
+This module also has helpers that keep LangGraph's retry back-off tiny in tests.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from langgraph.graph import StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import RetryPolicy
+
+from switchyard.offline import sample_from_schema
+from switchyard.resilience import model_retry_policy
+
+FAULTS = frozenset({"ok", "429", "500", "503", "slow", "drop", "malformed", "bad_tool_args"})
+"""Every fault the server knows."""
+
+ANY_MODEL: str | None = None
+"""Key of the shared schedule (requests whose model has no schedule of its own use it)."""
+
+
+class FaultServer:
+    """The server and its schedule; use `running()` or `start()`/`stop()`.
+
+    Attributes:
+        usage: (prompt_tokens, completion_tokens) reported in every successful answer.
+        slow_s: How long a `slow` fault stalls before answering.
+        retry_after: Value of the `Retry-After` header sent with 429.
+        reply_prefix: Start of every text answer.
+    """
+
+    def __init__(
+        self,
+        *,
+        usage: tuple[int, int] = (20, 10),
+        slow_s: float = 5.0,
+        retry_after: str = "0",
+        reply_prefix: str = "fault-server reply",
+    ) -> None:
+        self.usage = usage
+        self.slow_s = slow_s
+        self.retry_after = retry_after
+        self.reply_prefix = reply_prefix
+        self._lock = threading.Lock()
+        self._queues: dict[str | None, deque[str]] = {}
+        self._always: dict[str | None, str] = {}
+        self._requests: list[dict[str, Any]] = []
+        self._served: list[tuple[str, str]] = []
+        self._stopping = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Bind 127.0.0.1 on a free port and serve in a background thread."""
+        handler = type("Handler", (_Handler,), {"server_state": self})
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        httpd.daemon_threads = True
+        httpd.block_on_close = False
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop serving; stalled (`slow`) requests are released at once."""
+        self._stopping.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def port(self) -> int:
+        """The port the server listens on."""
+        assert self._httpd is not None, "start() the server first"
+        return int(self._httpd.server_address[1])
+
+    @property
+    def base_url(self) -> str:
+        """What to pass as the client's `base_url`."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    # --- schedule ----------------------------------------------------------------------------
+
+    def plan(self, *faults: str, model: str | None = ANY_MODEL) -> None:
+        """Append faults to a schedule (one per request, in order)."""
+        for fault in faults:
+            _check(fault)
+        with self._lock:
+            self._queues.setdefault(model, deque()).extend(faults)
+
+    def fail_always(self, fault: str, *, model: str | None = ANY_MODEL) -> None:
+        """Answer with `fault` whenever the schedule is empty (a persistent outage)."""
+        _check(fault)
+        with self._lock:
+            self._always[model] = fault
+
+    def recover(self, *, model: str | None = ANY_MODEL) -> None:
+        """End an outage: drop the schedule and the persistent fault of `model`."""
+        with self._lock:
+            self._queues.pop(model, None)
+            self._always.pop(model, None)
+
+    def pending(self, model: str | None = ANY_MODEL) -> int:
+        """Faults still scheduled (a test that scheduled faults expects 0 at its end)."""
+        with self._lock:
+            return len(self._queues.get(model, ()))
+
+    def unused(self) -> dict[str | None, list[str]]:
+        """Scheduled faults no request consumed, by schedule (empty when all were served)."""
+        with self._lock:
+            return {model: list(queue) for model, queue in self._queues.items() if queue}
+
+    def _next_fault(self, model: str) -> str:
+        with self._lock:
+            own = self._queues.get(model)
+            if own:
+                fault = own.popleft()
+            elif model in self._always:
+                fault = self._always[model]
+            elif self._queues.get(ANY_MODEL):
+                fault = self._queues[ANY_MODEL].popleft()
+            else:
+                fault = self._always.get(ANY_MODEL, "ok")
+            self._served.append((model, fault))
+            return fault
+
+    # --- what reached the server --------------------------------------------------------------
+
+    def _log(self, body: dict[str, Any]) -> None:
+        with self._lock:
+            self._requests.append(body)
+
+    def requests(self, model: str | None = ANY_MODEL) -> list[dict[str, Any]]:
+        """Bodies of the requests received (all, or those for `model`), oldest first."""
+        with self._lock:
+            return [r for r in self._requests if model is None or r.get("model") == model]
+
+    def count(self, model: str | None = ANY_MODEL) -> int:
+        """How many requests reached the server (all, or those for `model`)."""
+        return len(self.requests(model))
+
+    def served(self) -> list[tuple[str, str]]:
+        """(model, fault) of every request, in order."""
+        with self._lock:
+            return list(self._served)
+
+    # --- answers -----------------------------------------------------------------------------
+
+    def completion(self, body: dict[str, Any], *, bad: bool = False) -> dict[str, Any]:
+        """The chat.completion object answering `body` (`bad`: the bad-output variant)."""
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        finish = "stop"
+        response_format = body.get("response_format") or {}
+        tool = _tool_to_call(body)
+        if response_format.get("type") == "json_schema":
+            schema = response_format.get("json_schema", {}).get("schema", {})
+            content = (
+                {"unexpected_field": "not what the schema asked for"}
+                if bad
+                else sample_from_schema(schema, _last_user_text(body))
+            )
+            message["content"] = json.dumps(content)
+        elif tool is not None or bad:
+            name = tool["function"]["name"] if tool is not None else "undeclared_tool"
+            if bad:
+                arguments = '{"value": '  # truncated: not JSON
+            else:
+                params = tool["function"].get("parameters", {}) if tool is not None else {}
+                arguments = json.dumps(sample_from_schema(params, _last_user_text(body)))
+            number = self.count()
+            message["tool_calls"] = [
+                {
+                    "id": f"call_{number:04d}",
+                    "type": "function",
+                    "function": {"name": name, "arguments": arguments},
+                }
+            ]
+            finish = "tool_calls"
+        else:
+            message["content"] = f"{self.reply_prefix}: {_last_user_text(body)}"
+        prompt, completion = self.usage
+        return {
+            "id": f"chatcmpl-{self.count():06d}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", "unknown"),
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+            },
+        }
+
+
+@contextmanager
+def running(**settings: Any) -> Iterator[FaultServer]:
+    """A started server, stopped on exit (settings as for `FaultServer`)."""
+    server = FaultServer(**settings)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _check(fault: str) -> None:
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; choose one of {sorted(FAULTS)}")
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    for message in reversed(body.get("messages", [])):
+        if message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):  # content blocks
+                return " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
+            return str(content or "")
+    return ""
+
+
+def _tool_to_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The declared tool to call: the forced one, else one the user names.
+
+    After a tool result, none, unless the result is an error (`error: ...`): then the same tool
+    again, as a model correcting its call would.
+    """
+    tools: list[dict[str, Any]] = body.get("tools") or []
+    messages = body.get("messages") or []
+    if not tools:
+        return None
+    if messages and messages[-1].get("role") == "tool":
+        if not str(messages[-1].get("content", "")).startswith("error:"):
+            return None
+        failed_id = messages[-1].get("tool_call_id")
+        calls = [c for m in messages if m.get("tool_calls") for c in m["tool_calls"]]
+        name = next((c["function"]["name"] for c in calls if c.get("id") == failed_id), None)
+        return next((t for t in tools if t["function"]["name"] == name), None)
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict):
+        named = choice.get("function", {}).get("name")
+        return next((t for t in tools if t["function"]["name"] == named), tools[0])
+    if choice == "required":
+        return tools[0]
+    if choice == "none":
+        return None
+    text = _last_user_text(body).lower()
+    return next((t for t in tools if t["function"]["name"].lower() in text), None)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_state: FaultServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read the log
+        pass
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(length)
+        if not self.path.rstrip("/").endswith("/chat/completions"):
+            self._json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+            return
+        try:
+            body: dict[str, Any] = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            self._json(400, {"error": {"message": "request body is not JSON", "type": "bad"}})
+            return
+        state = self.server_state
+        state._log(body)
+        fault = state._next_fault(str(body.get("model", "")))
+        try:
+            self._answer(fault, body)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout)
+            self.close_connection = True
+
+    def _answer(self, fault: str, body: dict[str, Any]) -> None:
+        state = self.server_state
+        if fault in ("429", "500", "503"):
+            status = int(fault)
+            headers = {"Retry-After": state.retry_after} if status == 429 else {}
+            kind = "rate_limit_exceeded" if status == 429 else "server_error"
+            self._json(status, {"error": {"message": f"injected {fault}", "type": kind}}, headers)
+            return
+        if fault == "drop":
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if fault == "malformed":
+            payload = b'{"id": "chatcmpl-broken", "choices": [{"message": '
+            self._send(200, payload, "application/json")
+            return
+        if fault == "slow" and state._stopping.wait(state.slow_s):
+            return  # the server is stopping
+        answer = state.completion(body, bad=fault == "bad_tool_args")
+        if body.get("stream"):
+            self._stream(answer, body)
+        else:
+            self._json(200, answer)
+
+    def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(payload).encode(), "application/json", headers)
+
+    def _send(
+        self, status: int, data: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()
+
+    def _stream(self, answer: dict[str, Any], body: dict[str, Any]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for chunk in _chunks(answer, body):
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+            self.wfile.flush()
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
+
+
+def _chunks(answer: dict[str, Any], body: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The chat.completion.chunk objects that stream `answer`."""
+    base = {
+        "id": answer["id"],
+        "object": "chat.completion.chunk",
+        "created": answer["created"],
+        "model": answer["model"],
+    }
+    choice = answer["choices"][0]
+    message = choice["message"]
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    content: str = message.get("content") or ""
+    for start in range(0, len(content), 8):
+        yield chunk({"content": content[start : start + 8]})
+    for index, call in enumerate(message.get("tool_calls") or []):
+        yield chunk({"tool_calls": [{"index": index, **call}]})
+    yield chunk({}, choice["finish_reason"])
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield {**base, "choices": [], "usage": answer["usage"]}
+
+
+# --- fast retries for graphs under test -------------------------------------------------------
+
+
+def fast_retry_policy(max_attempts: int = 3) -> RetryPolicy:
+    """`model_retry_policy` with a 1 ms back-off and no jitter: same attempts, same `retry_on`."""
+    return model_retry_policy(max_attempts)._replace(
+        initial_interval=0.001, max_interval=0.001, jitter=False
+    )
+
+
+def _fast(policy: RetryPolicy | Sequence[RetryPolicy] | None) -> Any:
+    if policy is None:
+        return None
+    if isinstance(policy, RetryPolicy):
+        return policy._replace(initial_interval=0.001, max_interval=0.001, jitter=False)
+    return [_fast(p) for p in policy]
+
+
+def with_fast_retries(builder: StateGraph[Any, Any, Any, Any]) -> StateGraph[Any, Any, Any, Any]:
+    """A copy of `builder` whose nodes (and compiled subgraph nodes) retry with a 1 ms back-off.
+
+    The retry policies keep their attempts and `retry_on`; only the waiting shrinks, so tests of
+    any pattern stay fast without the pattern offering a hook. The original builder is untouched.
+    """
+    copied = copy.copy(builder)
+    copied.nodes = {
+        name: dataclasses.replace(
+            spec, retry_policy=_fast(spec.retry_policy), runnable=_fast_subgraph(spec.runnable)
+        )
+        for name, spec in builder.nodes.items()
+    }
+    return copied
+
+
+def _fast_subgraph(runnable: Any) -> Any:
+    if isinstance(runnable, CompiledStateGraph):
+        return with_fast_retries(runnable.builder).compile(
+            checkpointer=runnable.checkpointer, name=runnable.name
+        )
+    return runnable
