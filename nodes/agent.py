@@ -178,12 +178,19 @@ class _Call:
             if chosen != self.model_name:
                 self._use_model(chosen)
         self.breaker.before_call()
+        runnable: Runnable[Any, Any]
         if kind == "tools":
-            return self.with_tools
-        if kind == "plain":
-            return self.model
-        assert self.spec.output_schema is not None
-        return self.model.with_structured_output(self.spec.output_schema, include_raw=True)
+            runnable = self.with_tools
+        elif kind == "plain":
+            runnable = self.model
+        else:
+            assert self.spec.output_schema is not None
+            runnable = self.model.with_structured_output(self.spec.output_schema, include_raw=True)
+        # Name the agent on the model call, so traces (OpenTelemetry, LangSmith) group calls per
+        # agent even when the node calling it has another name.
+        return runnable.with_config(
+            metadata={"agent": self.spec.name}, tags=[f"agent:{self.spec.name}"]
+        )
 
     def failed(self, exc: BaseException) -> None:
         self.breaker.on_failure(exc)

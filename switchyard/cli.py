@@ -18,13 +18,18 @@ from rich.table import Table
 from state.context import Context
 from switchyard.cache import cache_from_environment
 from switchyard.errors import InvalidInputError, SwitchyardError
+from switchyard.logs import configure_logging
 from switchyard.persistence import open_checkpointer
+from switchyard.redact import redact, redact_value
 from switchyard.registry import describe, load_graph, pattern_names
+from switchyard.report import usage_table
 from switchyard.run import RunResult, check_text, resume, run
+from switchyard.stream import StreamProgress
+from switchyard.telemetry import configure_tracing
 
 EXIT_USAGE = 2
 
-COMMAND_MODULES: tuple[str, ...] = ("switchyard.dlq_cli",)
+COMMAND_MODULES: tuple[str, ...] = ("switchyard.dlq_cli", "switchyard.report")
 """Modules that add subcommands (see `_parser`)."""
 
 
@@ -57,6 +62,17 @@ def _parser() -> argparse.ArgumentParser:
         help="SQLite path or 'memory' (default: SWITCHYARD_CHECKPOINTER, else .switchyard/)",
     )
     run_cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+    run_cmd.add_argument(
+        "--trace",
+        action="store_true",
+        help="print OpenTelemetry spans to stderr (OTEL_* variables configure other exporters)",
+    )
+    run_cmd.add_argument(
+        "--log-json", action="store_true", help="log to stderr as one JSON object per line"
+    )
+    run_cmd.add_argument(
+        "--quiet", action="store_true", help="no live progress (steps and tokens) on stderr"
+    )
     run_cmd.set_defaults(handler=_run)
 
     graphs_cmd = commands.add_parser("graphs", help="list the patterns (as in langgraph.json)")
@@ -71,9 +87,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_result(result: RunResult, console: Console) -> None:
     if result.ok:
-        console.print(result.output, markup=False, highlight=False)
+        console.print(redact(result.output), markup=False, highlight=False)
     elif result.end_reason == "escalated":
-        console.print(f"waiting for a person: {json.dumps(result.interrupt)}", markup=False)
+        console.print(f"waiting for a person: {redact(json.dumps(result.interrupt))}", markup=False)
         console.print(
             f"answer with: switchyard run PATTERN --resume ANSWER --user {result.user_id} "
             f"--session {result.session_id}",
@@ -81,7 +97,7 @@ def _print_result(result: RunResult, console: Console) -> None:
             highlight=False,
         )
     else:
-        console.print(f"run ended: {result.end_reason}: {result.error}", markup=False)
+        console.print(f"run ended: {result.end_reason}: {redact(result.error or '')}", markup=False)
         if result.dead_letter_id:
             console.print(
                 f"recorded as dead letter {result.dead_letter_id}: "
@@ -102,6 +118,9 @@ def _print_result(result: RunResult, console: Console) -> None:
     )
     console.print()
     console.print(table)
+    if result.usage:
+        console.print()
+        console.print(usage_table(result.usage))
     if result.route_reason:
         console.print(f"route: {result.route_reason}", markup=False, highlight=False)
     console.print(
@@ -121,18 +140,31 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise InvalidInputError("--resume needs --session: the session whose run is paused")
     if args.text is not None:  # before any file is opened: bad input leaves no trace
         check_text(args.text, context.max_input_chars)
+    configure_logging(json_lines=args.log_json)
+    configure_tracing(console=args.trace)
+    progress = None if args.quiet else StreamProgress(Console(stderr=True))
     with open_checkpointer(args.checkpointer) as saver:
         compiled = graph.builder.compile(checkpointer=saver, name=graph.name)
         if args.resume is not None:
             result = resume(
-                compiled, args.resume, user_id=args.user, session_id=args.session, context=context
+                compiled,
+                args.resume,
+                user_id=args.user,
+                session_id=args.session,
+                context=context,
+                progress=progress,
             )
         else:
             result = run(
-                compiled, args.text, user_id=args.user, session_id=args.session, context=context
+                compiled,
+                args.text,
+                user_id=args.user,
+                session_id=args.session,
+                context=context,
+                progress=progress,
             )
     if args.json:
-        print(json.dumps(result.model_dump(mode="json"), indent=2))
+        print(json.dumps(redact_value(result.model_dump(mode="json")), indent=2))
     else:
         _print_result(result, console)
     return 0 if result.ok else 1

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from switchyard.errors import PersistenceConfigError, SwitchyardError
+from switchyard.redact import redact, redact_value
 
 DLQ_ENV = "SWITCHYARD_DLQ"
 DEFAULT_DLQ_PATH = Path(".switchyard") / "dlq.sqlite"
@@ -194,7 +195,10 @@ class DeadLetterQueue:
             detail=detail or {},
         )
         row = letter.model_dump()
-        row["detail"] = json.dumps(row["detail"], default=str)
+        # What users typed and what providers answered may carry keys: stored redacted.
+        row["input"] = redact(row["input"])
+        row["error"] = redact(row["error"]) if row["error"] else row["error"]
+        row["detail"] = json.dumps(redact_value(row["detail"]), default=str)
         marks = ", ".join([self._placeholder] * len(_COLUMNS))
         with self._connect() as connection:
             connection.execute(

@@ -34,6 +34,8 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field, PrivateAttr
 
+from switchyard.redact import redact
+
 OFFLINE_MARKER = "[offline model: simulated reply, no LLM was called]"
 """Every text reply of the offline model starts with this."""
 
@@ -202,8 +204,12 @@ def respond(
     *,
     tool_threshold: float = 0.5,
 ) -> AIMessage:
-    """The offline model's deterministic answer to `messages` (pure; exposed for tests)."""
-    request = _last_text(messages, HumanMessage)
+    """The offline model's deterministic answer to `messages` (pure; exposed for tests).
+
+    The request is redacted first: the reply quotes it, and a key pasted into a message must not
+    come back in the answer (whole or in pieces).
+    """
+    request = redact(_last_text(messages, HumanMessage))
     role = _role(_last_text(messages, SystemMessage))
     last = messages[-1] if messages else None
     if tools and tool_choice != "none" and not isinstance(last, ToolMessage):

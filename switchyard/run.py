@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from state.context import Context
 from state.usage import UsageLedger, ledger_delta
+from switchyard import telemetry
 from switchyard.budgets import (
     BudgetExceededError,
     DeadlineExceededError,
@@ -31,7 +32,9 @@ from switchyard.budgets import (
 )
 from switchyard.dlq import DeadLetter, DeadLetterQueue
 from switchyard.errors import InvalidInputError, SessionAccessError
+from switchyard.logs import correlation_scope
 from switchyard.models import default_model, load_chat_model
+from switchyard.stream import StreamProgress
 
 _THREAD_NAMESPACE = uuid.UUID("8d3c6a4e-1f0b-5c2e-9a7d-2b6f4e8c1a90")
 
@@ -161,6 +164,7 @@ def _prepare(
         },
         "tags": [f"pattern:{graph.name}", f"correlation:{correlation}"],
         "run_name": f"switchyard.{graph.name}",
+        "callbacks": telemetry.run_callbacks(),  # spans and log lines per agent and model call
     }
     return _Prepared(context, config, user_id, session, text if isinstance(text, str) else "")
 
@@ -343,6 +347,7 @@ def _execute(
     prepared: _Prepared,
     dlq: DLQArg,
     checkpoint_id: str | None = None,
+    progress: StreamProgress | None = None,
 ) -> RunResult:
     persistent = graph.checkpointer is not None
     config = prepared.config
@@ -353,11 +358,15 @@ def _execute(
     values: dict[str, Any] | None = None
     output: Any = None
     started = time.perf_counter()
-    with metered(_meter(prepared.context, before)):
+    run_config = _with_checkpoint(config, checkpoint_id)
+    correlation = config["metadata"]["correlation_id"]
+    with correlation_scope(correlation), metered(_meter(prepared.context, before)):
         try:
-            values = output = graph.invoke(
-                payload, _with_checkpoint(config, checkpoint_id), context=prepared.context
-            )
+            if progress is not None:  # the same run, streamed step by step
+                output = progress.invoke(graph, payload, run_config, context=prepared.context)
+            else:
+                output = graph.invoke(payload, run_config, context=prepared.context)
+            values = output
         except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
             error = exc
     final = graph.get_state(config) if persistent else None
@@ -383,6 +392,7 @@ async def _aexecute(
     prepared: _Prepared,
     dlq: DLQArg,
     checkpoint_id: str | None = None,
+    progress: StreamProgress | None = None,
 ) -> RunResult:
     persistent = graph.checkpointer is not None
     config = prepared.config
@@ -393,11 +403,17 @@ async def _aexecute(
     values: dict[str, Any] | None = None
     output: Any = None
     started = time.perf_counter()
-    with metered(_meter(prepared.context, before)):
+    run_config = _with_checkpoint(config, checkpoint_id)
+    correlation = config["metadata"]["correlation_id"]
+    with correlation_scope(correlation), metered(_meter(prepared.context, before)):
         try:
-            values = output = await graph.ainvoke(
-                payload, _with_checkpoint(config, checkpoint_id), context=prepared.context
-            )
+            if progress is not None:  # the same run, streamed step by step
+                output = await progress.ainvoke(
+                    graph, payload, run_config, context=prepared.context
+                )
+            else:
+                output = await graph.ainvoke(payload, run_config, context=prepared.context)
+            values = output
         except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
             error = exc
     final = await graph.aget_state(config) if persistent else None
@@ -427,6 +443,7 @@ def run(
     context: Context | None = None,
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
+    progress: StreamProgress | None = None,
 ) -> RunResult:
     """Send one user message through a compiled pattern graph.
 
@@ -439,6 +456,8 @@ def run(
         correlation_id: Reuse the caller's id; a new one is made when None.
         dlq: Where failed runs are recorded: the environment's queue by default
             (`SWITCHYARD_DLQ`), a `DeadLetterQueue`, or None for nowhere.
+        progress: Stream the run, showing each step as it happens (`StreamProgress`); the
+            result is the same as without it.
 
     Returns:
         The run's result. A failure inside the graph (a provider error, a budget, the deadline)
@@ -458,7 +477,9 @@ def run(
         ```
     """
     prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
-    return _execute(graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq)
+    return _execute(
+        graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq, progress=progress
+    )
 
 
 async def arun(
@@ -470,10 +491,13 @@ async def arun(
     context: Context | None = None,
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
+    progress: StreamProgress | None = None,
 ) -> RunResult:
     """Async form of `run` (use with an async checkpointer)."""
     prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
-    return await _aexecute(graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq)
+    return await _aexecute(
+        graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq, progress=progress
+    )
 
 
 def resume(
@@ -485,6 +509,7 @@ def resume(
     context: Context | None = None,
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
+    progress: StreamProgress | None = None,
 ) -> RunResult:
     """Continue a run paused for a person (`end_reason="escalated"`) with the person's answer.
 
@@ -499,7 +524,7 @@ def resume(
         raise InvalidInputError(
             "this session has no run waiting for a person; send a new message instead"
         )
-    return _execute(graph, Command(resume=answer), prepared, dlq)
+    return _execute(graph, Command(resume=answer), prepared, dlq, progress=progress)
 
 
 def replay(

@@ -52,9 +52,7 @@ def test_duplicate_names_are_listed_once_each() -> None:
 def test_reserved_names() -> None:
     with pytest.raises(AgentConfigError) as raised:
         check_agents([spec("classify"), spec("docs")], reserved=("classify",))
-    assert str(raised.value) == (
-        "name 'classify' is reserved by this pattern; rename the agent"
-    )
+    assert str(raised.value) == ("name 'classify' is reserved by this pattern; rename the agent")
 
 
 def test_unknown_default_agent() -> None:

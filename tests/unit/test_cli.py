@@ -32,7 +32,9 @@ def db(tmp_path: Path) -> str:
 
 
 def test_run_prints_the_answer_and_the_table(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["run", "router", "I need a refund for my last payment", "--checkpointer", db])
+    code = main(
+        ["run", "router", "I need a refund for my last payment", "--checkpointer", db, "--quiet"]
+    )
     out, err = capsys.readouterr()
     assert code == 0
     assert err == ""

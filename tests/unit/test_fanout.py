@@ -101,7 +101,7 @@ def test_topology(
         ((), {}, AgentConfigError, "no agents given"),
         ((agent("alpha"), agent("alpha")), {}, AgentConfigError, "duplicate agent names: alpha"),
         (WORKERS, {"merger": agent("beta")}, AgentConfigError, "duplicate agent names: beta"),
-        ((agent("merge"),), {}, AgentConfigError, "merge are reserved"),
+        ((agent("merge"),), {}, AgentConfigError, "'merge' is reserved"),
         (WORKERS, {"strategy": "synthesize"}, AgentConfigError, "needs a merger agent"),
         (WORKERS, {"strategy": "vote", "merger": MERGER}, ValueError, "only used by strategy"),
         (WORKERS, {"strategy": "best"}, ValueError, "unknown merge strategy 'best'"),

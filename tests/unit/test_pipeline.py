@@ -90,7 +90,7 @@ def test_duplicate_stage_names_are_refused() -> None:
 
 @pytest.mark.parametrize("name", ["intake", "finish"])
 def test_reserved_stage_names_are_refused(name: str) -> None:
-    with pytest.raises(AgentConfigError, match=f"{name} are reserved"):
+    with pytest.raises(AgentConfigError, match=f"'{name}' is reserved"):
         build_pipeline_graph([stage(name)])
 
 
