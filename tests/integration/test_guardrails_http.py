@@ -600,7 +600,7 @@ def test_an_identical_call_is_answered_from_the_cache(server: FaultServer, tmp_p
 
 
 def test_a_tool_message_refusal_reaches_the_provider_as_a_tool_result(server: FaultServer) -> None:
-    """An undeclared tool call (here: with unparseable arguments) is refused, answered, recorded."""
+    """An undeclared tool call (here: with unparsable arguments) is refused, answered, recorded."""
     graph = router()  # support declares no tools
     server.plan("bad_tool_args", "ok", model=MINI_WIRE)
     result = run(graph, REFUND, user_id="ada", session_id="s")
