@@ -65,12 +65,20 @@ class BreakerStore(Protocol):
         """Close the breaker and reset its count."""
         ...
 
+    def claim_trial(self, name: str, now: float, lease_s: float) -> bool:
+        """Atomically claim the one trial call of a half-open breaker.
+
+        True for the first caller; False while that trial's lease (`lease_s`) is running.
+        """
+        ...
+
 
 class MemoryStore:
     """Process-local store: shared by all runs (sync and async) in the process."""
 
     def __init__(self) -> None:
         self._states: dict[str, BreakerState] = {}
+        self._trials: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str) -> BreakerState:
@@ -86,12 +94,23 @@ class MemoryStore:
             state.failures += 1
             if state.failures >= threshold:
                 state.opened_at = now
+                self._trials.pop(name, None)  # a failed trial re-opens: the next one is new
             return BreakerState(state.failures, state.opened_at)
 
     def record_success(self, name: str) -> None:
         """Close the breaker."""
         with self._lock:
             self._states.pop(name, None)
+            self._trials.pop(name, None)
+
+    def claim_trial(self, name: str, now: float, lease_s: float) -> bool:
+        """Claim the half-open trial call (first caller wins until its lease runs out)."""
+        with self._lock:
+            claimed = self._trials.get(name)
+            if claimed is not None and now - claimed < lease_s:
+                return False
+            self._trials[name] = now
+            return True
 
 
 class RedisStore:
@@ -115,12 +134,20 @@ class RedisStore:
         failures = int(self._client.hincrby(key, "failures", 1))
         if failures >= threshold:
             self._client.hset(key, "opened_at", repr(now))
+            self._client.delete(key + ":trial")
         self._client.expire(key, 24 * 3600)
         return self.get(name)
 
     def record_success(self, name: str) -> None:
         """Close the breaker."""
-        self._client.delete(self._prefix + name)
+        self._client.delete(self._prefix + name, self._prefix + name + ":trial")
+
+    def claim_trial(self, name: str, now: float, lease_s: float) -> bool:
+        """Claim the half-open trial call across workers (`SET NX` with an expiry)."""
+        lease_ms = max(1, int(lease_s * 1000))
+        return bool(
+            self._client.set(self._prefix + name + ":trial", repr(now), nx=True, px=lease_ms)
+        )
 
 
 class CircuitBreaker:
@@ -152,13 +179,18 @@ class CircuitBreaker:
         return "half_open" if now - current.opened_at >= self.cooldown_s else "open"
 
     def before_call(self) -> None:
-        """Raise `CircuitOpenError` when the breaker is open (the call must not be made)."""
+        """Raise `CircuitOpenError` when the call must not be made (open, or a trial in flight)."""
         current = self.store.get(self.name)
         if current.opened_at is None:
             return
-        waited = time.time() - current.opened_at
+        now = time.time()
+        waited = now - current.opened_at
         if waited < self.cooldown_s:
             raise CircuitOpenError(self.name, self.cooldown_s - waited)
+        # Half-open: one trial call goes through; the others fail fast until it reports back
+        # (or its lease, one cool-down, runs out).
+        if not self.store.claim_trial(self.name, now, self.cooldown_s):
+            raise CircuitOpenError(self.name, self.cooldown_s)
 
     def on_success(self) -> None:
         """A call succeeded: close the breaker."""

@@ -160,11 +160,6 @@ def test_bad_settings_are_refused(settings: dict[str, Any], message: str) -> Non
         configure_breakers(**settings)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="half-open lets every caller through until the first result, not one trial call as "
-    "the module docstring says (the stores have no way to claim the trial); see the report",
-)
 def test_half_open_lets_exactly_one_trial_call_through(clock: Clock) -> None:
     breaker = make()
     fail(breaker, 3)
@@ -271,7 +266,9 @@ def test_redis_workers_share_one_breaker(clock: Clock, redis_prefix: str) -> Non
         worker_b.before_call()
     clock.advance(10.0)
     assert worker_a.state() == worker_b.state() == "half_open"
-    worker_b.before_call()
+    worker_b.before_call()  # worker b claims the one trial call...
+    with pytest.raises(CircuitOpenError):
+        worker_a.before_call()  # ...so worker a fails fast while it is in flight
     worker_b.on_success()
     assert worker_a.state() == "closed"
     assert worker_a.store.get(worker_a.name).failures == 0
