@@ -28,11 +28,16 @@ from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.config import get_config
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
 from langgraph.types import Command, Overwrite, Send
 from pydantic import BaseModel, Field, create_model
 
-from nodes.agent import AgentReply, acall_agent, call_agent
+from nodes.agent import (
+    AgentReply,
+    acall_agent,
+    call_agent,
+    current_context,
+    steps_after_first_node,
+)
 from nodes.classify import last_user_text
 from state.agents import AgentSpec, check_agents
 from state.context import Context
@@ -50,7 +55,7 @@ from state.events import (
     now,
 )
 from switchyard.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.errors import AgentConfigError, InvalidInputError
+from switchyard.errors import AgentConfigError, InvalidInputError, describe_error
 from switchyard.resilience import model_retry_policy
 
 INGEST: Final = "ingest"
@@ -118,33 +123,6 @@ class Bus:
     input_event: str
     max_events: int
     max_depth: int
-
-
-def _context() -> Context:
-    """The run's `Context`, or the defaults outside a graph run."""
-    try:
-        return get_runtime(Context).context or Context()
-    except RuntimeError:
-        return Context()
-
-
-def _describe(error: BaseException) -> str:
-    """One line naming an exception and its first message line."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
-
-
-def _steps_after_first_node() -> int | None:
-    """Graph steps a run may take after its first node (ingest), from its recursion limit.
-
-    The first node runs two steps after the run's input, and the last step allowed is the input's
-    step plus the limit; None outside a graph run.
-    """
-    try:
-        limit = get_config().get("recursion_limit")
-    except RuntimeError:
-        return None
-    return int(limit) - 2 if isinstance(limit, int) else None
 
 
 def depth_fitting(steps_allowed: int | None, max_depth: int) -> int:
@@ -215,7 +193,7 @@ def ingest(state: EventsState, *, bus: Bus) -> dict[str, Any]:
     return {
         "event": None,
         "correlation_id": root["correlation_id"],
-        "depth_limit": depth_fitting(_steps_after_first_node(), bus.max_depth),
+        "depth_limit": depth_fitting(steps_after_first_node(), bus.max_depth),
         "published": Overwrite([root]),
         "handled": Overwrite([]),
     }
@@ -361,7 +339,7 @@ def handled_update(delivery: Delivery, reply: AgentReply) -> dict[str, Any]:
 def handle(delivery: Delivery, *, spec: AgentSpec, may_publish: Sequence[str]) -> dict[str, Any]:
     """Run one handler on one event; it sees only the event's typed payload."""
     message = event_message(delivery["event"], may_publish)
-    return handled_update(delivery, call_agent(spec, [message], _context()))
+    return handled_update(delivery, call_agent(spec, [message], current_context()))
 
 
 async def ahandle(
@@ -369,7 +347,7 @@ async def ahandle(
 ) -> dict[str, Any]:
     """Async form of `handle`."""
     message = event_message(delivery["event"], may_publish)
-    return handled_update(delivery, await acall_agent(spec, [message], _context()))
+    return handled_update(delivery, await acall_agent(spec, [message], current_context()))
 
 
 def dead_letter(
@@ -381,14 +359,14 @@ def dead_letter(
     not retried, such as an output that failed its schema twice). A budget or deadline stop gets
     no fallback. The other handlers, and the run, carry on.
     """
-    failures = [_describe(error.error)]
+    failures = [describe_error(error.error)]
     if not isinstance(error.error, BudgetExceededError | DeadlineExceededError):
         message = event_message(delivery["event"], may_publish)
         for model in spec.fallback_models:
             try:
-                reply = call_agent(spec, [message], _context(), model=model)
+                reply = call_agent(spec, [message], current_context(), model=model)
             except Exception as exc:  # the next fallback model gets its chance
-                failures.append(f"{model}: {_describe(exc)}")
+                failures.append(f"{model}: {describe_error(exc)}")
                 continue
             return Command(update=handled_update(delivery, reply), goto=BUS)
     letter = DeadLetter(

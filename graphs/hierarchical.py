@@ -28,10 +28,8 @@ from typing import Any, Final, Literal, get_args
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
 from langchain_core.runnables import Runnable, RunnableLambda
-from langgraph.config import get_config
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
 from langgraph.types import Command, Overwrite, Send
 from pydantic import BaseModel
 
@@ -41,8 +39,10 @@ from nodes.agent import (
     OutputValidationError,
     acall_agent,
     call_agent,
+    current_context,
     model_for,
     own_view,
+    steps_after_first_node,
 )
 from nodes.classify import last_user_text
 from nodes.fallback import make_stop_handler
@@ -68,7 +68,7 @@ from state.reducers import merge_usage
 from state.usage import UsageLedger
 from state.views import split_turns
 from switchyard.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.errors import AgentConfigError, SwitchyardError
+from switchyard.errors import AgentConfigError, SwitchyardError, describe_error
 from switchyard.models import load_chat_model
 from switchyard.offline import OfflineChatModel
 from switchyard.resilience import model_retry_policy
@@ -106,33 +106,6 @@ class Team:
     max_steps: int
     max_plan_attempts: int
     fallback_plan: FallbackPlan
-
-
-def _context() -> Context:
-    """The run's `Context`, or the defaults outside a graph run."""
-    try:
-        return get_runtime(Context).context or Context()
-    except RuntimeError:
-        return Context()
-
-
-def _steps_after_first_node() -> int | None:
-    """Graph steps a run may take after its first node, from the run's recursion limit.
-
-    The first node runs two steps after the run's input, and the last step allowed is the input's
-    step plus the limit; None outside a graph run.
-    """
-    try:
-        limit = get_config().get("recursion_limit")
-    except RuntimeError:
-        return None
-    return int(limit) - 2 if isinstance(limit, int) else None
-
-
-def _describe(error: BaseException) -> str:
-    """One line naming an exception and its first message line."""
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def history(spec: AgentSpec, messages: Sequence[AnyMessage], context: Context) -> list[AnyMessage]:
@@ -246,7 +219,7 @@ class _Planning:
         )
         # The offline model answers the same however often it is asked: re-asking cannot help.
         self.max_attempts = 1 if offline and self.falls_back else team.max_plan_attempts
-        self.steps_allowed = _steps_after_first_node()
+        self.steps_allowed = steps_after_first_node()
 
     def wants_attempt(self) -> bool:
         return self.accepted is None and self.attempts < self.max_attempts
@@ -324,7 +297,7 @@ class _Planning:
 
 def plan(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
     """Ask the manager for a plan, validate it, re-ask with the errors; record what runs."""
-    planning = _Planning(state, team, _context())
+    planning = _Planning(state, team, current_context())
     while planning.wants_attempt():
         try:
             reply = call_agent(planning.spec, planning.messages, planning.context)
@@ -337,7 +310,7 @@ def plan(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
 
 async def aplan(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
     """Async form of `plan`."""
-    planning = _Planning(state, team, _context())
+    planning = _Planning(state, team, current_context())
     while planning.wants_attempt():
         try:
             reply = await acall_agent(planning.spec, planning.messages, planning.context)
@@ -430,13 +403,13 @@ def _step_done(
 
 def run_step(delivery: StepDelivery, *, spec: AgentSpec) -> dict[str, Any]:
     """Run one step on an agent worker: it sees only its typed step payload."""
-    reply = call_agent(spec, [step_message(delivery)], _context())
+    reply = call_agent(spec, [step_message(delivery)], current_context())
     return _step_done(delivery, reply.output, reply.usage)
 
 
 async def arun_step(delivery: StepDelivery, *, spec: AgentSpec) -> dict[str, Any]:
     """Async form of `run_step`."""
-    reply = await acall_agent(spec, [step_message(delivery)], _context())
+    reply = await acall_agent(spec, [step_message(delivery)], current_context())
     return _step_done(delivery, reply.output, reply.usage)
 
 
@@ -459,13 +432,15 @@ def sub_team_answer(team: SubTeam, output: Mapping[str, Any]) -> tuple[str, Usag
 
 def run_sub_team(delivery: StepDelivery, *, team: SubTeam) -> dict[str, Any]:
     """Run one step on a sub-team graph: its step payload is the sub-team's user message."""
-    output = team.graph.invoke({"messages": [step_message(delivery)]}, context=_context())
+    output = team.graph.invoke({"messages": [step_message(delivery)]}, context=current_context())
     return _step_done(delivery, *sub_team_answer(team, output))
 
 
 async def arun_sub_team(delivery: StepDelivery, *, team: SubTeam) -> dict[str, Any]:
     """Async form of `run_sub_team`."""
-    output = await team.graph.ainvoke({"messages": [step_message(delivery)]}, context=_context())
+    output = await team.graph.ainvoke(
+        {"messages": [step_message(delivery)]}, context=current_context()
+    )
     return _step_done(delivery, *sub_team_answer(team, output))
 
 
@@ -479,14 +454,14 @@ def record_step_failure(
     no fallback: no other model call may start either.
     """
     step = delivery["step"]
-    failures = [_describe(error.error)]
+    failures = [describe_error(error.error)]
     stopped = isinstance(error.error, BudgetExceededError | DeadlineExceededError)
     if isinstance(worker, AgentSpec) and not stopped:
         for model in worker.fallback_models:
             try:
-                reply = call_agent(worker, [step_message(delivery)], _context(), model=model)
+                reply = call_agent(worker, [step_message(delivery)], current_context(), model=model)
             except Exception as exc:  # the next fallback model gets its chance
-                failures.append(f"{model}: {_describe(exc)}")
+                failures.append(f"{model}: {describe_error(exc)}")
                 continue
             return Command(update=_step_done(delivery, reply.output, reply.usage), goto=SCHEDULE)
     result = StepResult(
@@ -541,7 +516,7 @@ def synthesise(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
     early = _plan_failure(state, team)
     if early is not None:
         return early
-    context = _context()
+    context = current_context()
     reply = call_agent(team.manager, _synthesis_messages(state, team, context), context)
     return _synthesis_update(state, reply)
 
@@ -551,7 +526,7 @@ async def asynthesise(state: HierarchicalState, *, team: Team) -> dict[str, Any]
     early = _plan_failure(state, team)
     if early is not None:
         return early
-    context = _context()
+    context = current_context()
     reply = await acall_agent(team.manager, _synthesis_messages(state, team, context), context)
     return _synthesis_update(state, reply)
 

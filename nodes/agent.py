@@ -31,6 +31,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.tools import BaseTool
 from langchain_core.tools import tool as as_tool
+from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 from pydantic import BaseModel, ValidationError
 
@@ -92,6 +93,27 @@ class AgentReply:
 def resolve_context(context: Context | None) -> Context:
     """The run's context, or the defaults when the caller gave none."""
     return context if context is not None else Context()
+
+
+def current_context() -> Context:
+    """The `Context` of the graph run executing this code, or the defaults outside a run."""
+    try:
+        return resolve_context(get_runtime(Context).context)
+    except RuntimeError:  # called outside a graph (a unit test, say)
+        return Context()
+
+
+def steps_after_first_node() -> int | None:
+    """Graph steps a run may take after its first node, from the run's recursion limit.
+
+    The first node runs two steps after the run's input, and the last step allowed is the input's
+    step plus the limit; None outside a graph run.
+    """
+    try:
+        limit = get_config().get("recursion_limit")
+    except RuntimeError:
+        return None
+    return int(limit) - 2 if isinstance(limit, int) else None
 
 
 def model_for(spec: AgentSpec, context: Context) -> str:
@@ -508,19 +530,13 @@ def make_agent_node(spec: AgentSpec, *, shared_view: bool = False) -> Runnable[A
         ```
     """
 
-    def _context() -> Context:
-        try:
-            return resolve_context(get_runtime(Context).context)
-        except RuntimeError:  # called outside a graph (a unit test, say)
-            return Context()
-
     def run_sync(state: dict[str, Any]) -> dict[str, Any]:
-        context = _context()
+        context = current_context()
         view = own_view(spec, state["messages"], context, shared=shared_view)
         return _update(call_agent(spec, view, context))
 
     async def run_async(state: dict[str, Any]) -> dict[str, Any]:
-        context = _context()
+        context = current_context()
         view = own_view(spec, state["messages"], context, shared=shared_view)
         return _update(await acall_agent(spec, view, context))
 

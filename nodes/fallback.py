@@ -15,15 +15,14 @@ from typing import Any
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.errors import NodeError
 from langgraph.graph import END
-from langgraph.runtime import get_runtime
 from langgraph.types import Command, interrupt
 
-from nodes.agent import call_agent, own_view, partial_usage
+from nodes.agent import call_agent, current_context, own_view, partial_usage
 from state.agents import AgentSpec
-from state.context import Context
 from state.reducers import merge_usage
 from state.usage import UsageLedger
 from switchyard.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.errors import describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -38,18 +37,6 @@ def end_reason_for(error: BaseException) -> str:
     if isinstance(error, DeadlineExceededError):
         return "deadline"
     return "agent_failed"
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def _context() -> Context:
-    try:
-        return get_runtime(Context).context or Context()
-    except RuntimeError:
-        return Context()
 
 
 def _stop(spec: AgentSpec, reason: str, failures: list[str], usage: UsageLedger) -> Command[Any]:
@@ -78,21 +65,21 @@ def make_fallback_handler(
     """
 
     def handle_failure(state: dict[str, Any], error: NodeError) -> Command[Any]:
-        failures = [f"{spec.name}: {_describe(error.error)}"]
+        failures = [f"{spec.name}: {describe_error(error.error)}"]
         spent = partial_usage(error.error)
         if isinstance(error.error, BudgetExceededError | DeadlineExceededError):
             return _stop(spec, end_reason_for(error.error), failures, spent)
-        context = _context()
+        context = current_context()
         view = own_view(spec, state["messages"], context, shared=shared_view)
         for model in spec.fallback_models:
             try:
                 reply = call_agent(spec, view, context, model=model)
             except (BudgetExceededError, DeadlineExceededError) as exc:
                 spent = merge_usage(spent, partial_usage(exc))
-                return _stop(spec, end_reason_for(exc), [*failures, _describe(exc)], spent)
+                return _stop(spec, end_reason_for(exc), [*failures, describe_error(exc)], spent)
             except Exception as exc:  # the next fallback gets its chance
                 spent = merge_usage(spent, partial_usage(exc))
-                failures.append(f"{model}: {_describe(exc)}")
+                failures.append(f"{model}: {describe_error(exc)}")
                 continue
             logger.warning("agent %s recovered with fallback model %s", spec.name, model)
             return Command(
@@ -133,10 +120,10 @@ def make_stop_handler(agent: str) -> Any:
     def stop_on_failure(state: dict[str, Any], error: NodeError) -> Command[Any]:
         message = AIMessage(
             content=f"The {agent} agent could not answer ({end_reason_for(error.error)}): "
-            f"{agent}: {_describe(error.error)}",
+            f"{agent}: {describe_error(error.error)}",
             name=agent,
         )
-        logger.error("node %s failed, run ends: %s", agent, _describe(error.error))
+        logger.error("node %s failed, run ends: %s", agent, describe_error(error.error))
         return Command(
             goto=END,
             update={

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def describe_error(error: BaseException) -> str:
+    """One line naming an exception and the first line of its message (for results and logs)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
 class SwitchyardError(Exception):
     """Base class for every error Switchyard raises deliberately.
 
