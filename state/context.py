@@ -6,6 +6,7 @@ Studio shows these fields, with their descriptions, as the graph's configuration
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from switchyard.budgets import Budget
 
@@ -59,6 +60,14 @@ class Context:
     deadline_s: float | None = field(
         default=300.0,
         metadata={"description": "Seconds after which a run starts no more model calls."},
+    )
+    durability: Literal["sync", "async", "exit"] = field(
+        default="sync",
+        metadata={
+            "description": "When checkpoints are written: 'sync' before the next step starts "
+            "(crash-safe resume and idempotent side effects), 'async' alongside it, 'exit' "
+            "only at the end."
+        },
     )
     escalate_to_human: bool = field(
         default=False,

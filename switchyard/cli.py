@@ -19,7 +19,7 @@ from state.context import Context
 from switchyard.cache import cache_from_environment
 from switchyard.errors import InvalidInputError, SwitchyardError
 from switchyard.logs import configure_logging
-from switchyard.persistence import open_checkpointer
+from switchyard.persistence import open_persistence
 from switchyard.redact import redact, redact_value
 from switchyard.registry import describe, load_graph, pattern_names
 from switchyard.report import usage_table
@@ -29,7 +29,12 @@ from switchyard.telemetry import configure_tracing
 
 EXIT_USAGE = 2
 
-COMMAND_MODULES: tuple[str, ...] = ("switchyard.dlq_cli", "switchyard.report")
+COMMAND_MODULES: tuple[str, ...] = (
+    "switchyard.dlq_cli",
+    "switchyard.report",
+    "switchyard.resume",
+    "switchyard.retention",
+)
 """Modules that add subcommands (see `_parser`)."""
 
 
@@ -59,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--checkpointer",
         default=None,
-        help="SQLite path or 'memory' (default: SWITCHYARD_CHECKPOINTER, else .switchyard/)",
+        help="SQLite path, 'memory' or postgresql:// DSN (default: SWITCHYARD_CHECKPOINTER, "
+        "else .switchyard/state.sqlite)",
     )
     run_cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
     run_cmd.add_argument(
@@ -143,8 +149,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     configure_logging(json_lines=args.log_json)
     configure_tracing(console=args.trace)
     progress = None if args.quiet else StreamProgress(Console(stderr=True))
-    with open_checkpointer(args.checkpointer) as saver:
-        compiled = graph.builder.compile(checkpointer=saver, name=graph.name)
+    with open_persistence(args.checkpointer) as persistence:
+        # The store backs idempotent side effects (`switchyard.idempotency.once`).
+        compiled = graph.builder.compile(
+            checkpointer=persistence.checkpointer, store=persistence.store, name=graph.name
+        )
         if args.resume is not None:
             result = resume(
                 compiled,

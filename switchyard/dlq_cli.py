@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from switchyard.dlq import DeadLetterQueue
-from switchyard.persistence import open_checkpointer
+from switchyard.persistence import open_persistence
 from switchyard.registry import load_graph
 from switchyard.run import replay
 
@@ -58,8 +58,10 @@ def _handle(args: argparse.Namespace, console: Console) -> int:
         print(json.dumps(letter.model_dump(mode="json"), indent=2))
         return 0
     graph = load_graph(letter.pattern)
-    with open_checkpointer(args.checkpointer) as saver:
-        compiled = graph.builder.compile(checkpointer=saver, name=graph.name)
+    with open_persistence(args.checkpointer) as persistence:
+        compiled = graph.builder.compile(
+            checkpointer=persistence.checkpointer, store=persistence.store, name=graph.name
+        )
         result = replay(compiled, letter, dlq=queue)
     status = "completed" if result.ok else f"failed again ({result.end_reason}: {result.error})"
     console.print(f"replay of {letter.id}: {status}", markup=False, highlight=False)

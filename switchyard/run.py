@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.errors import GraphRecursionError
 from langgraph.pregel import Pregel
-from langgraph.types import Command, StateSnapshot
+from langgraph.types import Command, Durability, StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 
 from state.context import Context
@@ -199,6 +199,27 @@ def _meter(context: Context, session_usage: UsageLedger) -> RunMeter:
     )
 
 
+_RESULT_CHANNELS = frozenset({"messages", "usage", "route", "end_reason", "end_detail"})
+"""State keys `_result` reads."""
+
+
+def _output_suffices(
+    graph: Pregel[Any, Any, Any, Any], output: Any, error: BaseException | None
+) -> bool:
+    """Whether a finished run's output already holds every state key the result reads.
+
+    Reading the checkpointed state again deserialises the whole thread (every message of the
+    session), the run's largest cost in a long session. The output holds the same channels' final
+    values whenever the graph's output schema includes them, as every pattern's does; a run that
+    failed, paused for a person or ended early still reads the checkpointed state.
+    """
+    if error is not None or not isinstance(output, dict) or "__interrupt__" in output:
+        return False
+    if output.get("end_reason") not in (None, "completed"):
+        return False
+    return (_RESULT_CHANNELS & graph.channels.keys()) <= output.keys()
+
+
 def _with_checkpoint(config: RunnableConfig, checkpoint_id: str | None) -> RunnableConfig:
     if checkpoint_id is None:
         return config
@@ -359,17 +380,26 @@ def _execute(
     output: Any = None
     started = time.perf_counter()
     run_config = _with_checkpoint(config, checkpoint_id)
+    # A step's checkpoint is written before the next step starts, so a crash never loses the
+    # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
+    durability: Durability | None = prepared.context.durability if persistent else None
     correlation = config["metadata"]["correlation_id"]
     with correlation_scope(correlation), metered(_meter(prepared.context, before)):
         try:
             if progress is not None:  # the same run, streamed step by step
-                output = progress.invoke(graph, payload, run_config, context=prepared.context)
+                output = progress.invoke(
+                    graph, payload, run_config, context=prepared.context, durability=durability
+                )
             else:
-                output = graph.invoke(payload, run_config, context=prepared.context)
+                output = graph.invoke(
+                    payload, run_config, context=prepared.context, durability=durability
+                )
             values = output
         except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
             error = exc
-    final = graph.get_state(config) if persistent else None
+    final = None
+    if persistent and not _output_suffices(graph, output, error):
+        final = graph.get_state(config)
     if final is not None:  # the full state, not just the output schema's keys
         values = final.values
     result = _result(
@@ -404,19 +434,26 @@ async def _aexecute(
     output: Any = None
     started = time.perf_counter()
     run_config = _with_checkpoint(config, checkpoint_id)
+    # A step's checkpoint is written before the next step starts, so a crash never loses the
+    # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
+    durability: Durability | None = prepared.context.durability if persistent else None
     correlation = config["metadata"]["correlation_id"]
     with correlation_scope(correlation), metered(_meter(prepared.context, before)):
         try:
             if progress is not None:  # the same run, streamed step by step
                 output = await progress.ainvoke(
-                    graph, payload, run_config, context=prepared.context
+                    graph, payload, run_config, context=prepared.context, durability=durability
                 )
             else:
-                output = await graph.ainvoke(payload, run_config, context=prepared.context)
+                output = await graph.ainvoke(
+                    payload, run_config, context=prepared.context, durability=durability
+                )
             values = output
         except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
             error = exc
-    final = await graph.aget_state(config) if persistent else None
+    final = None
+    if persistent and not _output_suffices(graph, output, error):
+        final = await graph.aget_state(config)
     if final is not None:
         values = final.values
     result = _result(

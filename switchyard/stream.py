@@ -29,7 +29,7 @@ from typing import Any
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
-from langgraph.types import StreamMode
+from langgraph.types import Durability, StreamMode
 from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
@@ -76,6 +76,7 @@ def stream_graph(
     *,
     context: Any = None,
     on_part: OnPart | None = None,
+    durability: Durability | None = None,
 ) -> Any:
     """Run `graph` like `graph.invoke(payload, config, context=context)`, streaming as it goes.
 
@@ -85,6 +86,7 @@ def stream_graph(
         config: The run's config.
         context: The run's context (`context_schema` instance).
         on_part: Called with every stream part (root graph and subgraphs), in order.
+        durability: When checkpoints are written (LangGraph's `durability`); None: its default.
 
     Returns:
         What `invoke` returns: the final values (with `__interrupt__` when the run paused).
@@ -97,6 +99,7 @@ def stream_graph(
         payload,
         config,
         context=context,
+        durability=durability,
         stream_mode=list(STREAM_MODES),
         subgraphs=True,
         version="v2",
@@ -114,6 +117,7 @@ async def astream_graph(
     *,
     context: Any = None,
     on_part: OnPart | None = None,
+    durability: Durability | None = None,
 ) -> Any:
     """Async form of `stream_graph`."""
     final = _Final()
@@ -121,6 +125,7 @@ async def astream_graph(
         payload,
         config,
         context=context,
+        durability=durability,
         stream_mode=list(STREAM_MODES),
         subgraphs=True,
         version="v2",
@@ -194,11 +199,14 @@ class StreamProgress:
         config: RunnableConfig | None = None,
         *,
         context: Any = None,
+        durability: Durability | None = None,
     ) -> Any:
         """Run `graph` as `graph.invoke` would, showing progress; returns the same value."""
         self._begin()
         try:
-            return stream_graph(graph, payload, config, context=context, on_part=self.handle)
+            return stream_graph(
+                graph, payload, config, context=context, on_part=self.handle, durability=durability
+            )
         finally:
             self._end()
 
@@ -209,11 +217,14 @@ class StreamProgress:
         config: RunnableConfig | None = None,
         *,
         context: Any = None,
+        durability: Durability | None = None,
     ) -> Any:
         """Async form of `invoke`."""
         self._begin()
         try:
-            return await astream_graph(graph, payload, config, context=context, on_part=self.handle)
+            return await astream_graph(
+                graph, payload, config, context=context, on_part=self.handle, durability=durability
+            )
         finally:
             self._end()
 
