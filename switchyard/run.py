@@ -243,6 +243,18 @@ def _pending_interrupt(snapshot: StateSnapshot | None, output: Any = None) -> An
     return None
 
 
+def _escalated_by_error_handler(snapshot: StateSnapshot | None) -> bool:
+    """Whether the thread waits on an `interrupt()` raised inside a node's error handler.
+
+    LangGraph 1.2 does not list such an interrupt in the snapshot: what shows is the failed task
+    still pending. Every Switchyard pattern guards its model-calling nodes with an error handler, so
+    a failed pending task is a run paused by its fallback chain (`Context.escalate_to_human`).
+    """
+    if snapshot is None or not snapshot.next:
+        return False
+    return any(task.error is not None for task in snapshot.tasks)
+
+
 def _resume_point(history: Iterable[StateSnapshot], correlation_id: str) -> str | None:
     """Where a replay resumes: this run's newest failed step, else its newest unfinished one.
 
@@ -557,7 +569,7 @@ def resume(
         graph, None, user_id, session_id, context, correlation_id, check_input=False
     )
     snapshot = graph.get_state(prepared.config) if graph.checkpointer is not None else None
-    if _pending_interrupt(snapshot) is None:
+    if _pending_interrupt(snapshot) is None and not _escalated_by_error_handler(snapshot):
         raise InvalidInputError(
             "this session has no run waiting for a person; send a new message instead"
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from langchain_core.globals import set_llm_cache
 
 from switchyard import models
 from switchyard.breaker import configure_breakers
@@ -33,6 +34,8 @@ def _isolated_environment(
     monkeypatch.setenv("SWITCHYARD_DLQ", str(tmp_path_factory.mktemp("dlq") / "dlq.sqlite"))
     models._cache.clear()
     configure_breakers()
+    set_llm_cache(None)
     yield
     models._cache.clear()
     configure_breakers()
+    set_llm_cache(None)

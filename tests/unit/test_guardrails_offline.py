@@ -381,12 +381,6 @@ def test_an_exhausted_chain_escalates_to_a_person(offline: Register) -> None:
     assert_nothing_lost(graph, paused, [(TEXT, answer)])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InvalidInputError,
-    reason="resume() looks for the interrupt in get_state(), which does not list interrupts "
-    "raised inside a node's error handler (LangGraph 1.2); see the guardrails test report",
-)
 def test_resume_continues_a_run_escalated_by_the_fallback_chain(offline: Register) -> None:
     graph, _, context = escalating_router(offline)
     run(graph, TEXT, user_id="ada", session_id="s", context=context)
