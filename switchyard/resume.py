@@ -22,7 +22,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 from rich.console import Console
@@ -45,6 +44,7 @@ from switchyard.run import (
     _Prepared,
     _result,
     _usage_of,
+    run_config,
     thread_id_for,
 )
 
@@ -155,20 +155,15 @@ def _prepare(
     load_chat_model(context.model or default_model())  # fail before touching the thread
     metadata: dict[str, Any] = dict(snapshot.metadata or {})
     session = str(metadata.get("session_id") or thread_id)
-    correlation = correlation_id or uuid.uuid4().hex
-    config: RunnableConfig = {
-        "configurable": {"thread_id": thread_id},
-        "recursion_limit": context.recursion_limit,
-        "metadata": {
-            "user_id": user_id,
-            "session_id": session,
-            "correlation_id": correlation,
-            "pattern": graph.name,
-            "resumed": True,
-        },
-        "tags": [f"pattern:{graph.name}", f"correlation:{correlation}", "resumed"],
-        "run_name": f"switchyard.{graph.name}.resume",
-    }
+    config = run_config(
+        graph,
+        context,
+        thread_id=thread_id,
+        user_id=user_id,
+        session_id=session,
+        correlation_id=correlation_id or uuid.uuid4().hex,
+        resumed=True,
+    )
     return _Prepared(context, config, user_id, session, "")
 
 

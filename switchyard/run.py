@@ -151,22 +151,50 @@ def _prepare(
     # missing key): the error names what to set.
     load_chat_model(context.model or default_model())
     session = session_id or uuid.uuid4().hex
-    thread_id = thread_id_for(user_id, session)
-    correlation = correlation_id or uuid.uuid4().hex
-    config: RunnableConfig = {
+    config = run_config(
+        graph,
+        context,
+        thread_id=thread_id_for(user_id, session),
+        user_id=user_id,
+        session_id=session,
+        correlation_id=correlation_id or uuid.uuid4().hex,
+    )
+    return _Prepared(context, config, user_id, session, text if isinstance(text, str) else "")
+
+
+def run_config(
+    graph: Pregel[Any, Any, Any, Any],
+    context: Context,
+    *,
+    thread_id: str,
+    user_id: str,
+    session_id: str,
+    correlation_id: str,
+    resumed: bool = False,
+) -> RunnableConfig:
+    """The config of one run: thread, explicit recursion limit, telemetry, metadata and tags.
+
+    The metadata and tags (user, session, correlation id, pattern) are what checkpoints, traces and
+    LangSmith carry; a resumed run is marked as such.
+    """
+    metadata: dict[str, Any] = {
+        "user_id": user_id,
+        "session_id": session_id,
+        "correlation_id": correlation_id,
+        "pattern": graph.name,
+    }
+    tags = [f"pattern:{graph.name}", f"correlation:{correlation_id}"]
+    if resumed:
+        metadata["resumed"] = True
+        tags.append("resumed")
+    return {
         "configurable": {"thread_id": thread_id},
         "recursion_limit": context.recursion_limit,
-        "metadata": {
-            "user_id": user_id,
-            "session_id": session,
-            "correlation_id": correlation,
-            "pattern": graph.name,
-        },
-        "tags": [f"pattern:{graph.name}", f"correlation:{correlation}"],
-        "run_name": f"switchyard.{graph.name}",
+        "metadata": metadata,
+        "tags": tags,
+        "run_name": f"switchyard.{graph.name}{'.resume' if resumed else ''}",
         "callbacks": telemetry.run_callbacks(),  # spans and log lines per agent and model call
     }
-    return _Prepared(context, config, user_id, session, text if isinstance(text, str) else "")
 
 
 def _check_owner(snapshot: StateSnapshot | None, user_id: str) -> None:
