@@ -7,7 +7,7 @@ PORT   ?= 2024
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test unit lint typecheck format studio clean
+.PHONY: help install demo test unit lint typecheck format bench studio clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchyard needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
 install: $(STAMP) ## create or update the virtual environment in .venv
@@ -41,6 +41,9 @@ typecheck: $(STAMP) ## mypy --strict on the packages
 format: $(STAMP) ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: $(STAMP) ## every benchmark (about 20 minutes); rewrites bench/RESULTS.md
+	$(BIN)/switchyard bench all
 
 studio: $(STAMP) ## serve every pattern for LangGraph Studio (langgraph dev)
 	$(BIN)/langgraph dev --host 127.0.0.1 --port $(PORT) --no-browser

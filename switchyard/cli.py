@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "switchyard.report",
     "switchyard.resume",
     "switchyard.retention",
+    "switchyard.bench.cli",
 )
 """Modules that add subcommands (see `_parser`)."""
 
