@@ -24,7 +24,7 @@ from functools import partial
 from typing import Any, Final, Literal
 
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.config import get_config
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field, create_model
 
 from nodes.agent import (
     AgentReply,
+    NodeRunnable,
     acall_agent,
     call_agent,
     current_context,
@@ -495,9 +496,9 @@ def check_bus(
 
 def handler_node(spec: AgentSpec, may_publish: Sequence[str]) -> Runnable[Any, dict[str, Any]]:
     """The node one agent handles its events in (sync and async)."""
-    return RunnableLambda(
+    return NodeRunnable(
         partial(handle, spec=spec, may_publish=may_publish),
-        afunc=partial(ahandle, spec=spec, may_publish=may_publish),
+        partial(ahandle, spec=spec, may_publish=may_publish),
         name=spec.name,
     )
 

@@ -6,27 +6,43 @@ the "synthesize" strategy. Each worker sees only the request and writes only its
 fails after its retries (or whose output fails its schema) goes to its error handler, which tries
 its fallback models and, when none answers, records the failure; the merge goes ahead when at
 least `quorum` workers succeeded, else the run ends "quorum_failed".
+
+Wide fan-outs (more workers than `shard_size`) run in shards: START -> intake -> (one `Send` per
+shard) shard -> merge. A shard runs its workers concurrently inside one node, each through the same
+agent call, retries, fallbacks and failure record as a worker node, so the state a run ends with is
+the same; only the graph's steps differ (one task per shard, not per worker).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Literal
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableLambda
-from langgraph.errors import NodeError
+from langchain_core.runnables import Runnable
+from langchain_core.runnables.config import get_executor_for_config, patch_config
+from langgraph.config import get_config
+from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
-from langgraph.types import Command, Overwrite, Send
+from langgraph.types import Command, Overwrite, RetryPolicy, Send
 from pydantic import BaseModel, Field, JsonValue
 
-from graphs.pipeline import recover, validated_output
-from nodes.agent import AgentReply, acall_agent, call_agent, resolve_context
+from graphs.pipeline import arecover, recover, validated_output
+from nodes.agent import (
+    AgentReply,
+    NodeRunnable,
+    acall_agent,
+    call_agent,
+    resolve_context,
+    retry_attempt,
+)
 from nodes.classify import last_user_text
 from state.agents import AgentSpec, check_agents
 from state.context import Context
@@ -37,19 +53,26 @@ from state.fanout import (
     FanoutState,
     MergeRequest,
     MergeStrategy,
+    ShardTask,
     Vote,
     WorkerOutput,
     WorkerResult,
     WorkerTask,
 )
+from state.reducers import merge_usage
+from state.usage import UsageLedger
 from switchyard.errors import AgentConfigError, InvalidInputError
 from switchyard.resilience import model_retry_policy
 
 INTAKE: Final = "intake"
 MERGE: Final = "merge"
+SHARD: Final = "shard"
 SYNTHESIZE: Final = "synthesize"
 QUORUM_FAILED: Final = "quorum_failed"
 NO_MAJORITY: Final = "no_majority"
+
+DEFAULT_SHARD_SIZE: Final = 64
+"""Workers per shard by default: fan-outs up to this wide run one graph task per worker."""
 
 
 def required_quorum(quorum: int | None, dispatched: int) -> int:
@@ -156,7 +179,17 @@ def make_worker_node(spec: AgentSpec) -> Runnable[Any, dict[str, Any]]:
         reply = await acall_agent(spec, [HumanMessage(task["request"])], context)
         return accept_worker_reply(spec, reply, started)
 
-    return RunnableLambda(work, afunc=awork, name=spec.name)
+    return NodeRunnable(work, awork, name=spec.name)
+
+
+def worker_failure_update(spec: AgentSpec, outcome: dict[str, Any] | str) -> dict[str, Any]:
+    """A failed worker's update: its fallback's when `recover` got one, else its failure record."""
+    if isinstance(outcome, dict):
+        return outcome
+    result = WorkerResult(
+        worker=spec.name, status="failed", output=None, duration_ms=None, error=outcome
+    )
+    return {"results": {spec.name: result}}
 
 
 def record_worker_failure(
@@ -170,12 +203,186 @@ def record_worker_failure(
     """
     messages = [HumanMessage(task["request"])]
     outcome = recover(spec, messages, error.error, partial(accept_worker_reply, spec))
-    if isinstance(outcome, dict):
-        return Command(update=outcome, goto=MERGE)
-    result = WorkerResult(
-        worker=spec.name, status="failed", output=None, duration_ms=None, error=outcome
+    return Command(update=worker_failure_update(spec, outcome), goto=MERGE)
+
+
+def shards_of(workers: Sequence[str], shard_size: int) -> list[list[str]]:
+    """`workers`, in order, cut into the fewest shards of at most `shard_size`, evenly."""
+    count = -(-len(workers) // shard_size)
+    size, larger = divmod(len(workers), count)
+    shards: list[list[str]] = []
+    start = 0
+    for index in range(count):
+        end = start + size + (1 if index < larger else 0)
+        shards.append(list(workers[start:end]))
+        start = end
+    return shards
+
+
+@dataclass(frozen=True)
+class RouteToShards:
+    """One `Send` per shard of the dispatched workers, each carrying the workers and the request.
+
+    Attributes:
+        shard_size: Most workers in one shard.
+    """
+
+    shard_size: int
+
+    def __call__(self, state: FanoutState) -> list[Send]:
+        """The `Send`s of this run's shards."""
+        request = last_user_text(state["messages"])
+        return [
+            Send(SHARD, ShardTask(workers=shard, request=request))
+            for shard in shards_of(state["dispatched"], self.shard_size)
+        ]
+
+
+def should_retry(policy: RetryPolicy, error: Exception) -> bool:
+    """Whether `policy.retry_on` accepts `error` (its forms as LangGraph reads them)."""
+    retry_on = policy.retry_on
+    if isinstance(retry_on, Sequence):
+        return isinstance(error, tuple(retry_on))
+    if isinstance(retry_on, type):
+        return isinstance(error, retry_on)
+    return bool(retry_on(error))
+
+
+def retry_delay(policy: RetryPolicy, failures: int) -> float:
+    """Seconds to wait after `failures` failed attempts: LangGraph's back-off and jitter."""
+    interval = min(
+        policy.max_interval, policy.initial_interval * policy.backoff_factor ** (failures - 1)
     )
-    return Command(update={"results": {spec.name: result}}, goto=MERGE)
+    return interval + random.uniform(0, 1) if policy.jitter else interval
+
+
+def combined(updates: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One update holding every worker's `results` entry and their usage, summed."""
+    results: dict[str, WorkerResult] = {}
+    usage: UsageLedger = {}
+    for update in updates:
+        results.update(update["results"])
+        if "usage" in update:
+            usage = merge_usage(usage, update["usage"])
+    return {"results": results, "usage": usage}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The node a shard of a wide fan-out runs as: its workers, concurrently, in one graph task.
+
+    LangGraph gives every `Send` its own task and, each time a task finishes, rebuilds the
+    step's list of pending writes (`put_writes`), so one step of n `Send`s costs O(n^2); a
+    shard keeps a wide fan-out to a few tasks. Each worker inside still gets what a worker node
+    gets: the agent call (budget, breaker, usage ledger, timeout), its retries, its fallback
+    models, and a failure record that leaves the other workers alone.
+
+    Retries are per worker, here, rather than a `RetryPolicy` on the node: a node policy would
+    run the whole shard again, repeating (and paying for) the calls of the workers that had
+    succeeded. Each worker follows its own node's policy (`model_retry_policy` with the agent's
+    `max_attempts`): the same attempts, back-off, jitter and `retry_on` (`is_transient`).
+
+    Attributes:
+        specs: Every worker of the graph, by name.
+        policies: Each worker's retry policy, by name.
+        max_concurrency: Most workers of one shard calling their models at once (None: all).
+    """
+
+    specs: Mapping[str, AgentSpec]
+    policies: Mapping[str, RetryPolicy]
+    max_concurrency: int | None
+
+    def run(self, task: ShardTask) -> dict[str, Any]:
+        """Run the shard's workers in a thread pool (sync graphs); one update for all of them."""
+        context = resolve_context(get_runtime(Context).context)
+        config = get_config()
+        if self.max_concurrency is not None:
+            config = patch_config(config, max_concurrency=self.max_concurrency)
+        # LangChain's executor for the run's config: it copies the context (the run's config,
+        # runtime and meter) into every thread, and honours the run's `max_concurrency`.
+        with get_executor_for_config(config) as executor:
+            work = partial(self.work, request=task["request"], context=context)
+            updates = list(executor.map(work, [self.specs[name] for name in task["workers"]]))
+        return combined(updates)
+
+    async def arun(self, task: ShardTask) -> dict[str, Any]:
+        """Run the shard's workers concurrently; one update for all of them."""
+        context = resolve_context(get_runtime(Context).context)
+        limit = asyncio.Semaphore(self.max_concurrency) if self.max_concurrency else None
+        # A TaskGroup rather than `gather`: should a worker raise past its failure record (an
+        # interrupt from a tool, a cancelled run), the others are cancelled, as sibling graph
+        # tasks would be.
+        try:
+            async with asyncio.TaskGroup() as group:
+                running = [
+                    group.create_task(self.awork(self.specs[name], task["request"], context, limit))
+                    for name in task["workers"]
+                ]
+        except BaseExceptionGroup as failure:
+            raise failure.exceptions[0] from None
+        return combined([done.result() for done in running])
+
+    def work(self, spec: AgentSpec, *, request: str, context: Context) -> dict[str, Any]:
+        """One worker, with its retries; its update (its result, or its failure record)."""
+        messages = [HumanMessage(request)]
+        policy = self.policies[spec.name]
+        attempt = 1
+        while True:
+            started = time.perf_counter()
+            try:
+                with retry_attempt(attempt):
+                    reply = call_agent(spec, messages, context)
+                    return accept_worker_reply(spec, reply, started)
+            except GraphBubbleUp:
+                raise
+            except Exception as exc:
+                if attempt >= policy.max_attempts or not should_retry(policy, exc):
+                    accept = partial(accept_worker_reply, spec)
+                    return worker_failure_update(spec, recover(spec, messages, exc, accept))
+            time.sleep(retry_delay(policy, attempt))
+            attempt += 1
+
+    async def awork(
+        self,
+        spec: AgentSpec,
+        request: str,
+        context: Context,
+        limit: asyncio.Semaphore | None,
+    ) -> dict[str, Any]:
+        """Async form of `work`; waits for a place under `limit` first, when there is one."""
+        if limit is not None:
+            async with limit:
+                return await self.awork(spec, request, context, None)
+        messages = [HumanMessage(request)]
+        policy = self.policies[spec.name]
+        attempt = 1
+        while True:
+            started = time.perf_counter()
+            try:
+                with retry_attempt(attempt):
+                    reply = await acall_agent(spec, messages, context)
+                    return accept_worker_reply(spec, reply, started)
+            except GraphBubbleUp:
+                raise
+            except Exception as exc:
+                if attempt >= policy.max_attempts or not should_retry(policy, exc):
+                    accept = partial(accept_worker_reply, spec)
+                    outcome = await arecover(spec, messages, exc, accept)
+                    return worker_failure_update(spec, outcome)
+            await asyncio.sleep(retry_delay(policy, attempt))
+            attempt += 1
+
+
+def make_shard_node(
+    agents: Sequence[AgentSpec], max_concurrency: int | None
+) -> Runnable[Any, dict[str, Any]]:
+    """The node every shard runs as (sync and async): its input is the `ShardTask` it was sent."""
+    shard = Shard(
+        specs={spec.name: spec for spec in agents},
+        policies={spec.name: model_retry_policy(spec.max_attempts) for spec in agents},
+        max_concurrency=max_concurrency,
+    )
+    return NodeRunnable(shard.run, shard.arun, name=SHARD)
 
 
 def ballot(output: JsonValue) -> str:
@@ -315,7 +522,7 @@ def make_merger_node(spec: AgentSpec) -> Runnable[Any, dict[str, Any]]:
         context = resolve_context(get_runtime(Context).context)
         return accept_merger_reply(spec, await acall_agent(spec, merge_input(state), context))
 
-    return RunnableLambda(synthesize, afunc=asynthesize, name=spec.name)
+    return NodeRunnable(synthesize, asynthesize, name=spec.name)
 
 
 def recover_merger(state: FanoutState, error: NodeError, *, spec: AgentSpec) -> dict[str, Any]:
@@ -340,9 +547,20 @@ def _check_options(
     merger: AgentSpec | None,
     strategy: MergeStrategy | None,
     quorum: int | None,
+    shard_size: int | None,
+    max_concurrency: int | None,
 ) -> MergeStrategy:
     """Validate the build options; returns the strategy to use."""
-    check_agents([*agents, *([merger] if merger is not None else [])], reserved=(INTAKE, MERGE))
+    check_agents(
+        [*agents, *([merger] if merger is not None else [])], reserved=(INTAKE, MERGE, SHARD)
+    )
+    for option, value in (("shard_size", shard_size), ("max_concurrency", max_concurrency)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(
+                f"{option} must be a whole number of at least 1, or None; got {value!r}"
+            )
     if strategy is None:
         strategy = "synthesize" if merger is not None else "collect"
     if strategy not in MERGE_STRATEGIES:
@@ -374,6 +592,8 @@ def build_fanout_graph(
     merger: AgentSpec | None = None,
     strategy: MergeStrategy | None = None,
     quorum: int | None = None,
+    shard_size: int | None = DEFAULT_SHARD_SIZE,
+    max_concurrency: int | None = None,
 ) -> StateGraph[FanoutState, Context, FanoutInput, FanoutOutput]:
     """Build the fan-out / fan-in pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -386,11 +606,22 @@ def build_fanout_graph(
             (the merger agent's answer). Default: "synthesize" with a merger, else "collect".
         quorum: Workers that must succeed for the merge to go ahead (k of n). Default: a majority
             of the workers dispatched.
+        shard_size: With more workers than this, the graph runs them in shards of at most this
+            many (as even as can be): one graph task per shard instead of one per worker, which
+            keeps wide fan-outs fast (LangGraph's cost per step grows with the square of its
+            tasks). Results, usage, retries, fallbacks and failure records are the same; the
+            graph's steps differ (a `shard` node, not a node per worker, in streams and
+            traces), and a shard's results are checkpointed when its last worker finishes.
+            None never shards.
+        max_concurrency: Most workers of one shard calling their models at once (None: all of
+            them). Graph tasks, and so the shards, are bounded by the run config's
+            `max_concurrency`.
 
     Raises:
-        AgentConfigError: No workers, duplicate or reserved names (intake, merge), or
+        AgentConfigError: No workers, duplicate or reserved names (intake, merge, shard), or
             "synthesize" without a merger.
-        ValueError: Unknown strategy, a merger with another strategy, or a quorum outside 1..n.
+        ValueError: Unknown strategy, a merger with another strategy, a quorum outside 1..n, or
+            a `shard_size` or `max_concurrency` below 1.
 
     Example:
         ```python
@@ -398,23 +629,28 @@ def build_fanout_graph(
         graph = builder.compile(checkpointer=InMemorySaver(), name="fanout")
         ```
     """
-    strategy = _check_options(agents, merger, strategy, quorum)
+    strategy = _check_options(agents, merger, strategy, quorum, shard_size, max_concurrency)
     builder = StateGraph(
         FanoutState, context_schema=Context, input_schema=FanoutInput, output_schema=FanoutOutput
     )
     names = [spec.name for spec in agents]
     builder.add_node(INTAKE, Intake(workers=tuple(names), quorum=quorum))
-    for spec in agents:
-        builder.add_node(
-            spec.name,
-            make_worker_node(spec),
-            retry_policy=model_retry_policy(spec.max_attempts),
-            error_handler=partial(record_worker_failure, spec=spec),
-        )
-        builder.add_edge(spec.name, MERGE)
+    if shard_size is not None and len(agents) > shard_size:
+        builder.add_node(SHARD, make_shard_node(agents, max_concurrency))
+        builder.add_edge(SHARD, MERGE)
+        builder.add_conditional_edges(INTAKE, RouteToShards(shard_size), [SHARD])
+    else:
+        for spec in agents:
+            builder.add_node(
+                spec.name,
+                make_worker_node(spec),
+                retry_policy=model_retry_policy(spec.max_attempts),
+                error_handler=partial(record_worker_failure, spec=spec),
+            )
+            builder.add_edge(spec.name, MERGE)
+        builder.add_conditional_edges(INTAKE, route_to_workers, names)
     builder.add_node(MERGE, Merge(strategy=strategy, quorum=quorum))
     builder.add_edge(START, INTAKE)
-    builder.add_conditional_edges(INTAKE, route_to_workers, names)
     if merger is None:
         builder.add_edge(MERGE, END)
     else:

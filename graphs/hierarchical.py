@@ -27,7 +27,7 @@ from functools import partial
 from typing import Any, Final, Literal, get_args
 
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Overwrite, Send
@@ -36,6 +36,7 @@ from pydantic import BaseModel
 from graphs.router import build_router_graph
 from nodes.agent import (
     AgentReply,
+    NodeRunnable,
     OutputValidationError,
     acall_agent,
     call_agent,
@@ -534,13 +535,13 @@ async def asynthesise(state: HierarchicalState, *, team: Team) -> dict[str, Any]
 def worker_node(worker: Worker) -> Runnable[Any, dict[str, Any]]:
     """The node that runs one worker's steps (an agent or a sub-team), sync and async."""
     if isinstance(worker, SubTeam):
-        return RunnableLambda(
+        return NodeRunnable(
             partial(run_sub_team, team=worker),
-            afunc=partial(arun_sub_team, team=worker),
+            partial(arun_sub_team, team=worker),
             name=worker.name,
         )
-    return RunnableLambda(
-        partial(run_step, spec=worker), afunc=partial(arun_step, spec=worker), name=worker.name
+    return NodeRunnable(
+        partial(run_step, spec=worker), partial(arun_step, spec=worker), name=worker.name
     )
 
 
@@ -648,7 +649,7 @@ def build_hierarchical_graph(
     )
     builder.add_node(
         PLAN,
-        RunnableLambda(partial(plan, team=team), afunc=partial(aplan, team=team), name=PLAN),
+        NodeRunnable(partial(plan, team=team), partial(aplan, team=team), name=PLAN),
         retry_policy=model_retry_policy(manager.max_attempts),
         error_handler=make_stop_handler(manager.name),
     )
@@ -666,8 +667,8 @@ def build_hierarchical_graph(
         builder.add_edge(name, SCHEDULE)
     builder.add_node(
         SYNTHESISE,
-        RunnableLambda(
-            partial(synthesise, team=team), afunc=partial(asynthesise, team=team), name=SYNTHESISE
+        NodeRunnable(
+            partial(synthesise, team=team), partial(asynthesise, team=team), name=SYNTHESISE
         ),
         retry_policy=model_retry_policy(manager.max_attempts),
         error_handler=make_stop_handler(manager.name),

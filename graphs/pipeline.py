@@ -17,14 +17,21 @@ from functools import partial
 from typing import Any, Final
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command, Overwrite
 from pydantic import BaseModel, Field, JsonValue
 
-from nodes.agent import AgentReply, OutputValidationError, acall_agent, call_agent, resolve_context
+from nodes.agent import (
+    AgentReply,
+    NodeRunnable,
+    OutputValidationError,
+    acall_agent,
+    call_agent,
+    resolve_context,
+)
 from nodes.classify import last_user_text
 from state.agents import AgentSpec, check_agents
 from state.context import Context
@@ -116,6 +123,25 @@ def recover(
     return "; ".join(failures)
 
 
+async def arecover(
+    spec: AgentSpec,
+    messages: Sequence[BaseMessage],
+    error: BaseException,
+    accept: Callable[[AgentReply, float], dict[str, Any]],
+) -> dict[str, Any] | str:
+    """Async form of `recover` (the fallback models are called with `acall_agent`)."""
+    failures = [describe_error(error)]
+    if not isinstance(error, BudgetExceededError | DeadlineExceededError):
+        context = resolve_context(get_runtime(Context).context)
+        for model in spec.fallback_models:
+            started = time.perf_counter()
+            try:
+                return accept(await acall_agent(spec, messages, context, model=model), started)
+            except Exception as exc:  # the next fallback model gets its chance
+                failures.append(f"{model}: {describe_error(exc)}")
+    return "; ".join(failures)
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage's place in the pipeline.
@@ -165,7 +191,7 @@ def make_stage_node(stage: Stage) -> Runnable[Any, dict[str, Any]]:
         reply = await acall_agent(stage.spec, stage_input(state, stage.previous), context)
         return stage.accept(reply, started)
 
-    return RunnableLambda(run_stage, afunc=arun_stage, name=stage.spec.name)
+    return NodeRunnable(run_stage, arun_stage, name=stage.spec.name)
 
 
 def record_stage_failure(state: PipelineState, error: NodeError, *, stage: Stage) -> Command[str]:

@@ -13,13 +13,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
-from nodes.agent import AgentReply, acall_agent, call_agent, own_view, render_output
+from nodes.agent import AgentReply, NodeRunnable, acall_agent, call_agent, own_view, render_output
 from nodes.fallback import make_stop_handler
 from nodes.handoff import (
     TaskArgs,
@@ -209,7 +209,7 @@ def make_supervisor_node(
         reply = await acall_agent(spec, view, context, handoff_tools=tools)
         return supervise(state, reply, supervisor=spec.name, tools=tools, max_rounds=limit)
 
-    return RunnableLambda(run_sync, afunc=run_async, name=spec.name)
+    return NodeRunnable(run_sync, run_async, name=spec.name)
 
 
 def make_worker_node(spec: AgentSpec) -> Runnable[SupervisorState, dict[str, Any]]:
@@ -224,7 +224,7 @@ def make_worker_node(spec: AgentSpec) -> Runnable[SupervisorState, dict[str, Any
         reply = await acall_agent(spec, [HumanMessage(task["task"])], run_context())
         return report(spec, task, reply)
 
-    return RunnableLambda(run_sync, afunc=run_async, name=spec.name)
+    return NodeRunnable(run_sync, run_async, name=spec.name)
 
 
 def build_supervisor_graph(

@@ -13,13 +13,13 @@ from collections.abc import Collection, Sequence
 from functools import partial
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from nodes.agent import AgentReply, acall_agent, call_agent, own_view
+from nodes.agent import AgentReply, NodeRunnable, acall_agent, call_agent, own_view
 from nodes.fallback import make_fallback_handler
 from nodes.handoff import (
     TransferArgs,
@@ -212,7 +212,7 @@ def make_swarm_agent_node(
             state, reply, agent=spec.name, tools=tools, max_handoffs=limit, repeats=repeats
         )
 
-    return RunnableLambda(run_sync, afunc=run_async, name=spec.name)
+    return NodeRunnable(run_sync, run_async, name=spec.name)
 
 
 def build_swarm_graph(

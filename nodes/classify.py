@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable
 from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
 
+from nodes.agent import NodeRunnable
 from nodes.classifiers import Classifier, Decision
 from state.context import Context
 from state.router import Route
@@ -130,4 +131,4 @@ def make_classify_node(
         decision = await classifier.aclassify(text, model=context.model)
         return _update(decision, context, previous, text)
 
-    return RunnableLambda(classify, afunc=aclassify, name="classify")
+    return NodeRunnable(classify, aclassify, name="classify")

@@ -33,6 +33,18 @@ class WorkerTask(TypedDict):
     request: str
 
 
+class ShardTask(TypedDict):
+    """The payload `Send` gives one shard of a wide fan-out: its workers and the request.
+
+    A graph with more workers than its shard size sends one `ShardTask` per shard instead of one
+    `WorkerTask` per worker; the shard node runs its workers concurrently and writes the same
+    per-worker `results` entries the worker nodes would.
+    """
+
+    workers: list[str]
+    request: str
+
+
 class WorkerResult(TypedDict):
     """What one worker produced in this run.
 

@@ -953,14 +953,14 @@ def default_reading(results: dict[str, Result]) -> str:
             )
         parts.append(
             "- The rest of Switchyard's gap to bare LangGraph is structure, not guardrails: "
-            "pattern nodes are `RunnableLambda`s, which inspect their function's signature on "
-            "every call (about 100 us per hop here; `nodes.agent.NodeRunnable` avoids it and "
-            "the router's agents already use it); the pipeline and the fan-out run two more "
-            "graph steps than the hand-built graphs (intake and finish, intake and merge) that "
-            "validate input and record per-stage results; states carry more reducer-managed "
-            "channels (usage ledger, per-stage records, refusals, handoff history); and the run "
-            "facade reads the session's checkpoint before every run to check its owner and "
-            "prime the session budget."
+            "the pipeline and the fan-out run two more graph steps than the hand-built graphs "
+            "(intake and finish, intake and merge) that validate input and record per-stage "
+            "results; states carry more reducer-managed channels (usage ledger, per-stage "
+            "records, refusals, handoff history); and the run facade reads the session's newest "
+            "checkpoint (the saver's `get_tuple`, not a full `get_state`) before every run to "
+            "check its owner and prime the session budget. Pattern nodes are "
+            "`nodes.agent.NodeRunnable`s, which skip the signature inspection `RunnableLambda` "
+            "does on every call."
         )
         trailing = sorted(
             {
@@ -1008,8 +1008,13 @@ def default_reading(results: dict[str, Result]) -> str:
             "that list comprehension alone took 1.2 s). Below that, every branch pays one "
             "LangGraph task and one LangChain model call, on one core: at 1,000 branches that is "
             "several times L before any Switchyard code runs (compare asyncio with the LangChain "
-            "model). The OpenAI Agents SDK's run loop costs more per branch still; raw asyncio "
-            "(a `TaskGroup`) stays near the physical limit.",
+            "model). Switchyard's fan-out therefore runs wide fan-outs in shards (64 workers per "
+            "shard by default): one `Send` and one LangGraph task per shard, the shard's workers "
+            "concurrent inside it, each still with its own agent call, retries, fallbacks and "
+            "failure record; what remains per branch is the LangChain model call, the "
+            "guardrails and garbage collection over the calls in flight. The OpenAI Agents "
+            "SDK's run loop costs more per branch still; raw asyncio (a `TaskGroup`) stays near "
+            "the physical limit.",
         ]
     context = results.get("context")
     if context is not None:

@@ -147,7 +147,8 @@ class SwitchyardContender(Contender):
         )
         extra = {
             "pipeline": "; stage output validated and handed on as a typed `StageHandoff`",
-            "fanout": "; `Send` per worker, per-worker result record, quorum check at merge",
+            "fanout": "; `Send` per worker (one per shard of up to 64 workers above 64), "
+            "per-worker retries and result record, quorum check at merge",
             "router": "; classify node (stub classifier) writes the route with confidence",
             "supervisor": "; typed task payload, round limit, worker report as tool result",
             "swarm": "; handoff validated against declared peers, max-handoffs and ping-pong "
