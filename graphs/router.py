@@ -7,10 +7,12 @@ to it. A follow-up stays with the previous agent unless the classifier is confid
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
 
 from nodes.agent import make_agent_node
+from nodes.calibration import Calibration
 from nodes.classifiers import Classifier, default_classifier
 from nodes.classify import make_classify_node
 from nodes.fallback import fallback_destinations, make_fallback_handler
@@ -34,16 +36,25 @@ def build_router_graph(
     *,
     default_agent: str,
     classifier: Classifier | None = None,
+    calibration: Calibration | str | Path | None = None,
 ) -> StateGraph[RouterState, Context, RouterInput, RouterOutput]:
     """Build the router pattern (uncompiled: the caller picks checkpointer and store).
 
     Args:
         agents: The specialised agents; names must be unique.
         default_agent: The agent that answers when the classifier is unsure.
-        classifier: How requests are matched to agents; defaults to `LexicalClassifier`.
+        classifier: How requests are matched to agents; defaults to `default_classifier`
+            (semantic when the `switchyard[semantic]` extra is installed, else lexical).
+        calibration: For the default classifier: the confidence map and out-of-scope threshold
+            saved by `switchyard eval-router --fit` (a path or a `Calibration`). Out-of-scope
+            requests then go to `default_agent`. Give it to your own classifier instead when
+            you pass one.
 
     Raises:
         AgentConfigError: No agents, duplicate names, or an unknown default agent.
+        CalibrationError: The calibration was fitted for another classifier, other agents or
+            another default agent.
+        ValueError: Both a classifier and a calibration, or a classifier built for other agents.
 
     Example:
         ```python
@@ -52,7 +63,11 @@ def build_router_graph(
         ```
     """
     by_name = check_agents(agents, default_agent=default_agent, reserved=(CLASSIFY,))
-    classifier = classifier or default_classifier(agents)
+    if classifier is not None and calibration is not None:
+        raise ValueError("give the calibration to your classifier, or drop the classifier")
+    classifier = classifier or default_classifier(
+        agents, default_agent=default_agent, calibration=calibration
+    )
     if set(classifier.agents) != set(by_name):
         raise ValueError(
             f"the classifier was built for agents {sorted(classifier.agents)}, "

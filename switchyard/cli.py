@@ -35,6 +35,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "switchyard.resume",
     "switchyard.retention",
     "switchyard.bench.cli",
+    "switchyard.eval_router",
 )
 """Modules that add subcommands (see `_parser`)."""
 

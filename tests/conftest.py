@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from langchain_core.globals import set_llm_cache
 
+from nodes.classifiers import semantic_available
 from switchyard import models
 from switchyard.breaker import configure_breakers
 
@@ -32,6 +34,8 @@ def _isolated_environment(
     for name in PROVIDER_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SWITCHYARD_DLQ", str(tmp_path_factory.mktemp("dlq") / "dlq.sqlite"))
+    # Embeddings of agents' examples go to the session's temporary folder, not ~/.cache.
+    monkeypatch.setenv("SWITCHYARD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     models._cache.clear()
     configure_breakers()
     set_llm_cache(None)
@@ -39,3 +43,14 @@ def _isolated_environment(
     models._cache.clear()
     configure_breakers()
     set_llm_cache(None)
+
+
+@pytest.fixture(scope="session")
+def semantic_extra() -> None:
+    """Skip (locally) or fail (in CI) a test that needs the `switchyard[semantic]` extra."""
+    if semantic_available():
+        return
+    message = "needs the semantic extra: pip install 'switchyard[semantic]'"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{message} (CI=true: `make install` installs it)", pytrace=False)
+    pytest.skip(message)

@@ -101,7 +101,7 @@ def test_classifiers_check_their_agents() -> None:
 def test_both_classifiers_satisfy_the_protocol() -> None:
     assert isinstance(LexicalClassifier(DEMO_AGENTS), Classifier)
     assert isinstance(LLMClassifier(DEMO_AGENTS), Classifier)
-    assert isinstance(default_classifier(DEMO_AGENTS), LexicalClassifier)
+    assert isinstance(default_classifier(DEMO_AGENTS), Classifier)
 
 
 # --- the classify node's rule ---------------------------------------------------------------

@@ -22,7 +22,7 @@ from switchyard.run import RunResult, thread_id_for
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE_HEADER = re.compile(
-    r"agent\s+┃ confidence ┃ latency ┃ tokens in/out/total ┃\s+cost", re.MULTILINE
+    r"agent\s+┃\s+confidence\s+┃\s+latency\s+┃\s+tokens in\/out\/total\s+┃\s+cost", re.MULTILINE
 )
 
 
@@ -43,7 +43,7 @@ def test_run_prints_the_answer_and_the_table(db: str, capsys: pytest.CaptureFixt
     assert TABLE_HEADER.search(out)
     row = next(line for line in lines if line.lstrip().startswith("support "))
     assert re.fullmatch(
-        r" support\s+│\s+0\.\d\d │\s+[\d.]+ ms │\s+\d+/\d+/\d+ │ \$0\.000000\s*", row
+        r" support\s+│\s+[01]\.\d\d │\s+[\d.]+ ms │\s+\d+/\d+/\d+ │ \$0\.000000\s*", row
     ), row
     assert "route: closest match support (similarity " in out
     assert re.search(r"session: (\w+) \(continue with --user local --session \1\)", out)
