@@ -55,6 +55,7 @@ from nodes.classifiers import Classifier, LexicalClassifier, LLMClassifier, sema
 from nodes.classify import choose
 from state.agents import AgentSpec
 from state.context import Context
+from switchyard.bench.harness import cpu_model
 from switchyard.errors import SwitchyardError
 
 CLASSIFIERS = ("lexical", "semantic", "llm")
@@ -511,7 +512,7 @@ def _environment(classifier: Classifier) -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "machine": platform.machine(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
     }
     embedder = getattr(classifier, "embedder", None)
@@ -521,16 +522,6 @@ def _environment(classifier: Classifier) -> dict[str, Any]:
         if torch is not None:
             info["torch"] = torch.__version__
     return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 # --------------------------------------------------------------------------- command line

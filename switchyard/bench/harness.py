@@ -243,7 +243,8 @@ async def _sample(
 # -- the machine --------------------------------------------------------------------------------
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -300,7 +301,7 @@ def environment(command: Sequence[str]) -> dict[str, Any]:
     return {
         "command": "switchyard " + shlex.join(command),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "memory_gb": _memory_gb(),
         "platform": platform.platform(),
