@@ -245,15 +245,14 @@ def run_command(*argv: str) -> tuple[int, str]:
     return code, buffer.getvalue()
 
 
+LEXICAL = ("--train", str(TRAIN), "--label-field", "domain", "--classifier", "lexical")
+"""Train on the fixture's training file and route with the lexical classifier."""
+
+
 def test_eval_router_on_the_fixture_gives_the_known_answers(tmp_path: Path) -> None:
     code, output = run_command(
         str(EVAL),
-        "--train",
-        str(TRAIN),
-        "--label-field",
-        "domain",
-        "--classifier",
-        "lexical",
+        *LEXICAL,
         "--out",
         str(tmp_path),
     )
@@ -276,9 +275,8 @@ def test_eval_router_on_the_fixture_gives_the_known_answers(tmp_path: Path) -> N
 
 
 def test_eval_router_fit_saves_a_calibration_the_classifier_loads(tmp_path: Path) -> None:
-    common = ["--train", str(TRAIN), "--label-field", "domain", "--classifier", "lexical"]
     code, output = run_command(
-        str(EVAL), *common, "--fit", "--validation", str(VALIDATION), "--out", str(tmp_path)
+        str(EVAL), *LEXICAL, "--fit", "--validation", str(VALIDATION), "--out", str(tmp_path)
     )
     assert code == 0
     assert f"fitted on validation file {VALIDATION} (12 rows)" in output
@@ -290,7 +288,9 @@ def test_eval_router_fit_saves_a_calibration_the_classifier_loads(tmp_path: Path
     fitted = json.loads((tmp_path / "routing_fixtures_domain_lexical_fitted.json").read_text())
     # the saved calibration routes the same way when loaded again
     again = tmp_path / "again"
-    code, output = run_command(str(EVAL), *common, "--calibration", str(saved), "--out", str(again))
+    code, output = run_command(
+        str(EVAL), *LEXICAL, "--calibration", str(saved), "--out", str(again)
+    )
     assert code == 0
     assert f"loaded from {saved}" in output
     reloaded = json.loads((again / "routing_fixtures_domain_lexical_fitted.json").read_text())
@@ -301,12 +301,7 @@ def test_eval_router_fit_saves_a_calibration_the_classifier_loads(tmp_path: Path
 def test_eval_router_cross_fits_without_a_validation_file(tmp_path: Path) -> None:
     code, output = run_command(
         str(EVAL),
-        "--train",
-        str(TRAIN),
-        "--label-field",
-        "domain",
-        "--classifier",
-        "lexical",
+        *LEXICAL,
         "--fit",
         "--folds",
         "3",
@@ -320,12 +315,7 @@ def test_eval_router_cross_fits_without_a_validation_file(tmp_path: Path) -> Non
 def test_eval_router_few_shot_keeps_n_rows_per_label(tmp_path: Path) -> None:
     code, _ = run_command(
         str(EVAL),
-        "--train",
-        str(TRAIN),
-        "--label-field",
-        "domain",
-        "--classifier",
-        "lexical",
+        *LEXICAL,
         "--max-examples",
         "2",
         "--out",

@@ -1,6 +1,5 @@
 import json
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
@@ -22,7 +21,7 @@ from switchyard.errors import AgentConfigError, InvalidInputError
 from switchyard.models import register_chat_model, unregister_chat_model
 from switchyard.offline import OFFLINE_MARKER, OfflineChatModel
 from switchyard.run import run
-from tests.fakes import Reply, ScriptedChatModel, scripted
+from tests.unit.conftest import Script
 
 QUESTION = "Should we move billing to PostgreSQL?"
 
@@ -52,24 +51,6 @@ def config(thread: str = "t") -> Any:
 
 def ask(graph: Any, text: str = QUESTION, thread: str = "t", **extra: Any) -> Any:
     return graph.invoke({"messages": [HumanMessage(text)], **extra}, config(thread))
-
-
-Script = Callable[..., dict[str, ScriptedChatModel]]
-
-
-@pytest.fixture
-def models() -> Iterator[Script]:
-    """Scripted models per agent: `script(alpha=[...], ...)` registers `fake:<agent>`."""
-    stack = ExitStack()
-    registered: dict[str, ScriptedChatModel] = {}
-
-    def script(**replies: list[Reply]) -> dict[str, ScriptedChatModel]:
-        for name, script in replies.items():
-            registered[name] = stack.enter_context(scripted(f"fake:{name}", *script))
-        return registered
-
-    with stack:
-        yield script
 
 
 # --- topology -------------------------------------------------------------------------------

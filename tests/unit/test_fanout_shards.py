@@ -1,8 +1,6 @@
 """Wide fan-outs run in shards: the same results, failures, retries and quorum as one node each."""
 
 import functools
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
 from typing import Any
 
 import pytest
@@ -13,8 +11,9 @@ import graphs.fanout as fanout
 from graphs.fanout import QUORUM_FAILED, SHARD, build_fanout_graph, shards_of
 from state import AgentSpec
 from switchyard.offline import SimulatedProviderError
-from tests.fakes import Reply, ScriptedChatModel, scripted
+from tests.fakes import Reply
 from tests.faultserver import fast_retry_policy
+from tests.unit.conftest import Script
 
 QUESTION = "Should we move billing to PostgreSQL?"
 NAMES = ("alpha", "beta", "gamma", "delta", "epsilon")
@@ -31,22 +30,6 @@ def agent(name: str, **fields: Any) -> AgentSpec:
 
 
 WORKERS = tuple(agent(name) for name in NAMES)
-Script = Callable[..., dict[str, ScriptedChatModel]]
-
-
-@pytest.fixture
-def models() -> Iterator[Script]:
-    """Scripted models per agent: `script(alpha=[...], ...)` registers `fake:<agent>`."""
-    stack = ExitStack()
-    registered: dict[str, ScriptedChatModel] = {}
-
-    def script(**replies: list[Reply]) -> dict[str, ScriptedChatModel]:
-        for name, replies_of in replies.items():
-            registered[name] = stack.enter_context(scripted(f"fake:{name}", *replies_of))
-        return registered
-
-    with stack:
-        yield script
 
 
 @pytest.fixture(autouse=True)
