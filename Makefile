@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchyard needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	@# The distribution was called `switchyard` before it became `switchyard-agents`; an old editable
+	@# install would still map the bare `graphs`, `nodes` and `state` packages.
+	@$(BIN)/python -m pip uninstall --quiet --yes switchyard >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' -e '.[dev,bench,semantic]'
 	@touch $(STAMP)
 
@@ -30,10 +33,11 @@ test: lint typecheck ## lint, type check, then the whole test suite
 unit: $(STAMP) ## the fast tests only (no servers, no notebooks)
 	$(BIN)/python -m pytest -m "not server" tests/unit
 
-lint: $(STAMP) ## ruff (code and notebooks), formatting, spelling
+lint: $(STAMP) ## ruff (code and notebooks), formatting, spelling, import direction
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/codespell
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict on the packages
 	$(BIN)/mypy

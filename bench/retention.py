@@ -3,8 +3,8 @@
 Two sessions hold the same 1,000-turn conversation with the router pattern (offline model) in one
 database: one is never pruned, the other is pruned every `--prune-every` turns to its
 `--keep-latest` newest checkpoints. At sample turns the script records the bytes each session
-occupies (`switchyard.retention.thread_storage_bytes`), the bytes per turn so far, the marginal
-bytes per turn since the previous sample, and the size of the latest checkpoint alone (the
+occupies (`switchyard.storage.retention.thread_storage_bytes`), the bytes per turn so far, the
+marginal bytes per turn since the previous sample, and the size of the latest checkpoint alone (the
 conversation itself, which no retention policy can shrink).
 
     .venv/bin/python bench/retention.py                       # SQLite and PostgreSQL, 1,000 turns
@@ -27,10 +27,11 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from switchyard.persistence import open_persistence
-from switchyard.retention import RetentionPolicy, prune, thread_storage_bytes
-from switchyard.run import run, thread_id_for
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.runtime.run import run, thread_id_for
+from switchyard.storage.persistence import open_persistence
+from switchyard.storage.retention import RetentionPolicy, prune, thread_storage_bytes
 
 RESULTS = Path(__file__).parent / "results" / "retention.json"
 PROMPTS = (
@@ -83,7 +84,7 @@ def measure(backend: str, setting: str, args: argparse.Namespace) -> dict[str, A
     previous = {name: 0 for name in sessions}
     previous_turn = 0
     with open_persistence(setting) as persistence:
-        graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+        graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
             checkpointer=persistence.checkpointer, name="router"
         )
         for turn in range(1, args.turns + 1):

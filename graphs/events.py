@@ -31,7 +31,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Overwrite, Send
 from pydantic import BaseModel, Field, create_model
 
-from nodes.agent import (
+from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
+from switchyard.core.resilience import model_retry_policy
+from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.nodes.agent import (
     AgentReply,
     NodeRunnable,
     acall_agent,
@@ -39,10 +42,10 @@ from nodes.agent import (
     current_context,
     steps_after_first_node,
 )
-from nodes.classify import last_user_text
-from state.agents import AgentSpec, check_agents
-from state.context import Context
-from state.events import (
+from switchyard.nodes.classify import last_user_text
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.context import Context
+from switchyard.state.events import (
     DeadLetter,
     Delivery,
     Event,
@@ -55,9 +58,6 @@ from state.events import (
     make_event,
     now,
 )
-from switchyard.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.errors import AgentConfigError, InvalidInputError, describe_error
-from switchyard.resilience import model_retry_policy
 
 INGEST: Final = "ingest"
 BUS: Final = "bus"
@@ -570,43 +570,3 @@ def build_events_graph(
     builder.add_conditional_edges(BUS, route_events, [*by_name, FINISH])
     builder.add_edge(FINISH, END)
     return builder
-
-
-DEMO_AGENTS = (
-    AgentSpec(
-        name="reviewer",
-        description="Reviews submitted articles for accuracy, clarity and structure.",
-        system_prompt="You are the reviewer of a publication. Review the submitted article: "
-        "accuracy, clarity, structure; list concrete changes.",
-    ),
-    AgentSpec(
-        name="editor",
-        description="Edits an article using the review and decides whether to publish it.",
-        system_prompt="You are the editor. Apply the review to the article and request "
-        "publication when it is ready.",
-    ),
-    AgentSpec(
-        name="publisher",
-        description="Publishes approved articles and reports where they went live.",
-        system_prompt="You are the publisher. Publish the approved article and confirm what was "
-        "published.",
-    ),
-)
-"""The demo's content pipeline: reviewer, editor and publisher."""
-
-DEMO_SUBSCRIPTIONS: dict[str, list[str]] = {
-    "article.submitted": ["reviewer"],
-    "review.done": ["editor"],
-    "publish.requested": ["publisher"],
-}
-"""Who handles which event in the demo."""
-
-DEMO_PUBLISHES: dict[str, list[str]] = {
-    "reviewer": ["review.done"],
-    "editor": ["publish.requested"],
-}
-"""What each demo agent may publish: article.submitted -> review.done -> publish.requested."""
-
-graph = build_events_graph(
-    DEMO_AGENTS, subscriptions=DEMO_SUBSCRIPTIONS, publishes=DEMO_PUBLISHES
-).compile(name="events")

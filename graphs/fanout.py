@@ -32,10 +32,12 @@ from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command, Overwrite, RetryPolicy, Send
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import JsonValue
 
-from graphs.pipeline import arecover, recover, validated_output
-from nodes.agent import (
+from switchyard.core.errors import AgentConfigError, InvalidInputError
+from switchyard.core.resilience import model_retry_policy
+from switchyard.graphs.pipeline import arecover, recover, validated_output
+from switchyard.nodes.agent import (
     AgentReply,
     NodeRunnable,
     acall_agent,
@@ -43,10 +45,10 @@ from nodes.agent import (
     resolve_context,
     retry_attempt,
 )
-from nodes.classify import last_user_text
-from state.agents import AgentSpec, check_agents
-from state.context import Context
-from state.fanout import (
+from switchyard.nodes.classify import last_user_text
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.context import Context
+from switchyard.state.fanout import (
     MERGE_STRATEGIES,
     FanoutInput,
     FanoutOutput,
@@ -59,10 +61,8 @@ from state.fanout import (
     WorkerResult,
     WorkerTask,
 )
-from state.reducers import merge_usage
-from state.usage import UsageLedger
-from switchyard.errors import AgentConfigError, InvalidInputError
-from switchyard.resilience import model_retry_policy
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
 
 INTAKE: Final = "intake"
 MERGE: Final = "merge"
@@ -663,49 +663,3 @@ def build_fanout_graph(
         builder.add_conditional_edges(MERGE, route_after_merge, {SYNTHESIZE: merger.name, END: END})
         builder.add_edge(merger.name, END)
     return builder
-
-
-class Review(BaseModel):
-    """One analyst's review: a verdict the vote can count, and the reasoning behind it."""
-
-    verdict: Literal["go", "no_go", "needs_more_information"] = Field(
-        description="Whether to go ahead, from this analyst's angle."
-    )
-    rationale: str = Field(description="Two or three sentences explaining the verdict.")
-    concerns: list[str] = Field(default_factory=list, description="What would change the verdict.")
-
-
-DEMO_ANALYSTS = (
-    AgentSpec(
-        name="product_analyst",
-        description="Product: value to users, adoption and fit with the roadmap.",
-        system_prompt="You are the product analyst. Review the question from the users' side: "
-        "what they gain, what they lose, and whether they will adopt it.",
-        output_schema=Review,
-    ),
-    AgentSpec(
-        name="risk_analyst",
-        description="Risk: security, reliability, compliance and what could go wrong.",
-        system_prompt="You are the risk analyst. Review the question for security, reliability "
-        "and compliance risks, and how likely and how bad each one is.",
-        output_schema=Review,
-    ),
-    AgentSpec(
-        name="cost_analyst",
-        description="Cost: engineering effort, running cost and payback time.",
-        system_prompt="You are the cost analyst. Review the question for engineering effort, "
-        "running cost and how long it takes to pay back.",
-        output_schema=Review,
-    ),
-)
-"""Three analysts who review the same question from different angles."""
-
-DEMO_MERGER = AgentSpec(
-    name="synthesizer",
-    description="Synthesis: weighs the analysts' reviews into one recommendation.",
-    system_prompt="You are the lead analyst. Weigh the reviews you receive into one clear "
-    "recommendation, naming where the analysts disagree and any review that is missing.",
-)
-"""The merger: it sees the analysts' typed reviews, never their transcripts."""
-
-graph = build_fanout_graph(DEMO_ANALYSTS, merger=DEMO_MERGER).compile(name="fanout")

@@ -33,8 +33,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Overwrite, Send
 from pydantic import BaseModel
 
-from graphs.router import build_router_graph
-from nodes.agent import (
+from switchyard.core.errors import AgentConfigError, SwitchyardError, describe_error
+from switchyard.core.models import load_chat_model
+from switchyard.core.offline import OfflineChatModel
+from switchyard.core.resilience import model_retry_policy
+from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.nodes.agent import (
     AgentReply,
     NodeRunnable,
     OutputValidationError,
@@ -45,11 +49,11 @@ from nodes.agent import (
     own_view,
     steps_after_first_node,
 )
-from nodes.classify import last_user_text
-from nodes.fallback import make_stop_handler
-from state.agents import AgentSpec, check_agents
-from state.context import Context
-from state.hierarchical import (
+from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.fallback import make_stop_handler
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.context import Context
+from switchyard.state.hierarchical import (
     HierarchicalInput,
     HierarchicalOutput,
     HierarchicalState,
@@ -65,14 +69,9 @@ from state.hierarchical import (
     check_plan,
     steps_by_id,
 )
-from state.reducers import merge_usage
-from state.usage import UsageLedger
-from state.views import split_turns
-from switchyard.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.errors import AgentConfigError, SwitchyardError, describe_error
-from switchyard.models import load_chat_model
-from switchyard.offline import OfflineChatModel
-from switchyard.resilience import model_retry_policy
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
+from switchyard.state.views import split_turns
 
 PLAN: Final = "plan"
 SCHEDULE: Final = "schedule"
@@ -678,62 +677,3 @@ def build_hierarchical_graph(
     builder.add_conditional_edges(SCHEDULE, route_wave, [*team.workers, SYNTHESISE])
     builder.add_edge(SYNTHESISE, END)
     return builder
-
-
-CODE_TEAM = (
-    AgentSpec(
-        name="python_dev",
-        description="Python: scripts, data processing, APIs, async code, tests and packaging.",
-        system_prompt="You are the Python developer of the code team. Write correct, idiomatic "
-        "Python with a short explanation.",
-        examples=(
-            "Write a Python function that parses a CSV file",
-            "Show an asyncio example with tasks",
-            "Add pytest tests for this module",
-        ),
-    ),
-    AgentSpec(
-        name="web_dev",
-        description="Web: JavaScript, TypeScript, HTML, CSS, browser and frontend code.",
-        system_prompt="You are the web developer of the code team. Write correct, modern "
-        "JavaScript, HTML and CSS with a short explanation.",
-        examples=(
-            "Write a JavaScript fetch call with error handling",
-            "Build an HTML form with CSS styling",
-            "Convert this callback code to TypeScript async/await",
-        ),
-    ),
-)
-"""The demo's code team: a router sub-team with a Python and a web specialist."""
-
-DEMO_MANAGER = AgentSpec(
-    name="manager",
-    description="Plans the work, assigns steps to the workers and writes the final answer.",
-    system_prompt="You are the manager of a small team (a researcher, a coder and a writer). "
-    "Split each request into steps for them, then combine their results into one answer.",
-)
-"""The demo's manager."""
-
-DEMO_WORKERS: tuple[Worker, ...] = (
-    AgentSpec(
-        name="researcher",
-        description="Research: facts, background, sources and trade-offs on a topic.",
-        system_prompt="You are the researcher. Gather the facts, background and trade-offs the "
-        "task needs, and say where they come from.",
-    ),
-    SubTeam(
-        name="coder",
-        description="Code: writes working code and examples (a sub-team that routes each task "
-        "to its Python or web developer).",
-        graph=build_router_graph(CODE_TEAM, default_agent="python_dev").compile(name="code_team"),
-    ),
-    AgentSpec(
-        name="writer",
-        description="Writing: turns research and code into clear prose, articles and summaries.",
-        system_prompt="You are the writer. Turn the research and code you are given into a "
-        "clear, well-structured text.",
-    ),
-)
-"""The demo's workers: a researcher, a coder (a nested router sub-team) and a writer."""
-
-graph = build_hierarchical_graph(DEMO_WORKERS, manager=DEMO_MANAGER).compile(name="hierarchical")

@@ -22,9 +22,12 @@ from langgraph.errors import NodeError
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import get_runtime
 from langgraph.types import Command, Overwrite
-from pydantic import BaseModel, Field, JsonValue
+from pydantic import BaseModel, JsonValue
 
-from nodes.agent import (
+from switchyard.core.errors import InvalidInputError
+from switchyard.core.resilience import model_retry_policy
+from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.nodes.agent import (
     AgentReply,
     NodeRunnable,
     OutputValidationError,
@@ -32,13 +35,16 @@ from nodes.agent import (
     call_agent,
     resolve_context,
 )
-from nodes.classify import last_user_text
-from state.agents import AgentSpec, check_agents
-from state.context import Context
-from state.pipeline import PipelineInput, PipelineOutput, PipelineState, StageHandoff, StageRecord
-from switchyard.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.errors import InvalidInputError
-from switchyard.resilience import model_retry_policy
+from switchyard.nodes.classify import last_user_text
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.context import Context
+from switchyard.state.pipeline import (
+    PipelineInput,
+    PipelineOutput,
+    PipelineState,
+    StageHandoff,
+    StageRecord,
+)
 
 INTAKE: Final = "intake"
 FINISH: Final = "finish"
@@ -278,47 +284,3 @@ def build_pipeline_graph(
     builder.add_edge(names[-1], FINISH)
     builder.add_edge(FINISH, END)
     return builder
-
-
-class ResearchNotes(BaseModel):
-    """What the research stage hands to the draft stage."""
-
-    topic: str = Field(description="The subject, in a few words.")
-    key_points: list[str] = Field(min_length=1, description="Facts the draft must cover.")
-    open_questions: list[str] = Field(
-        default_factory=list, description="What the research could not settle."
-    )
-
-
-class Draft(BaseModel):
-    """What the draft stage hands to the edit stage."""
-
-    title: str = Field(description="A working title.")
-    body: str = Field(description="The draft text, a few paragraphs.")
-
-
-DEMO_STAGES = (
-    AgentSpec(
-        name="research",
-        description="Research: gathers the key facts and open questions on the topic.",
-        system_prompt="You are the research agent. List the key facts a writer needs on the "
-        "requested topic, and the questions you could not settle.",
-        output_schema=ResearchNotes,
-    ),
-    AgentSpec(
-        name="draft",
-        description="Drafting: turns research notes into a first draft.",
-        system_prompt="You are the drafting agent. Write a clear first draft from the research "
-        "notes you receive, covering every key point.",
-        output_schema=Draft,
-    ),
-    AgentSpec(
-        name="edit",
-        description="Editing: tightens the draft into the final text.",
-        system_prompt="You are the editing agent. Edit the draft you receive into a concise, "
-        "accurate final text for the original request.",
-    ),
-)
-"""research -> draft -> edit: two structured hand-offs, then the final text."""
-
-graph = build_pipeline_graph(DEMO_STAGES).compile(name="pipeline")

@@ -11,15 +11,15 @@ from pathlib import Path
 
 from langgraph.graph import END, START, StateGraph
 
-from nodes.agent import make_agent_node
-from nodes.calibration import Calibration
-from nodes.classifiers import Classifier, default_classifier
-from nodes.classify import make_classify_node
-from nodes.fallback import fallback_destinations, make_fallback_handler
-from state.agents import AgentSpec, check_agents
-from state.context import Context
-from state.router import RouterInput, RouterOutput, RouterState
-from switchyard.resilience import model_retry_policy
+from switchyard.core.resilience import model_retry_policy
+from switchyard.nodes.agent import make_agent_node
+from switchyard.nodes.calibration import Calibration
+from switchyard.nodes.classifiers import Classifier, default_classifier
+from switchyard.nodes.classify import make_classify_node
+from switchyard.nodes.fallback import fallback_destinations, make_fallback_handler
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.context import Context
+from switchyard.state.router import RouterInput, RouterOutput, RouterState
 
 CLASSIFY = "classify"
 
@@ -44,7 +44,7 @@ def build_router_graph(
         agents: The specialised agents; names must be unique.
         default_agent: The agent that answers when the classifier is unsure.
         classifier: How requests are matched to agents; defaults to `default_classifier`
-            (semantic when the `switchyard[semantic]` extra is installed, else lexical).
+            (semantic when the `switchyard-agents[semantic]` extra is installed, else lexical).
         calibration: For the default classifier: the confidence map and out-of-scope threshold
             saved by `switchyard eval-router --fit` (a path or a `Calibration`). Out-of-scope
             requests then go to `default_agent`. Give it to your own classifier instead when
@@ -93,52 +93,3 @@ def build_router_graph(
     builder.add_edge(START, CLASSIFY)
     builder.add_conditional_edges(CLASSIFY, route_to_agent, list(by_name))
     return builder
-
-
-DEMO_AGENTS = (
-    AgentSpec(
-        name="support",
-        description="Customer support: refunds, billing, payments, charges, invoices, "
-        "subscriptions and account issues such as login or password problems.",
-        system_prompt="You are the customer support agent. Resolve billing, refund and account "
-        "problems politely and precisely.",
-        examples=(
-            "I need a refund for my last payment",
-            "I was charged twice this month",
-            "How do I cancel my subscription?",
-            "I can't log in to my account",
-            "Update the credit card on my invoice",
-        ),
-    ),
-    AgentSpec(
-        name="docs",
-        description="Documentation: how to use the API, SDKs, endpoints, authentication, "
-        "parameters, rate limits and where things are documented.",
-        system_prompt="You are the documentation agent. Explain how to use the API and SDKs, "
-        "citing the relevant documentation.",
-        examples=(
-            "How do I authenticate with the API?",
-            "Which endpoint lists all projects?",
-            "Is there a Python SDK?",
-            "What are the API rate limits?",
-            "Where is the documentation for webhooks?",
-        ),
-    ),
-    AgentSpec(
-        name="code",
-        description="Programming: write, generate, fix, debug, refactor and review code, "
-        "functions, scripts and tests.",
-        system_prompt="You are the coding agent. Write, fix and review code with short "
-        "explanations.",
-        examples=(
-            "Write a Python function that parses a CSV file",
-            "Review this code for bugs",
-            "Fix the error in my JavaScript function",
-            "Generate unit tests for this class",
-            "Refactor this script to be faster",
-        ),
-    ),
-)
-"""The three agents of the classic router example; `support` is the default."""
-
-graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(name="router")

@@ -19,9 +19,18 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
-from nodes.agent import AgentReply, NodeRunnable, acall_agent, call_agent, own_view, render_output
-from nodes.fallback import make_stop_handler
-from nodes.handoff import (
+from switchyard.core.errors import AgentConfigError
+from switchyard.core.resilience import model_retry_policy
+from switchyard.nodes.agent import (
+    AgentReply,
+    NodeRunnable,
+    acall_agent,
+    call_agent,
+    own_view,
+    render_output,
+)
+from switchyard.nodes.fallback import make_stop_handler
+from switchyard.nodes.handoff import (
     TaskArgs,
     close_open_calls,
     current_turn,
@@ -33,17 +42,15 @@ from nodes.handoff import (
     stop,
     transfer,
 )
-from state.agents import AgentSpec, check_agents
-from state.context import Context
-from state.supervisor import (
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.context import Context
+from switchyard.state.supervisor import (
     SupervisorInput,
     SupervisorOutput,
     SupervisorState,
     TaskPayload,
     WorkerResult,
 )
-from switchyard.errors import AgentConfigError
-from switchyard.resilience import model_retry_policy
 
 SUPERVISOR = "supervisor"
 
@@ -290,27 +297,3 @@ def build_supervisor_graph(
         builder.add_edge(spec.name, supervisor.name)
     builder.add_edge(START, supervisor.name)
     return builder
-
-
-DEMO_WORKERS = (
-    AgentSpec(
-        name="research",
-        description="Research: looks up facts, history, sources and background on a topic.",
-        system_prompt="You are the research worker. Find the facts the task asks for and cite "
-        "where they come from.",
-    ),
-    AgentSpec(
-        name="math",
-        description="Math: calculates numbers, sums, percentages and growth rates.",
-        system_prompt="You are the math worker. Compute what the task asks for and show the "
-        "working in one or two lines.",
-    ),
-    AgentSpec(
-        name="writer",
-        description="Writing: drafts, rewrites and summarises text, emails and reports.",
-        system_prompt="You are the writing worker. Draft or edit the text the task asks for.",
-    ),
-)
-"""Three workers for the demo; the default supervisor delegates to them."""
-
-graph = build_supervisor_graph(DEMO_WORKERS).compile(name="supervisor")

@@ -19,9 +19,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from nodes.agent import AgentReply, NodeRunnable, acall_agent, call_agent, own_view
-from nodes.fallback import make_fallback_handler
-from nodes.handoff import (
+from switchyard.core.resilience import model_retry_policy
+from switchyard.nodes.agent import AgentReply, NodeRunnable, acall_agent, call_agent, own_view
+from switchyard.nodes.fallback import make_fallback_handler
+from switchyard.nodes.handoff import (
     TransferArgs,
     close_open_calls,
     current_turn,
@@ -32,10 +33,9 @@ from nodes.handoff import (
     stop,
     transfer,
 )
-from state.agents import AgentSpec, check_agents
-from state.context import Context
-from state.swarm import Handoff, SwarmInput, SwarmOutput, SwarmState
-from switchyard.resilience import model_retry_policy
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.context import Context
+from switchyard.state.swarm import Handoff, SwarmInput, SwarmOutput, SwarmState
 
 DEFAULT_PING_PONG_REPEATS = 2
 """Round trips between the same two agents that end a turn: 2 stops A -> B -> A -> B."""
@@ -276,31 +276,3 @@ def build_swarm_graph(
         list(by_name),
     )
     return builder
-
-
-DEMO_AGENTS = (
-    AgentSpec(
-        name="triage",
-        description="Front desk: greets customers and answers general questions.",
-        system_prompt="You are the front desk agent. Answer general questions and hand the "
-        "customer to billing or technical support when they need a specialist.",
-        handoffs=("billing", "tech_support"),
-    ),
-    AgentSpec(
-        name="billing",
-        description="Billing: invoices, charges, refunds, payments and subscriptions.",
-        system_prompt="You are the billing agent. Resolve invoice, charge, refund and "
-        "subscription questions; hand technical problems to technical support.",
-        handoffs=("triage", "tech_support"),
-    ),
-    AgentSpec(
-        name="tech_support",
-        description="Technical support: app errors, crashes, bugs and login problems.",
-        system_prompt="You are the technical support agent. Troubleshoot errors, crashes and "
-        "login problems; hand billing questions to billing.",
-        handoffs=("triage", "billing"),
-    ),
-)
-"""A customer-service swarm; `triage` greets new sessions."""
-
-graph = build_swarm_graph(DEMO_AGENTS, default_agent="triage").compile(name="swarm")

@@ -46,17 +46,17 @@ from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 from pydantic import BaseModel, ValidationError
 
-from state.agents import AgentSpec
-from state.context import Context
-from state.reducers import merge_usage
-from state.usage import UsageLedger, usage_entry
-from state.views import agent_view
-from switchyard.breaker import breaker_for
-from switchyard.budgets import current_meter
-from switchyard.cache import CACHE_HIT_KEY
-from switchyard.errors import SwitchyardError
-from switchyard.models import OFFLINE, default_model, load_chat_model
-from switchyard.pricing import cost_usd
+from switchyard.core.errors import SwitchyardError
+from switchyard.core.models import OFFLINE, default_model, load_chat_model
+from switchyard.core.pricing import cost_usd
+from switchyard.guardrails.breaker import breaker_for
+from switchyard.guardrails.budgets import current_meter
+from switchyard.guardrails.cache import CACHE_HIT_KEY
+from switchyard.state.agents import AgentSpec
+from switchyard.state.context import Context
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger, usage_entry
+from switchyard.state.views import agent_view
 
 MAX_TOOL_ROUNDS = 5
 """Model/tool round trips one agent call may make before it must answer."""
@@ -140,7 +140,7 @@ def system_message(spec: AgentSpec) -> SystemMessage:
 def own_view(
     spec: AgentSpec, messages: Sequence[AnyMessage], context: Context, *, shared: bool = False
 ) -> list[AnyMessage]:
-    """The agent's window onto `messages` (see `state.views.agent_view`)."""
+    """The agent's window onto `messages` (see `switchyard.state.views.agent_view`)."""
     return agent_view(
         messages,
         None if shared else spec.name,

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from switchyard.errors import SwitchyardError
+from switchyard.core.errors import SwitchyardError
 
 FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 

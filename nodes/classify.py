@@ -10,10 +10,10 @@ from langchain_core.runnables import Runnable
 from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
 
-from nodes.agent import NodeRunnable
-from nodes.classifiers import Classifier, Decision
-from state.context import Context
-from state.router import Route
+from switchyard.nodes.agent import NodeRunnable
+from switchyard.nodes.classifiers import Classifier, Decision
+from switchyard.state.context import Context
+from switchyard.state.router import Route
 
 
 def last_user_text(messages: Sequence[AnyMessage]) -> str:

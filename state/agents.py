@@ -9,10 +9,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from switchyard.budgets import Budget
-from switchyard.errors import AgentConfigError, ModelConfigError
-from switchyard.models import is_registered, split_model
-from switchyard.pricing import has_price
+from switchyard.core.errors import AgentConfigError, ModelConfigError
+from switchyard.core.models import is_registered, split_model
+from switchyard.core.pricing import has_price
+from switchyard.guardrails.budgets import Budget
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -189,6 +189,6 @@ def _check_models(spec: AgentSpec) -> None:
         if unpriced:
             raise AgentConfigError(
                 f"agent {spec.name!r} has a dollar budget but no price is known for "
-                f"{', '.join(unpriced)}; register one with switchyard.pricing.set_price or "
+                f"{', '.join(unpriced)}; register one with switchyard.core.pricing.set_price or "
                 "use a token budget"
             )

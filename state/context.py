@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from switchyard.budgets import Budget
+from switchyard.guardrails.budgets import Budget
 
 
 @dataclass(kw_only=True)

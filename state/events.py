@@ -18,8 +18,8 @@ from langgraph.graph import MessagesState
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from state.reducers import merge_usage
-from state.usage import UsageLedger
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
 
 EVENT_LOG_CAP = 200
 """Most entries the event log keeps (the newest); older entries are dropped."""

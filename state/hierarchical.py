@@ -22,9 +22,9 @@ from langgraph.pregel import Pregel
 from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
-from state.reducers import merge_usage
-from state.usage import UsageLedger
-from switchyard.errors import AgentConfigError, SwitchyardError
+from switchyard.core.errors import AgentConfigError, SwitchyardError
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 

@@ -15,8 +15,8 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from typing_extensions import TypedDict
 
-from state.reducers import merge_usage
-from state.usage import UsageLedger
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
 
 StageStatus = Literal["ok", "failed"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from state.usage import UsageLedger, add_entries
+from switchyard.state.usage import UsageLedger, add_entries
 
 
 def merge_usage(left: UsageLedger | None, right: UsageLedger | None) -> UsageLedger:

@@ -9,8 +9,8 @@ from langgraph.graph import MessagesState
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from state.reducers import merge_usage
-from state.usage import UsageLedger
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
 
 
 class Route(TypedDict):

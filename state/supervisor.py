@@ -17,8 +17,8 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
-from state.reducers import merge_usage
-from state.usage import UsageLedger
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
 
 TurnRecord = TypeVar("TurnRecord", bound=Mapping[str, Any])
 

@@ -16,9 +16,9 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
-from state.reducers import merge_usage
-from state.supervisor import keep_current_turn
-from state.usage import UsageLedger
+from switchyard.state.reducers import merge_usage
+from switchyard.state.supervisor import keep_current_turn
+from switchyard.state.usage import UsageLedger
 
 Value = TypeVar("Value")
 

@@ -25,7 +25,7 @@ class UsageEntry(TypedDict):
 
 
 UsageLedger = dict[str, UsageEntry]
-"""Ledger keyed by `"agent/model"`; merged by `state.reducers.merge_usage`."""
+"""Ledger keyed by `"agent/model"`; merged by `switchyard.state.reducers.merge_usage`."""
 
 _SUMMED = (
     "calls",

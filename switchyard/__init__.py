@@ -1,22 +1,198 @@
 """Switchyard: multi-agent orchestration patterns on LangGraph, with production guardrails.
 
-The public surface is small: describe agents with `AgentSpec`, build a pattern with one of the
-`graphs.build_*_graph` factories, and call it through `run` / `arun`, which return a `RunResult`.
+Describe agents with `AgentSpec`, build a pattern with one of the `build_*_graph` factories, compile
+it with a checkpointer, and call it through `run` / `arun`, which return a `RunResult`:
+
+```python
+from langgraph.checkpoint.memory import InMemorySaver
+
+from switchyard import AgentSpec, build_router_graph, run
+
+agents = [
+    AgentSpec(name="support", description="Refunds, billing and account problems."),
+    AgentSpec(name="docs", description="How to use the API and the SDKs."),
+]
+graph = build_router_graph(agents, default_agent="support").compile(checkpointer=InMemorySaver())
+print(run(graph, "I was charged twice", user_id="ada", session_id="s1").agent_name)
+```
+
+Every name here is resolved on first use, so `import switchyard` loads neither LangGraph nor any
+model. The names in `__all__` are the stable surface; the modules behind them may move.
 """
 
-from switchyard.errors import (
-    AgentConfigError,
-    InvalidInputError,
-    ModelConfigError,
-    SessionAccessError,
-    SwitchyardError,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from switchyard.core.errors import (
+        AgentConfigError,
+        GraphNotFoundError,
+        InvalidInputError,
+        ModelConfigError,
+        PersistenceConfigError,
+        SessionAccessError,
+        SwitchyardError,
+    )
+    from switchyard.core.models import load_chat_model, register_chat_model, unregister_chat_model
+    from switchyard.core.offline import OfflineChatModel
+    from switchyard.graphs import demos
+    from switchyard.graphs.events import build_events_graph
+    from switchyard.graphs.fanout import build_fanout_graph
+    from switchyard.graphs.hierarchical import build_hierarchical_graph
+    from switchyard.graphs.pipeline import build_pipeline_graph
+    from switchyard.graphs.router import build_router_graph
+    from switchyard.graphs.supervisor import build_supervisor_graph
+    from switchyard.graphs.swarm import build_swarm_graph
+    from switchyard.guardrails.breaker import CircuitOpenError, configure_breakers
+    from switchyard.guardrails.budgets import (
+        Budget,
+        BudgetExceededError,
+        DeadlineExceededError,
+        add_cost_alert,
+    )
+    from switchyard.guardrails.idempotency import aonce, idempotency_key, once
+    from switchyard.runtime.resume import aresume_thread, resume_thread
+    from switchyard.runtime.run import RunResult, arun, replay, resume, run, thread_id_for
+    from switchyard.state.agents import AgentSpec
+    from switchyard.state.context import Context
+    from switchyard.state.hierarchical import (
+        Plan,
+        PlanStep,
+        PlanValidationError,
+        SubTeam,
+        check_plan,
+    )
+    from switchyard.storage.dlq import DeadLetterQueue
+    from switchyard.storage.persistence import open_async_persistence, open_persistence
+    from switchyard.storage.retention import RetentionPolicy, aprune, prune
+
+_EXPORTS: dict[str, str] = {
+    # describing agents and runs
+    "AgentSpec": "switchyard.state.agents",
+    "Context": "switchyard.state.context",
+    "Budget": "switchyard.guardrails.budgets",
+    "load_chat_model": "switchyard.core.models",
+    "register_chat_model": "switchyard.core.models",
+    "unregister_chat_model": "switchyard.core.models",
+    "OfflineChatModel": "switchyard.core.offline",
+    # the seven patterns
+    "build_router_graph": "switchyard.graphs.router",
+    "build_pipeline_graph": "switchyard.graphs.pipeline",
+    "build_fanout_graph": "switchyard.graphs.fanout",
+    "build_hierarchical_graph": "switchyard.graphs.hierarchical",
+    "SubTeam": "switchyard.state.hierarchical",
+    "Plan": "switchyard.state.hierarchical",
+    "PlanStep": "switchyard.state.hierarchical",
+    "check_plan": "switchyard.state.hierarchical",
+    "build_events_graph": "switchyard.graphs.events",
+    "build_supervisor_graph": "switchyard.graphs.supervisor",
+    "build_swarm_graph": "switchyard.graphs.swarm",
+    # running them
+    "RunResult": "switchyard.runtime.run",
+    "run": "switchyard.runtime.run",
+    "arun": "switchyard.runtime.run",
+    "resume": "switchyard.runtime.run",
+    "replay": "switchyard.runtime.run",
+    "thread_id_for": "switchyard.runtime.run",
+    "resume_thread": "switchyard.runtime.resume",
+    "aresume_thread": "switchyard.runtime.resume",
+    # guardrails configured per process
+    "configure_breakers": "switchyard.guardrails.breaker",
+    "add_cost_alert": "switchyard.guardrails.budgets",
+    "idempotency_key": "switchyard.guardrails.idempotency",
+    "once": "switchyard.guardrails.idempotency",
+    "aonce": "switchyard.guardrails.idempotency",
+    # state: persistence, retention, failed runs
+    "open_persistence": "switchyard.storage.persistence",
+    "open_async_persistence": "switchyard.storage.persistence",
+    "RetentionPolicy": "switchyard.storage.retention",
+    "prune": "switchyard.storage.retention",
+    "aprune": "switchyard.storage.retention",
+    "DeadLetterQueue": "switchyard.storage.dlq",
+    # errors
+    "SwitchyardError": "switchyard.core.errors",
+    "AgentConfigError": "switchyard.core.errors",
+    "ModelConfigError": "switchyard.core.errors",
+    "InvalidInputError": "switchyard.core.errors",
+    "SessionAccessError": "switchyard.core.errors",
+    "GraphNotFoundError": "switchyard.core.errors",
+    "PersistenceConfigError": "switchyard.core.errors",
+    "BudgetExceededError": "switchyard.guardrails.budgets",
+    "DeadlineExceededError": "switchyard.guardrails.budgets",
+    "CircuitOpenError": "switchyard.guardrails.breaker",
+    "PlanValidationError": "switchyard.state.hierarchical",
+}
+
+_MODULES: dict[str, str] = {"demos": "switchyard.graphs.demos"}
+"""Public modules: `demos` holds the demo agents and the compiled demo graphs."""
 
 __all__ = [
     "AgentConfigError",
+    "AgentSpec",
+    "Budget",
+    "BudgetExceededError",
+    "CircuitOpenError",
+    "Context",
+    "DeadLetterQueue",
+    "DeadlineExceededError",
+    "GraphNotFoundError",
     "InvalidInputError",
     "ModelConfigError",
+    "OfflineChatModel",
+    "PersistenceConfigError",
+    "Plan",
+    "PlanStep",
+    "PlanValidationError",
+    "RetentionPolicy",
+    "RunResult",
     "SessionAccessError",
+    "SubTeam",
     "SwitchyardError",
+    "add_cost_alert",
+    "aonce",
+    "aprune",
+    "aresume_thread",
+    "arun",
+    "build_events_graph",
+    "build_fanout_graph",
+    "build_hierarchical_graph",
+    "build_pipeline_graph",
+    "build_router_graph",
+    "build_supervisor_graph",
+    "build_swarm_graph",
+    "check_plan",
+    "configure_breakers",
+    "demos",
+    "idempotency_key",
+    "load_chat_model",
+    "once",
+    "open_async_persistence",
+    "open_persistence",
+    "prune",
+    "register_chat_model",
+    "replay",
+    "resume",
+    "resume_thread",
+    "run",
+    "thread_id_for",
+    "unregister_chat_model",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use (PEP 562), then keep the name here."""
+    if name in _MODULES:
+        value: Any = importlib.import_module(_MODULES[name])
+    elif name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    else:
+        raise AttributeError(f"module 'switchyard' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

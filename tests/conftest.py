@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from langchain_core.globals import set_llm_cache
 
-from nodes.classifiers import semantic_available
-from switchyard import models
-from switchyard.breaker import configure_breakers
+from switchyard.core import models
+from switchyard.guardrails.breaker import configure_breakers
+from switchyard.nodes.classifiers import semantic_available
 
 PROVIDER_ENV = (
     "SWITCHYARD_MODEL",
@@ -47,10 +47,10 @@ def _isolated_environment(
 
 @pytest.fixture(scope="session")
 def semantic_extra() -> None:
-    """Skip (locally) or fail (in CI) a test that needs the `switchyard[semantic]` extra."""
+    """Skip (locally) or fail (in CI) a test that needs the `switchyard-agents[semantic]` extra."""
     if semantic_available():
         return
-    message = "needs the semantic extra: pip install 'switchyard[semantic]'"
+    message = "needs the semantic extra: pip install 'switchyard-agents[semantic]'"
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message} (CI=true: `make install` installs it)", pytrace=False)
     pytest.skip(message)

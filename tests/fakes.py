@@ -21,7 +21,7 @@ from langchain_core.tools import BaseTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import PrivateAttr
 
-from switchyard.models import register_chat_model, unregister_chat_model
+from switchyard.core.models import register_chat_model, unregister_chat_model
 
 Reply = AIMessage | str | BaseException
 

@@ -45,8 +45,8 @@ from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import RetryPolicy
 
-from switchyard.offline import sample_from_schema
-from switchyard.resilience import model_retry_policy
+from switchyard.core.offline import sample_from_schema
+from switchyard.core.resilience import model_retry_policy
 
 FAULTS = frozenset({"ok", "429", "500", "503", "slow", "drop", "malformed", "bad_tool_args"})
 """Every fault the server knows."""

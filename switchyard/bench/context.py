@@ -6,7 +6,7 @@ checkpoints occupy in SQLite, and the process's resident memory. Three variants 
 - `switchyard`: the pattern as shipped; every agent sees its window (the last
   `max_message_pairs` turns, at most `max_context_tokens`), the checkpointer keeps every
   checkpoint (LangGraph's default);
-- `switchyard+retention`: the same, with `switchyard.retention.aprune` keeping the newest
+- `switchyard+retention`: the same, with `switchyard.storage.retention.aprune` keeping the newest
   checkpoints after every turn (what a deployment runs on a schedule);
 - `untrimmed`: bare LangGraph sending the whole conversation every call, keeping everything.
 
@@ -35,9 +35,9 @@ from switchyard.bench.contenders import bare as bare_mod
 from switchyard.bench.harness import Progress, Result, frozen_heap, rss_mb
 from switchyard.bench.llm import ANY_PEER, BenchChatModel, Tally
 from switchyard.bench.topology import Topology
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.persistence import open_async_checkpointer
-from switchyard.run import arun, thread_id_for
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.runtime.run import arun, thread_id_for
+from switchyard.storage.persistence import open_async_checkpointer
 
 VARIANTS = ("switchyard", "switchyard+retention", "untrimmed")
 
@@ -98,7 +98,7 @@ def turn_text(pattern: str, turn: int) -> str:
 def storage_bytes(path: Path, thread_id: str) -> tuple[int, int]:
     """Bytes of a thread's checkpoints and writes in a SQLite file, and its checkpoint count.
 
-    The same measure as `switchyard.retention.thread_storage_bytes`, read through a separate
+    The same measure as `switchyard.storage.retention.thread_storage_bytes`, read through a separate
     read-only connection.
     """
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -162,14 +162,14 @@ async def _session(
 
             if variant == "switchyard+retention":
                 try:
-                    from switchyard.retention import RetentionPolicy, aprune
+                    from switchyard.storage.retention import RetentionPolicy, aprune
                 except ImportError as exc:
                     unregister_chat_model(model_name)
                     return {
                         "pattern": pattern,
                         "variant": variant,
                         "status": "unavailable",
-                        "reason": f"switchyard.retention cannot be imported: {exc}",
+                        "reason": f"switchyard.storage.retention cannot be imported: {exc}",
                     }
                 policy = RetentionPolicy(keep_latest=config.keep_latest)
 

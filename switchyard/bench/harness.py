@@ -34,6 +34,7 @@ from urllib.parse import quote
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from switchyard.bench.contenders import BenchError, Prepared
+from switchyard.core.machine import cpu_model
 
 PACKAGES = (
     "switchyard",
@@ -243,17 +244,6 @@ async def _sample(
 # -- the machine --------------------------------------------------------------------------------
 
 
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _memory_gb() -> float | None:
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -411,7 +401,7 @@ async def open_backend(
     Raises:
         BenchError: "postgres" without a DSN, or an unknown backend.
     """
-    from switchyard.persistence import open_async_checkpointer
+    from switchyard.storage.persistence import open_async_checkpointer
 
     if backend == "none":
         yield None

@@ -27,7 +27,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from pydantic import Field, PrivateAttr
 
-from switchyard.offline import OfflineChatModel
+from switchyard.core.offline import OfflineChatModel
 
 HANDOFF_PREFIX = "transfer_to_"
 """Prefix of every handoff tool name, in every contender (the convention of all the peers)."""

@@ -18,8 +18,6 @@ from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from nodes.agent import acall_agent
-from state.context import Context
 from switchyard.bench.contenders import BACKENDS, Contender, Missing, Prepared, Setup, ours
 from switchyard.bench.harness import (
     Case,
@@ -33,8 +31,10 @@ from switchyard.bench.harness import (
 )
 from switchyard.bench.llm import BenchChatModel
 from switchyard.bench.topology import PATTERNS, REQUEST, for_pattern
-from switchyard.budgets import Budget, RunMeter, metered
-from switchyard.models import register_chat_model, unregister_chat_model
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.guardrails.budgets import Budget, RunMeter, metered
+from switchyard.nodes.agent import acall_agent
+from switchyard.state.context import Context
 
 REFERENCE = "asyncio"
 """The contender every wall time is compared with."""

@@ -959,8 +959,8 @@ def default_reading(results: dict[str, Result]) -> str:
             "records, refusals, handoff history); and the run facade reads the session's newest "
             "checkpoint (the saver's `get_tuple`, not a full `get_state`) before every run to "
             "check its owner and prime the session budget. Pattern nodes are "
-            "`nodes.agent.NodeRunnable`s, which skip the signature inspection `RunnableLambda` "
-            "does on every call."
+            "`switchyard.nodes.agent.NodeRunnable`s, which skip the signature inspection "
+            "`RunnableLambda` does on every call."
         )
         trailing = sorted(
             {
@@ -1024,9 +1024,9 @@ def default_reading(results: dict[str, Result]) -> str:
             "(the untrimmed baseline grows linearly per turn, quadratically in total). Storage "
             "is another matter: LangGraph's savers store every channel's full value at every "
             "checkpoint, so a thread's bytes per turn grow with the conversation unless old "
-            "checkpoints are pruned; with `switchyard.retention` keeping the newest checkpoints "
-            "the bytes per turn stay constant (linear total). LangGraph's beta `DeltaChannel` "
-            "for `messages` would make every checkpoint store only the turn's new messages, "
-            "without pruning.",
+            "checkpoints are pruned; with `switchyard.storage.retention` keeping the newest "
+            "checkpoints the bytes per turn stay constant (linear total). LangGraph's beta "
+            "`DeltaChannel` for `messages` would make every checkpoint store only the turn's "
+            "new messages, without pruning.",
         ]
     return "\n".join(parts) if parts else "No results yet."

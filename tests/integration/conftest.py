@@ -114,13 +114,14 @@ def run_cli(argv: list[str]) -> int:
 
     from rich.console import Console
 
-    from switchyard import resume, retention
-    from switchyard.errors import SwitchyardError
+    from switchyard.cli import prune as prune_cli
+    from switchyard.cli import resume as resume_cli
+    from switchyard.core.errors import SwitchyardError
 
     parser = argparse.ArgumentParser(prog="switchyard")
     commands = parser.add_subparsers(dest="command", required=True)
-    resume.add_command(commands)
-    retention.add_command(commands)
+    resume_cli.add_command(commands)
+    prune_cli.add_command(commands)
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args, Console(soft_wrap=True))

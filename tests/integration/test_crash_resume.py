@@ -31,11 +31,11 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.types import RetryPolicy
 from typing_extensions import TypedDict
 
-from switchyard.errors import SessionAccessError
-from switchyard.idempotency import IdempotencyError, aonce, idempotency_key, once
-from switchyard.persistence import open_persistence
-from switchyard.resume import ThreadNotFoundError, resume_thread, thread_status
-from switchyard.run import run, thread_id_for
+from switchyard.core.errors import SessionAccessError
+from switchyard.guardrails.idempotency import IdempotencyError, aonce, idempotency_key, once
+from switchyard.runtime.resume import ThreadNotFoundError, resume_thread, thread_status
+from switchyard.runtime.run import run, thread_id_for
+from switchyard.storage.persistence import open_persistence
 from tests.integration.conftest import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,7 +151,8 @@ def _child(argv: list[str]) -> int:
 
 def _router_start(persistence: Any, session: str) -> int:
     """Run the router and die right after its third checkpoint (classify's) is saved."""
-    from graphs.router import DEMO_AGENTS, build_router_graph
+    from switchyard.graphs.demos import ROUTER_AGENTS
+    from switchyard.graphs.router import build_router_graph
 
     saver = persistence.checkpointer
     original = saver.put
@@ -166,7 +167,7 @@ def _router_start(persistence: Any, session: str) -> int:
         return result
 
     saver.put = put
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=saver, store=persistence.store, name="router"
     )
     run(graph, "I need a refund for my last payment", user_id=USER, session_id=session, dlq=None)
@@ -276,10 +277,11 @@ def test_switchyard_resume_finishes_a_crashed_router_run(postgres_dsn: str, tmp_
     crashed = run_child(["router-start", setting, session], child_env(tmp_path))
     assert crashed.returncode == CRASH_EXIT, crashed.stderr
 
-    from graphs.router import DEMO_AGENTS, build_router_graph
+    from switchyard.graphs.demos import ROUTER_AGENTS
+    from switchyard.graphs.router import build_router_graph
 
     with open_persistence(setting) as persistence:
-        graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+        graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
             checkpointer=persistence.checkpointer, name="router"
         )
         status = thread_status(graph, thread_id)
@@ -296,7 +298,7 @@ def test_switchyard_resume_finishes_a_crashed_router_run(postgres_dsn: str, tmp_
     assert result["thread_id"] == thread_id
 
     with open_persistence(setting) as persistence:
-        graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+        graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
             checkpointer=persistence.checkpointer, name="router"
         )
         config: RunnableConfig = {"configurable": {"thread_id": thread_id}}

@@ -24,16 +24,17 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from state import AgentSpec, Context
-from switchyard import breaker as breaker_module
-from switchyard.breaker import breaker_for, configure_breakers
-from switchyard.budgets import Budget, add_cost_alert, remove_cost_alert
-from switchyard.cache import disable_response_cache, enable_response_cache
-from switchyard.dlq import DeadLetterQueue
-from switchyard.models import load_chat_model
-from switchyard.resilience import is_transient
-from switchyard.run import RunResult, arun, replay, run
+from switchyard.core.models import load_chat_model
+from switchyard.core.resilience import is_transient
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.guardrails import breaker as breaker_module
+from switchyard.guardrails.breaker import breaker_for, configure_breakers
+from switchyard.guardrails.budgets import Budget, add_cost_alert, remove_cost_alert
+from switchyard.guardrails.cache import disable_response_cache, enable_response_cache
+from switchyard.runtime.run import RunResult, arun, replay, run
+from switchyard.state import AgentSpec, Context
+from switchyard.storage.dlq import DeadLetterQueue
 from tests.faultserver import FaultServer, running, with_fast_retries
 
 pytestmark = [pytest.mark.server, pytest.mark.enable_socket]
@@ -93,8 +94,8 @@ def spec(base: AgentSpec, **changes: Any) -> AgentSpec:
     return AgentSpec(**{**base.model_dump(), **changes})
 
 
-SUPPORT = spec(DEMO_AGENTS[0], model=MINI, timeout_s=TIMEOUT_S)
-DOCS = spec(DEMO_AGENTS[1], model=MINI, timeout_s=TIMEOUT_S)
+SUPPORT = spec(ROUTER_AGENTS[0], model=MINI, timeout_s=TIMEOUT_S)
+DOCS = spec(ROUTER_AGENTS[1], model=MINI, timeout_s=TIMEOUT_S)
 
 
 def router(*agents: AgentSpec, default_agent: str = "support") -> Compiled:
@@ -454,7 +455,7 @@ def test_an_agent_budget_downgrades_the_model_instead_of_stopping(
     support = spec(SUPPORT, model=BIG, budget=Budget(max_tokens=1520, downgrade_model=MINI))
     graph = router(support, DOCS)
     first = run(graph, REFUND, user_id="ada", session_id="s")
-    with caplog.at_level(logging.WARNING, logger="switchyard.budgets"):
+    with caplog.at_level(logging.WARNING, logger="switchyard.guardrails.budgets"):
         second = run(graph, FOLLOW_UP, user_id="ada", session_id="s")
     assert first.ok
     assert second.ok

@@ -9,27 +9,20 @@ user message and expects an offline AI reply as the last message.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from switchyard.offline import OFFLINE_MARKER
+from switchyard.core.offline import OFFLINE_MARKER
+from tests.servers import langgraph_dev
 
 REPO = Path(__file__).resolve().parents[2]
 GRAPHS: dict[str, str] = json.loads((REPO / "langgraph.json").read_text())["graphs"]
-STARTUP_DEADLINE_S = 120.0
 RUN_TIMEOUT_S = 120.0
 
 pytestmark = [pytest.mark.server, pytest.mark.enable_socket]
@@ -96,72 +89,12 @@ DEMOS: dict[str, Demo] = {
 """Per-pattern demo input and check; a pattern without an entry gets `Demo()`."""
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def server_environment() -> dict[str, str]:
-    """This process's environment without provider keys or tracing: everything stays offline."""
-    dropped = ("SWITCHYARD_", "OPENAI_", "ANTHROPIC_", "AWS_", "LANGSMITH_", "LANGCHAIN_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    env.update(
-        LANGGRAPH_CLI_NO_ANALYTICS="1",
-        LANGSMITH_TRACING="false",
-        LANGCHAIN_TRACING_V2="false",
-        PYTHONUNBUFFERED="1",
-    )
-    return env
-
-
-def wait_until_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"langgraph dev exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/ok", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(
-        f"langgraph dev did not answer /ok in {STARTUP_DEADLINE_S:.0f}s:\n{log.read_text()}"
-    )
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`langgraph dev` on a free loopback port, in its own process group; stopped afterwards."""
-    port = free_port()
+    """`langgraph dev` on this repository's langgraph.json, as `make studio` starts it."""
     log = tmp_path_factory.mktemp("langgraph-dev") / "server.log"
-    cli = Path(sys.executable).with_name("langgraph")
-    command = [
-        str(cli), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
-        "--no-reload", "--config", "langgraph.json", "--server-log-level", "WARNING",
-    ]  # fmt: skip
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=REPO,
-            env=server_environment(),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url, process, log)
+    with langgraph_dev(REPO / "langgraph.json", cwd=REPO, log=log) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

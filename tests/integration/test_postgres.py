@@ -21,8 +21,9 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.postgres import PostgresStore
 from langgraph.store.postgres.aio import AsyncPostgresStore
 
-from switchyard.errors import PersistenceConfigError
-from switchyard.persistence import (
+from switchyard.core.errors import PersistenceConfigError
+from switchyard.runtime.run import arun, run
+from switchyard.storage.persistence import (
     CHECKPOINTER_ENV,
     backend_of,
     open_async_checkpointer,
@@ -33,7 +34,6 @@ from switchyard.persistence import (
     open_store,
     parse_postgres_dsn,
 )
-from switchyard.run import arun, run
 
 TABLES = {
     "checkpoints",
@@ -46,9 +46,10 @@ TABLES = {
 
 
 def router(persistence: Any) -> Any:
-    from graphs.router import DEMO_AGENTS, build_router_graph  # not in the spawned workers
+    from switchyard.graphs.demos import ROUTER_AGENTS
+    from switchyard.graphs.router import build_router_graph
 
-    return build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    return build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=persistence.checkpointer, store=persistence.store, name="router"
     )
 

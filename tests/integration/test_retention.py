@@ -26,10 +26,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from switchyard.idempotency import effects_namespace, idempotency_key, once
-from switchyard.persistence import Persistence, open_async_persistence, open_persistence
-from switchyard.retention import (
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.guardrails.idempotency import effects_namespace, idempotency_key, once
+from switchyard.runtime.run import run
+from switchyard.storage.persistence import Persistence, open_async_persistence, open_persistence
+from switchyard.storage.retention import (
     PruneReport,
     RetentionError,
     RetentionPolicy,
@@ -39,7 +41,6 @@ from switchyard.retention import (
     prune,
     thread_storage_bytes,
 )
-from switchyard.run import run
 from tests.integration.conftest import run_cli
 
 USER = "ada"
@@ -56,7 +57,7 @@ ROUTER_TEXTS = (
 
 
 def router(persistence: Persistence) -> CompiledStateGraph[Any, Any, Any, Any]:
-    return build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    return build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=persistence.checkpointer, store=persistence.store, name="router"
     )
 

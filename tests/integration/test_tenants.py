@@ -1,7 +1,7 @@
-"""Multi-tenant serving through `langgraph dev` with `switchyard/auth.py` and two bearer tokens.
+"""Multi-tenant serving through `langgraph dev` with `switchyard.server.auth` and two bearer tokens.
 
 The server is started from a config built from this repository's graphs plus
-`"auth": {"path": ".../switchyard/auth.py:auth"}`, with `SWITCHYARD_API_TOKENS` naming two tenants.
+`"auth": {"path": "switchyard.server.auth:auth"}`, with `SWITCHYARD_API_TOKENS` naming two tenants.
 Each tenant works through `langgraph-sdk`; the other's threads answer 404, never appear in
 searches, and cannot be run, changed, deleted or claimed. Requests without a valid token get 401.
 """
@@ -9,12 +9,6 @@ searches, and cannot be run, changed, deleted or claimed. Requests without a val
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,11 +19,11 @@ import pytest
 from langgraph_sdk import get_sync_client
 from langgraph_sdk.client import SyncLangGraphClient
 
-from switchyard.auth import DEV_IDENTITY, TokenConfigError, identify, parse_tokens
+from switchyard.server.auth import DEV_IDENTITY, TokenConfigError, identify, parse_tokens
+from tests.servers import langgraph_dev, offline_environment
 
 REPO = Path(__file__).resolve().parents[2]
 TOKENS = {"alice": "tok-alice-7f3a", "bob": "tok-bob-91c2"}
-STARTUP_DEADLINE_S = 180.0
 RUN_TIMEOUT_S = 120.0
 GRAPH = "echo"
 INPUT = {"messages": [{"role": "user", "content": "I need a refund for my last payment"}]}
@@ -65,13 +59,6 @@ def test_identify_maps_bearer_tokens_and_fails_closed_outside_dev() -> None:
 # -- the server -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 ECHO_GRAPH = """
 from langchain_core.messages import AIMessage
 from langgraph.graph import END, START, MessagesState, StateGraph
@@ -101,7 +88,7 @@ def auth_config(directory: Path) -> Path:
         "python_version": main.get("python_version", "3.11"),
         "dependencies": [str(REPO)],
         "graphs": {GRAPH: f"{directory / 'echo_graph.py'}:graph"},
-        "auth": {"path": f"{REPO / 'switchyard' / 'auth.py'}:auth"},
+        "auth": main["auth"],
     }
     path = directory / "langgraph.json"
     path.write_text(json.dumps(config, indent=2))
@@ -109,67 +96,27 @@ def auth_config(directory: Path) -> Path:
 
 
 def server_environment(tokens: bool) -> dict[str, str]:
-    dropped = ("SWITCHYARD_", "OPENAI_", "ANTHROPIC_", "AWS_", "LANGSMITH_", "LANGCHAIN_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
-    env.update(
-        LANGGRAPH_CLI_NO_ANALYTICS="1",
-        LANGSMITH_TRACING="false",
-        LANGCHAIN_TRACING_V2="false",
-        PYTHONUNBUFFERED="1",
+    if not tokens:
+        return offline_environment()
+    return offline_environment(
+        {"SWITCHYARD_API_TOKENS": ",".join(f"{t}:{user}" for user, t in TOKENS.items())}
     )
-    if tokens:
-        env["SWITCHYARD_API_TOKENS"] = ",".join(f"{t}:{user}" for user, t in TOKENS.items())
-    return env
 
 
 @contextmanager
-def langgraph_dev(workdir: Path, *, tokens: bool) -> Iterator[str]:
-    """`langgraph dev` with the auth handler, in its own process group; stopped afterwards."""
+def tenant_server(workdir: Path, *, tokens: bool) -> Iterator[str]:
+    """`langgraph dev` with the auth handler and the echo graph; stopped afterwards."""
     config = auth_config(workdir)
-    port = free_port()
-    log = workdir / "server.log"
-    cli = Path(sys.executable).with_name("langgraph")
-    command = [
-        str(cli), "dev", "--host", "127.0.0.1", "--port", str(port), "--no-browser",
-        "--no-reload", "--config", str(config), "--server-log-level", "WARNING",
-    ]  # fmt: skip
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=server_environment(tokens),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_DEADLINE_S
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"langgraph dev exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/ok", timeout=2.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"langgraph dev did not start:\n{log.read_text()}")
-            time.sleep(0.2)
+    with langgraph_dev(
+        config, cwd=workdir, log=workdir / "server.log", env=server_environment(tokens)
+    ) as url:
         yield url
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The server with two tenants' tokens configured."""
-    with langgraph_dev(tmp_path_factory.mktemp("tenants"), tokens=True) as url:
+    with tenant_server(tmp_path_factory.mktemp("tenants"), tokens=True) as url:
         yield url
 
 
@@ -308,7 +255,7 @@ def test_store_namespaces_are_per_tenant(
 @pytest.mark.enable_socket
 def test_without_tokens_langgraph_dev_serves_one_local_tenant(tmp_path: Path) -> None:
     """What `make studio` gets with `auth` in langgraph.json and no tokens: it just works."""
-    with langgraph_dev(tmp_path, tokens=False) as url:
+    with tenant_server(tmp_path, tokens=False) as url:
         anonymous = get_sync_client(url=url, timeout=RUN_TIMEOUT_S)
         thread = anonymous.threads.create()
         assert thread["metadata"]["owner"] == DEV_IDENTITY

@@ -15,8 +15,8 @@ import threading
 import uuid
 from typing import Any
 
-from switchyard.persistence import Persistence, open_persistence
-from switchyard.run import run, thread_id_for
+from switchyard.runtime.run import run, thread_id_for
+from switchyard.storage.persistence import Persistence, open_persistence
 
 WORKERS = 4
 SESSIONS = 40
@@ -30,9 +30,10 @@ _startup_error: str | None = None
 
 
 def router(persistence: Persistence) -> Any:
-    from graphs.router import DEMO_AGENTS, build_router_graph
+    from switchyard.graphs.demos import ROUTER_AGENTS
+    from switchyard.graphs.router import build_router_graph
 
-    return build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    return build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=persistence.checkpointer, store=persistence.store, name="router"
     )
 

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from state import AgentSpec, check_agents, make_agent
-from switchyard.errors import AgentConfigError, SwitchyardError
-from switchyard.models import register_chat_model, unregister_chat_model
+from switchyard.core.errors import AgentConfigError, SwitchyardError
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.state import AgentSpec, check_agents, make_agent
 from tests.fakes import ScriptedChatModel
 
 

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from switchyard.bench import cli as bench_cli
 from switchyard.bench.contenders import BenchError, Prepared, load_contenders
 from switchyard.bench.harness import Case, Stats, interleaved
 from switchyard.bench.llm import ANY_PEER, Tally, decide
 from switchyard.bench.topology import PATTERNS
+from switchyard.cli import bench as bench_cli
 
 PEERS = ("langgraph_supervisor", "langgraph_swarm", "agent_squad", "agents")
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from switchyard import breaker as breaker_module
-from switchyard.breaker import (
+from switchyard.core.offline import SimulatedProviderError
+from switchyard.guardrails import breaker as breaker_module
+from switchyard.guardrails.breaker import (
     BreakerStore,
     CircuitBreaker,
     CircuitOpenError,
@@ -23,7 +24,6 @@ from switchyard.breaker import (
     breaker_for,
     configure_breakers,
 )
-from switchyard.offline import SimulatedProviderError
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -32,7 +32,7 @@ PERMANENT = SimulatedProviderError("bad request", status_code=400)
 
 
 class Clock:
-    """Stands in for the `time` module inside `switchyard.breaker`."""
+    """Stands in for the `time` module inside `switchyard.guardrails.breaker`."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0

@@ -15,10 +15,13 @@ from langgraph.types import Send
 from pydantic import ValidationError
 from typing_extensions import TypedDict
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from state import Context
-from switchyard import pricing
-from switchyard.budgets import (
+from switchyard.core import pricing
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OfflineChatModel
+from switchyard.core.pricing import Price, set_price
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.guardrails.budgets import (
     Budget,
     BudgetExceededError,
     DeadlineExceededError,
@@ -29,10 +32,8 @@ from switchyard.budgets import (
     metered,
     remove_cost_alert,
 )
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OfflineChatModel
-from switchyard.pricing import Price, set_price
-from switchyard.run import run
+from switchyard.runtime.run import run
+from switchyard.state import Context
 
 MODEL = "openai:gpt-4o"
 CHEAP = "openai:gpt-4o-mini"
@@ -139,7 +140,7 @@ def test_a_budget_with_a_downgrade_switches_model_instead_of_stopping(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     meter = RunMeter(run_budget=Budget(max_tokens=100, downgrade_model=CHEAP))
-    with caplog.at_level(logging.WARNING, logger="switchyard.budgets"):
+    with caplog.at_level(logging.WARNING, logger="switchyard.guardrails.budgets"):
         assert meter.admit("support", MODEL, 500, None) == CHEAP
     assert f"downgrading {MODEL} to {CHEAP}" in caplog.text
 
@@ -297,7 +298,7 @@ def priced(monkeypatch: pytest.MonkeyPatch) -> Iterator[OfflineChatModel]:
 
 
 def router() -> Any:
-    return build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    return build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver(), name="router"
     )
 

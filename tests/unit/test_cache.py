@@ -12,24 +12,25 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from nodes.agent import call_agent
-from state import AgentSpec, Context
-from switchyard import pricing
-from switchyard.cache import (
+from switchyard.core import pricing
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OfflineChatModel
+from switchyard.core.pricing import Price, set_price
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.guardrails.cache import (
     CACHE_HIT_KEY,
     SQLiteResponseCache,
     cache_from_environment,
     disable_response_cache,
     enable_response_cache,
 )
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OfflineChatModel
-from switchyard.pricing import Price, set_price
-from switchyard.run import run
+from switchyard.nodes.agent import call_agent
+from switchyard.runtime.run import run
+from switchyard.state import AgentSpec, Context
 
 TEXT = "I need a refund for my last payment"
-SUPPORT = DEMO_AGENTS[0]
+SUPPORT = ROUTER_AGENTS[0]
 
 
 @pytest.fixture(autouse=True)
@@ -157,7 +158,7 @@ def test_a_cached_run_reports_zero_tokens_and_cost(
     tmp_path: Path, priced: OfflineChatModel
 ) -> None:
     enable_response_cache(tmp_path / "c.sqlite")
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver(), name="router"
     )
     context = Context(model="offline:priced")

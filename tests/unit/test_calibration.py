@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nodes.calibration import (
+from switchyard.nodes.calibration import (
     Calibration,
     CalibrationError,
     Platt,

@@ -8,17 +8,17 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
-from graphs.router import DEMO_AGENTS
-from nodes.classifiers import (
+from switchyard.core.errors import AgentConfigError
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.nodes.classifiers import (
     Classifier,
     Decision,
     LexicalClassifier,
     LLMClassifier,
     default_classifier,
 )
-from nodes.classify import choose, last_user_text
-from state import AgentSpec
-from switchyard.errors import AgentConfigError
+from switchyard.nodes.classify import choose, last_user_text
+from switchyard.state import AgentSpec
 from tests.fakes import scripted
 
 DEMO_QUESTIONS = [
@@ -27,7 +27,7 @@ DEMO_QUESTIONS = [
     ("Write a Python function that reverses a string", "code"),
 ]
 OFF_TOPIC = ["xqzv blorp", "hello", "thanks!", "the and of", "", "   ", "???"]
-LEXICAL = LexicalClassifier(DEMO_AGENTS)
+LEXICAL = LexicalClassifier(ROUTER_AGENTS)
 
 
 @pytest.fixture
@@ -59,8 +59,8 @@ def test_inflections_still_match(lexical: LexicalClassifier) -> None:
 
 
 def test_lexical_classifier_is_deterministic() -> None:
-    first = LexicalClassifier(DEMO_AGENTS)
-    second = LexicalClassifier(DEMO_AGENTS)
+    first = LexicalClassifier(ROUTER_AGENTS)
+    second = LexicalClassifier(ROUTER_AGENTS)
     for text, _ in DEMO_QUESTIONS:
         assert first.classify(text) == second.classify(text) == first.classify(text)
 
@@ -85,7 +85,7 @@ async def test_async_classify_matches_sync(lexical: LexicalClassifier) -> None:
 
 
 def test_single_agent_classifier() -> None:
-    only = LexicalClassifier(DEMO_AGENTS[:1])
+    only = LexicalClassifier(ROUTER_AGENTS[:1])
     decision = only.classify("I need a refund")
     assert decision.agent == "support"
     assert "runner-up none" in decision.reason
@@ -95,13 +95,13 @@ def test_classifiers_check_their_agents() -> None:
     with pytest.raises(AgentConfigError, match="no agents given"):
         LexicalClassifier([])
     with pytest.raises(AgentConfigError, match="duplicate agent names: support"):
-        LLMClassifier([DEMO_AGENTS[0], DEMO_AGENTS[0]])
+        LLMClassifier([ROUTER_AGENTS[0], ROUTER_AGENTS[0]])
 
 
 def test_both_classifiers_satisfy_the_protocol() -> None:
-    assert isinstance(LexicalClassifier(DEMO_AGENTS), Classifier)
-    assert isinstance(LLMClassifier(DEMO_AGENTS), Classifier)
-    assert isinstance(default_classifier(DEMO_AGENTS), Classifier)
+    assert isinstance(LexicalClassifier(ROUTER_AGENTS), Classifier)
+    assert isinstance(LLMClassifier(ROUTER_AGENTS), Classifier)
+    assert isinstance(default_classifier(ROUTER_AGENTS), Classifier)
 
 
 # --- the classify node's rule ---------------------------------------------------------------
@@ -177,7 +177,7 @@ def route_call(agent: str, confidence: float, reason: str) -> AIMessage:
 
 
 def test_llm_classifier_asks_for_a_forced_route_and_reads_it() -> None:
-    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    classifier = LLMClassifier(ROUTER_AGENTS, model="scripted:router")
     with scripted("scripted:router", route_call("docs", 0.8, "an API question")) as fake:
         decision = classifier.classify("How do I call the API?")
     assert (decision.agent, decision.confidence, decision.reason) == (
@@ -191,7 +191,7 @@ def test_llm_classifier_asks_for_a_forced_route_and_reads_it() -> None:
     system, user = call.messages
     assert isinstance(system, SystemMessage)
     assert system.text.startswith("You route each user request to exactly one agent. Agents:\n")
-    for spec in DEMO_AGENTS:
+    for spec in ROUTER_AGENTS:
         assert f"- {spec.name}: {spec.description} Examples: " in system.text
     assert user == HumanMessage("How do I call the API?")
     (entry,) = decision.usage.values()
@@ -200,7 +200,7 @@ def test_llm_classifier_asks_for_a_forced_route_and_reads_it() -> None:
 
 
 def test_run_model_overrides_the_classifier_model() -> None:
-    classifier = LLMClassifier(DEMO_AGENTS, model="offline")
+    classifier = LLMClassifier(ROUTER_AGENTS, model="offline")
     with scripted("scripted:run", route_call("code", 0.7, "code")) as fake:
         decision = classifier.classify("write code", model="scripted:run")
     assert decision.agent == "code"
@@ -217,7 +217,7 @@ def test_run_model_overrides_the_classifier_model() -> None:
 def test_llm_classifier_out_of_schema_answer_is_zero_confidence(
     reply: AIMessage, error: str
 ) -> None:
-    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    classifier = LLMClassifier(ROUTER_AGENTS, model="scripted:router")
     with scripted("scripted:router", reply):
         decision = classifier.classify("anything")
     assert decision.agent == "support"
@@ -227,7 +227,7 @@ def test_llm_classifier_out_of_schema_answer_is_zero_confidence(
 
 
 def test_llm_classifier_with_a_text_answer_is_zero_confidence() -> None:
-    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    classifier = LLMClassifier(ROUTER_AGENTS, model="scripted:router")
     with scripted("scripted:router", "I think docs"):
         decision = classifier.classify("anything")
     assert (decision.agent, decision.confidence) == ("support", 0.0)
@@ -235,7 +235,7 @@ def test_llm_classifier_with_a_text_answer_is_zero_confidence() -> None:
 
 
 def test_llm_classifier_offline_returns_a_valid_decision_and_usage() -> None:
-    classifier = LLMClassifier(DEMO_AGENTS)
+    classifier = LLMClassifier(ROUTER_AGENTS)
     text = "I need a refund for my last payment"
     decision = classifier.classify(text)
     assert decision.agent in classifier.agents
@@ -257,11 +257,11 @@ def test_llm_classifier_offline_returns_a_valid_decision_and_usage() -> None:
 
 def test_llm_classifier_offline_picks_an_agent_named_in_the_request() -> None:
     # the offline model matches enum members against the request's words
-    assert LLMClassifier(DEMO_AGENTS).classify("this is for docs").agent == "docs"
+    assert LLMClassifier(ROUTER_AGENTS).classify("this is for docs").agent == "docs"
 
 
 async def test_llm_classifier_async() -> None:
-    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    classifier = LLMClassifier(ROUTER_AGENTS, model="scripted:router")
     with scripted("scripted:router", route_call("code", 0.9, "code")):
         decision = await classifier.aclassify("write code")
     assert (decision.agent, decision.confidence) == ("code", 0.9)

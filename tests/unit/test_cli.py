@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from graphs.router import DEMO_AGENTS
 from switchyard.cli import main
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OFFLINE_MARKER, OfflineChatModel
-from switchyard.persistence import open_checkpointer
-from switchyard.registry import load_graph
-from switchyard.run import RunResult, thread_id_for
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OFFLINE_MARKER, OfflineChatModel
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.runtime.registry import load_graph
+from switchyard.runtime.run import RunResult, thread_id_for
+from switchyard.storage.persistence import open_checkpointer
 
 REPO = Path(__file__).resolve().parents[2]
 TABLE_HEADER = re.compile(
@@ -245,6 +245,6 @@ def test_console_script_rejects_invalid_utf8_argv(tmp_path: Path) -> None:
 def test_demo_agents_are_what_the_cli_routes_between(
     db: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for spec in DEMO_AGENTS:
+    for spec in ROUTER_AGENTS:
         assert main(["run", "router", spec.examples[0], "--json", "--checkpointer", db]) == 0
         assert json.loads(capsys.readouterr().out)["agent_name"] == spec.name

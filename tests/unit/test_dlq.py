@@ -12,22 +12,23 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from state import Context
-from switchyard import dlq as dlq_module
 from switchyard.cli import main
-from switchyard.dlq import DeadLetter, DeadLetterNotFoundError, DeadLetterQueue
-from switchyard.errors import InvalidInputError, PersistenceConfigError
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OfflineChatModel
-from switchyard.run import replay, run
+from switchyard.core.errors import InvalidInputError, PersistenceConfigError
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OfflineChatModel
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.runtime.run import replay, run
+from switchyard.state import Context
+from switchyard.storage import dlq as dlq_module
+from switchyard.storage.dlq import DeadLetter, DeadLetterNotFoundError, DeadLetterQueue
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
 TEXT = "I need a refund for my last payment"
 
 
 class Clock:
-    """Stands in for `time` in `switchyard.dlq`: each record is one second after the last."""
+    """Stands in for `time` in `switchyard.storage.dlq`: one second between records."""
 
     def __init__(self) -> None:
         self.now = 1_700_000_000.0
@@ -172,7 +173,7 @@ def test_the_postgres_queue_records_lists_and_marks(postgres_queue: DeadLetterQu
 def test_a_letter_without_a_checkpoint_cannot_be_replayed(tmp_path: Path) -> None:
     queue = DeadLetterQueue(str(tmp_path / "dlq.sqlite"))
     letter = record(queue, checkpoint_id=None)
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver(), name="router"
     )
     with pytest.raises(InvalidInputError, match="has no checkpoint to resume from"):
@@ -182,7 +183,7 @@ def test_a_letter_without_a_checkpoint_cannot_be_replayed(tmp_path: Path) -> Non
 def test_a_run_without_a_dlq_records_nothing() -> None:
     register_chat_model("offline:down", OfflineChatModel(fail_on_calls=(1,), failure_status=400))
     try:
-        graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+        graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
             checkpointer=InMemorySaver(), name="router"
         )
         result = run(graph, TEXT, context=Context(model="offline:down"), dlq=None)

@@ -11,15 +11,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from nodes.calibration import Calibration
-from nodes.classifiers import Decision
-from state.usage import usage_entry
-from switchyard.errors import SwitchyardError
-from switchyard.eval_router import (
+from switchyard.cli.eval_router import add_command
+from switchyard.core.errors import SwitchyardError
+from switchyard.eval.router import (
     AgentSet,
     DatasetError,
     Row,
-    add_command,
     agent_name,
     build_agents,
     confusion_png,
@@ -29,6 +26,9 @@ from switchyard.eval_router import (
     sample_per_label,
     stratified_split,
 )
+from switchyard.nodes.calibration import Calibration
+from switchyard.nodes.classifiers import Decision
+from switchyard.state.usage import usage_entry
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 TRAIN = FIXTURES / "routing_train.jsonl"

@@ -16,18 +16,19 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ValidationError
 from syrupy.assertion import SnapshotAssertion
 
-from graphs.events import (
-    DEMO_AGENTS,
-    DEMO_PUBLISHES,
-    DEMO_SUBSCRIPTIONS,
+from switchyard.core.errors import AgentConfigError, InvalidInputError
+from switchyard.core.offline import OFFLINE_MARKER
+from switchyard.graphs.demos import EVENTS_AGENTS, EVENTS_PUBLISHES, EVENTS_SUBSCRIPTIONS
+from switchyard.graphs.demos import events as graph
+from switchyard.graphs.events import (
     build_events_graph,
     depth_fitting,
-    graph,
     publication_schema,
     route_events,
 )
-from state import AgentSpec, Context
-from state.events import (
+from switchyard.runtime.run import arun, run
+from switchyard.state import AgentSpec, Context
+from switchyard.state.events import (
     DEAD_LETTER_CAP,
     EVENT_LOG_CAP,
     EventRecord,
@@ -35,9 +36,6 @@ from state.events import (
     append_event_log,
     make_event,
 )
-from switchyard.errors import AgentConfigError, InvalidInputError
-from switchyard.offline import OFFLINE_MARKER
-from switchyard.run import arun, run
 from tests.fakes import ScriptedChatModel, scripted
 
 Compiled = CompiledStateGraph[Any, Any, Any, Any]
@@ -617,7 +615,7 @@ def test_the_exported_graph_runs_offline_without_a_checkpointer() -> None:
 
 def test_demo_runs_offline_through_the_run_facade() -> None:
     demo = build_events_graph(
-        DEMO_AGENTS, subscriptions=DEMO_SUBSCRIPTIONS, publishes=DEMO_PUBLISHES
+        EVENTS_AGENTS, subscriptions=EVENTS_SUBSCRIPTIONS, publishes=EVENTS_PUBLISHES
     ).compile(checkpointer=InMemorySaver(), name="events")
     result = run(demo, "Why Python asyncio matters for web backends", session_id="s")
     assert result.ok, result.error

@@ -8,19 +8,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import BaseModel
 from syrupy.assertion import SnapshotAssertion
 
-from graphs.fanout import (
-    DEMO_ANALYSTS,
-    DEMO_MERGER,
-    NO_MAJORITY,
-    QUORUM_FAILED,
-    ballot,
-    build_fanout_graph,
-)
-from state import AgentSpec
-from switchyard.errors import AgentConfigError, InvalidInputError
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OFFLINE_MARKER, OfflineChatModel
-from switchyard.run import run
+from switchyard.core.errors import AgentConfigError, InvalidInputError
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OFFLINE_MARKER, OfflineChatModel
+from switchyard.graphs.demos import FANOUT_ANALYSTS, FANOUT_MERGER
+from switchyard.graphs.fanout import NO_MAJORITY, QUORUM_FAILED, ballot, build_fanout_graph
+from switchyard.runtime.run import run
+from switchyard.state import AgentSpec
 from tests.unit.conftest import Script
 
 QUESTION = "Should we move billing to PostgreSQL?"
@@ -59,7 +53,7 @@ def ask(graph: Any, text: str = QUESTION, thread: str = "t", **extra: Any) -> An
 @pytest.mark.parametrize(
     ("workers", "options"),
     [
-        (DEMO_ANALYSTS, {"merger": DEMO_MERGER}),
+        (FANOUT_ANALYSTS, {"merger": FANOUT_MERGER}),
         (WORKERS, {"strategy": "collect"}),
         (WORKERS, {"strategy": "vote", "quorum": 3}),
         (WORKERS[:2], {"merger": MERGER, "quorum": 1}),
@@ -398,7 +392,7 @@ async def test_the_merge_is_the_same_whatever_order_the_workers_finish_in() -> N
 
 
 def test_demo_runs_offline_through_the_run_facade() -> None:
-    graph = build_fanout_graph(DEMO_ANALYSTS, merger=DEMO_MERGER).compile(
+    graph = build_fanout_graph(FANOUT_ANALYSTS, merger=FANOUT_MERGER).compile(
         checkpointer=InMemorySaver(), name="fanout"
     )
     result = run(graph, QUESTION, user_id="ada", session_id="s1")

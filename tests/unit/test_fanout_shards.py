@@ -7,10 +7,10 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-import graphs.fanout as fanout
-from graphs.fanout import QUORUM_FAILED, SHARD, build_fanout_graph, shards_of
-from state import AgentSpec
-from switchyard.offline import SimulatedProviderError
+import switchyard.graphs.fanout as fanout
+from switchyard.core.offline import SimulatedProviderError
+from switchyard.graphs.fanout import QUORUM_FAILED, SHARD, build_fanout_graph, shards_of
+from switchyard.state import AgentSpec
 from tests.fakes import Reply
 from tests.faultserver import fast_retry_policy
 from tests.unit.conftest import Script

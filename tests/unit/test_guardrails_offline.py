@@ -1,9 +1,9 @@
 """Guardrails without HTTP: the offline model's failure schedule drives every path and pattern.
 
-The per-pattern tests are parametrised over `switchyard.registry.PATTERNS`, so a pattern is covered
-as soon as it is registered: its demo graph is recompiled with fast retries and an in-memory
-checkpointer, and every model call of a run goes to an offline model registered under a name that
-`Context(model=...)` selects.
+The per-pattern tests are parametrised over `switchyard.runtime.registry.PATTERNS`, so a pattern
+is covered as soon as it is registered: its demo graph is recompiled with fast retries and an
+in-memory checkpointer, and every model call of a run goes to an offline model registered under a
+name that `Context(model=...)` selects.
 """
 
 from __future__ import annotations
@@ -25,19 +25,20 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from nodes.agent import AgentTimeoutError, OutputValidationError, acall_agent, call_agent
-from state import AgentSpec, Context, make_agent
-from switchyard import budgets as budgets_module
-from switchyard.breaker import CircuitOpenError, breaker_for, configure_breakers
-from switchyard.budgets import Budget, BudgetExceededError, DeadlineExceededError
-from switchyard.dlq import DeadLetterQueue
-from switchyard.errors import AgentConfigError, InvalidInputError
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OfflineChatModel, SimulatedProviderError
-from switchyard.registry import PATTERNS, load_graph
-from switchyard.resilience import is_transient, model_retry_policy
-from switchyard.run import RunResult, arun, replay, resume, run
+from switchyard.core.errors import AgentConfigError, InvalidInputError
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OfflineChatModel, SimulatedProviderError
+from switchyard.core.resilience import is_transient, model_retry_policy
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.guardrails import budgets as budgets_module
+from switchyard.guardrails.breaker import CircuitOpenError, breaker_for, configure_breakers
+from switchyard.guardrails.budgets import Budget, BudgetExceededError, DeadlineExceededError
+from switchyard.nodes.agent import AgentTimeoutError, OutputValidationError, acall_agent, call_agent
+from switchyard.runtime.registry import PATTERNS, load_graph
+from switchyard.runtime.run import RunResult, arun, replay, resume, run
+from switchyard.state import AgentSpec, Context, make_agent
+from switchyard.storage.dlq import DeadLetterQueue
 from tests.fakes import scripted
 from tests.faultserver import fast_retry_policy, with_fast_retries
 
@@ -180,7 +181,7 @@ def test_a_dead_lettered_run_replays_once_the_model_recovers(
 
 # --- the router: retries, the fallback chain, the breaker ---------------------------------------
 
-SUPPORT, DOCS, CODE = DEMO_AGENTS
+SUPPORT, DOCS, CODE = ROUTER_AGENTS
 
 
 def spec(base: AgentSpec, **changes: Any) -> AgentSpec:
@@ -188,7 +189,7 @@ def spec(base: AgentSpec, **changes: Any) -> AgentSpec:
 
 
 def router(*agents: AgentSpec, default_agent: str = "support") -> Compiled:
-    builder = build_router_graph(agents or DEMO_AGENTS, default_agent=default_agent)
+    builder = build_router_graph(agents or ROUTER_AGENTS, default_agent=default_agent)
     return with_fast_retries(builder).compile(checkpointer=InMemorySaver(), name="router")
 
 
@@ -408,7 +409,7 @@ def test_an_undeclared_tool_call_is_refused_recorded_and_logged(
     )
     with (
         scripted("scripted:support", rogue, "I cannot issue refunds myself.") as model,
-        caplog.at_level(logging.WARNING, logger="nodes.agent"),
+        caplog.at_level(logging.WARNING, logger="switchyard.nodes.agent"),
     ):
         reply = call_agent(agent, [HumanMessage(TEXT)])
     note = "refused: agent 'support' has no tool 'issue_refund' (its tools: lookup_order)"
@@ -563,7 +564,7 @@ def test_an_agent_budget_downgrades_to_a_cheaper_model(
     budget = Budget(max_tokens=700, downgrade_model="offline:cheap")
     graph = router(spec(SUPPORT, model="offline:premium", budget=budget), DOCS, CODE)
     first = run(graph, TEXT, user_id="ada", session_id="s")
-    with caplog.at_level(logging.WARNING, logger="switchyard.budgets"):
+    with caplog.at_level(logging.WARNING, logger="switchyard.guardrails.budgets"):
         second = run(graph, FOLLOW_UP, user_id="ada", session_id="s")
     assert first.ok
     assert second.ok

@@ -10,10 +10,10 @@ from langchain_core.tools import BaseTool
 from langgraph.graph import END
 from pydantic import BaseModel
 
-from graphs.supervisor import DEMO_WORKERS
-from graphs.swarm import DEMO_AGENTS
-from nodes.agent import AgentReply, call_agent
-from nodes.handoff import (
+from switchyard.core.errors import AgentConfigError
+from switchyard.graphs.demos import SUPERVISOR_WORKERS, SWARM_AGENTS
+from switchyard.nodes.agent import AgentReply, call_agent
+from switchyard.nodes.handoff import (
     TaskArgs,
     TransferArgs,
     close_open_calls,
@@ -26,8 +26,7 @@ from nodes.handoff import (
     stop,
     transfer,
 )
-from state.agents import AgentSpec
-from switchyard.errors import AgentConfigError
+from switchyard.state.agents import AgentSpec
 
 BILLING = AgentSpec(name="billing", description="Invoices, charges and refunds.")
 
@@ -78,7 +77,7 @@ def test_a_peer_name_too_long_for_providers_is_refused_at_build_time() -> None:
 
 
 def test_handoff_target_reads_the_peer_from_the_tool() -> None:
-    tools = make_handoff_tools(DEMO_AGENTS[1:])
+    tools = make_handoff_tools(SWARM_AGENTS[1:])
 
     assert handoff_target(call("transfer_to_tech_support", "c1"), tools) == "tech_support"
     with pytest.raises(KeyError, match="transfer_to_triage"):
@@ -97,7 +96,7 @@ def test_the_offline_model_hands_off_to_the_peer_whose_description_fits(
     request_text: str, expected: str
 ) -> None:
     supervisor = AgentSpec(name="supervisor", description="Delegates work.")
-    tools = make_handoff_tools(DEMO_WORKERS, args_schema=TaskArgs)
+    tools = make_handoff_tools(SUPERVISOR_WORKERS, args_schema=TaskArgs)
 
     reply = call_agent(supervisor, [HumanMessage(request_text)], handoff_tools=tools)
 
@@ -107,9 +106,9 @@ def test_the_offline_model_hands_off_to_the_peer_whose_description_fits(
 
 
 def test_the_offline_model_answers_when_no_peer_fits() -> None:
-    tools = make_handoff_tools(DEMO_WORKERS, args_schema=TaskArgs)
+    tools = make_handoff_tools(SUPERVISOR_WORKERS, args_schema=TaskArgs)
 
-    reply = call_agent(DEMO_AGENTS[0], [HumanMessage("hello there")], handoff_tools=tools)
+    reply = call_agent(SWARM_AGENTS[0], [HumanMessage("hello there")], handoff_tools=tools)
 
     assert reply.handoff is None
     assert isinstance(reply.output, str)

@@ -16,18 +16,20 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 from syrupy.assertion import SnapshotAssertion
 
-from graphs.hierarchical import (
-    DEMO_MANAGER,
-    DEMO_WORKERS,
+from switchyard.core.errors import AgentConfigError
+from switchyard.core.offline import OFFLINE_MARKER
+from switchyard.graphs.demos import HIERARCHICAL_MANAGER, HIERARCHICAL_WORKERS
+from switchyard.graphs.demos import hierarchical as graph
+from switchyard.graphs.hierarchical import (
     build_hierarchical_graph,
     default_plan,
-    graph,
     route_wave,
     schedule,
 )
-from graphs.router import build_router_graph
-from state import AgentSpec, Context
-from state.hierarchical import (
+from switchyard.graphs.router import build_router_graph
+from switchyard.runtime.run import arun, run
+from switchyard.state import AgentSpec, Context
+from switchyard.state.hierarchical import (
     Plan,
     PlanRecord,
     PlanStep,
@@ -37,9 +39,6 @@ from state.hierarchical import (
     check_plan,
     merge_step_results,
 )
-from switchyard.errors import AgentConfigError
-from switchyard.offline import OFFLINE_MARKER
-from switchyard.run import arun, run
 from tests.fakes import ScriptedChatModel, scripted
 
 Compiled = CompiledStateGraph[Any, Any, Any, Any]
@@ -625,7 +624,7 @@ async def test_a_failed_step_is_recorded_under_ainvoke_too() -> None:
 
 
 def test_demo_runs_offline_through_the_run_facade() -> None:
-    demo = build_hierarchical_graph(DEMO_WORKERS, manager=DEMO_MANAGER).compile(
+    demo = build_hierarchical_graph(HIERARCHICAL_WORKERS, manager=HIERARCHICAL_MANAGER).compile(
         checkpointer=InMemorySaver(), name="hierarchical"
     )
     result = run(demo, "Write a short article about Python asyncio with an example", session_id="s")

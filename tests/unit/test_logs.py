@@ -12,7 +12,11 @@ import pytest
 from langgraph.graph import START, StateGraph
 from typing_extensions import TypedDict
 
-from switchyard.logs import configure_logging, correlation_scope, current_correlation_id
+from switchyard.observability.logs import (
+    configure_logging,
+    correlation_scope,
+    current_correlation_id,
+)
 
 OPENAI_KEY = "sk-proj-Zt8qW3nV6yB1xK4mR7pL0sD2fG5hJ9cE"
 

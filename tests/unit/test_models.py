@@ -7,10 +7,8 @@ from pathlib import Path
 import pytest
 from langchain_core.messages import HumanMessage
 
-from nodes.agent import call_agent
-from state import AgentSpec
-from switchyard.errors import ModelConfigError
-from switchyard.models import (
+from switchyard.core.errors import ModelConfigError
+from switchyard.core.models import (
     default_model,
     load_chat_model,
     model_label,
@@ -18,7 +16,9 @@ from switchyard.models import (
     split_model,
     unregister_chat_model,
 )
-from switchyard.offline import OfflineChatModel
+from switchyard.core.offline import OfflineChatModel
+from switchyard.nodes.agent import call_agent
+from switchyard.state import AgentSpec
 from tests.fakes import ScriptedChatModel
 
 

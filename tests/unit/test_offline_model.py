@@ -13,7 +13,7 @@ from langchain_core.messages.utils import count_tokens_approximately
 from langchain_core.tools import tool
 from pydantic import BaseModel, Field
 
-from switchyard.offline import (
+from switchyard.core.offline import (
     OFFLINE_MARKER,
     OfflineChatModel,
     SimulatedProviderError,

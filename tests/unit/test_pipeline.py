@@ -7,12 +7,13 @@ from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import BaseModel
 from syrupy.assertion import SnapshotAssertion
 
-from graphs.pipeline import DEMO_STAGES, STAGE_FAILED, build_pipeline_graph
-from state import AgentSpec, Context
-from switchyard.budgets import BudgetExceededError
-from switchyard.errors import AgentConfigError, InvalidInputError
-from switchyard.offline import OFFLINE_MARKER, SimulatedProviderError
-from switchyard.run import run
+from switchyard.core.errors import AgentConfigError, InvalidInputError
+from switchyard.core.offline import OFFLINE_MARKER, SimulatedProviderError
+from switchyard.graphs.demos import PIPELINE_STAGES
+from switchyard.graphs.pipeline import STAGE_FAILED, build_pipeline_graph
+from switchyard.guardrails.budgets import BudgetExceededError
+from switchyard.runtime.run import run
+from switchyard.state import AgentSpec, Context
 from tests.fakes import scripted
 
 REQUEST = "Write a short note on heat pumps in cold climates"
@@ -67,7 +68,7 @@ def node_order(graph: Any, text: str, context: Context, thread: str = "t") -> li
 
 @pytest.mark.parametrize(
     "stages",
-    [DEMO_STAGES, STAGES[:2], STAGES[:1]],
+    [PIPELINE_STAGES, STAGES[:2], STAGES[:1]],
     ids=["demo-three-stages", "two-stages", "one-stage"],
 )
 def test_topology(stages: tuple[AgentSpec, ...], snapshot: SnapshotAssertion) -> None:
@@ -338,7 +339,9 @@ def test_input_without_a_user_message_is_refused() -> None:
 
 
 def test_demo_runs_offline_through_the_run_facade() -> None:
-    graph = build_pipeline_graph(DEMO_STAGES).compile(checkpointer=InMemorySaver(), name="pipeline")
+    graph = build_pipeline_graph(PIPELINE_STAGES).compile(
+        checkpointer=InMemorySaver(), name="pipeline"
+    )
     result = run(graph, REQUEST, user_id="ada", session_id="s1")
 
     assert result.ok
@@ -354,7 +357,7 @@ def test_demo_runs_offline_through_the_run_facade() -> None:
 
 
 async def test_demo_gives_the_same_answer_under_invoke_and_ainvoke() -> None:
-    graph = build_pipeline_graph(DEMO_STAGES).compile(checkpointer=InMemorySaver())
+    graph = build_pipeline_graph(PIPELINE_STAGES).compile(checkpointer=InMemorySaver())
     inputs: Any = {"messages": [HumanMessage(REQUEST)]}
     sync = graph.invoke(inputs, config("sync"))
     asynchronous = await graph.ainvoke(inputs, config("async"))

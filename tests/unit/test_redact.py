@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from switchyard.redact import MASK, is_secret_name, redact, redact_value, secret_env_values
+from switchyard.core.redact import MASK, is_secret_name, redact, redact_value, secret_env_values
 
 # Shaped like the real thing, but invented for these tests.
 OPENAI_KEY = "sk-proj-Zt8qW3nV6yB1xK4mR7pL0sD2fG5hJ9cE"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from langgraph.graph import StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from switchyard.errors import GraphNotFoundError
-from switchyard.registry import PATTERNS, describe, load_graph, pattern_names
+from switchyard.core.errors import GraphNotFoundError
+from switchyard.runtime.registry import PATTERNS, describe, load_graph, pattern_names
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,24 +23,37 @@ def config() -> dict[str, Any]:
     return loaded
 
 
-def as_module_target(path_target: str) -> str:
-    """`./graphs/router.py:graph` -> `graphs.router:graph`."""
-    path, _, attribute = path_target.partition(":")
-    module = Path(path).with_suffix("").as_posix().removeprefix("./").replace("/", ".")
-    return f"{module}:{attribute}"
-
-
 def test_langgraph_json_lists_exactly_the_registered_patterns(config: dict[str, Any]) -> None:
     graphs = config["graphs"]
     assert list(graphs) == list(PATTERNS)
-    assert {name: as_module_target(target) for name, target in graphs.items()} == PATTERNS
+    assert graphs == PATTERNS
 
 
-def test_langgraph_json_paths_exist(config: dict[str, Any]) -> None:
-    for target in config["graphs"].values():
-        path = target.partition(":")[0]
-        assert path.startswith("./"), f"{target}: paths are relative to langgraph.json"
-        assert (REPO / path).is_file(), target
+def test_langgraph_json_names_installed_modules_not_repository_files(
+    config: dict[str, Any],
+) -> None:
+    """Module paths resolve wherever the package is installed; `./graphs/x.py` would import a
+    second copy of the code under another name."""
+    targets = [*config["graphs"].values(), config["auth"]["path"]]
+    for target in targets:
+        module, _, attribute = target.partition(":")
+        assert module.startswith("switchyard."), target
+        assert "/" not in module, target
+        assert not module.endswith(".py"), target
+        assert hasattr(importlib.import_module(module), attribute), target
+
+
+def test_importing_a_pattern_module_builds_no_graph() -> None:
+    """Only `switchyard.graphs.demos` compiles graphs; a pattern module defines its builder."""
+    for name in PATTERNS:
+        module = importlib.import_module(f"switchyard.graphs.{name}")
+        built = [
+            attribute
+            for attribute, value in vars(module).items()
+            if isinstance(value, StateGraph | CompiledStateGraph)
+        ]
+        assert built == [], f"switchyard.graphs.{name} builds {built} when imported"
+        assert callable(getattr(module, f"build_{name}_graph"))
 
 
 def test_langgraph_json_installs_the_project(config: dict[str, Any]) -> None:

@@ -17,24 +17,25 @@ from langgraph.checkpoint.memory import InMemorySaver
 from opentelemetry import trace
 from rich.console import Console
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from state.context import Context
-from state.reducers import merge_usage
-from state.usage import UsageLedger, usage_entry
-from switchyard import report
 from switchyard.cli import main
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OfflineChatModel
-from switchyard.registry import PATTERNS, load_graph
-from switchyard.report import (
+from switchyard.cli import report as report_cli
+from switchyard.cli.tables import usage_table
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OfflineChatModel
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.observability.report import (
     SessionNotFoundError,
     agent_usage,
     render_html,
     session_report,
-    usage_table,
 )
-from switchyard.run import run
-from switchyard.telemetry import use_tracer_provider
+from switchyard.observability.telemetry import use_tracer_provider
+from switchyard.runtime.registry import PATTERNS, load_graph
+from switchyard.runtime.run import run
+from switchyard.state.context import Context
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger, usage_entry
 
 OPENAI_KEY = "sk-proj-Zt8qW3nV6yB1xK4mR7pL0sD2fG5hJ9cE"
 AWS_KEY_ID = "AKIAZ7Q2M4N6P8R0T1V3"
@@ -136,7 +137,7 @@ def broken_model() -> Any:
 
 
 def test_session_report_rebuilds_each_run_from_the_checkpoints(broken_model: str) -> None:
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver(), name="router"
     )
     first = run(
@@ -173,7 +174,7 @@ def test_session_report_rebuilds_each_run_from_the_checkpoints(broken_model: str
 
 
 def test_an_unknown_thread_is_one_specific_error() -> None:
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver()
     )
     with pytest.raises(SessionNotFoundError, match="'nope' has no stored checkpoints"):
@@ -230,7 +231,7 @@ def test_the_html_report_is_well_formed_self_contained_and_complete(
     broken_model: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ACME_API_KEY", ENV_SECRET)
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver(), name="router"
     )
     first = run(
@@ -288,7 +289,7 @@ def cli_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 def _report_args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    report.add_command(parser.add_subparsers())
+    report_cli.add_command(parser.add_subparsers())
     return parser.parse_args(["report", *argv])
 
 
@@ -324,7 +325,7 @@ def test_report_command_finds_a_session_by_thread_or_session_id(
 
 
 def _thread_of(user: str, session: str) -> str:
-    from switchyard.run import thread_id_for
+    from switchyard.runtime.run import thread_id_for
 
     return thread_id_for(user, session)
 

@@ -14,11 +14,18 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from syrupy.assertion import SnapshotAssertion
 
-from graphs.router import DEMO_AGENTS, build_router_graph, graph
-from nodes.classifiers import Decision, LexicalClassifier, LLMClassifier, semantic_available
-from state import AgentSpec, Context
-from switchyard.errors import AgentConfigError
-from switchyard.offline import OFFLINE_MARKER
+from switchyard.core.errors import AgentConfigError
+from switchyard.core.offline import OFFLINE_MARKER
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.demos import router as graph
+from switchyard.graphs.router import build_router_graph
+from switchyard.nodes.classifiers import (
+    Decision,
+    LexicalClassifier,
+    LLMClassifier,
+    semantic_available,
+)
+from switchyard.state import AgentSpec, Context
 from tests.fakes import ScriptedChatModel, scripted
 
 Compiled = CompiledStateGraph[Any, Any, Any, Any]
@@ -45,7 +52,9 @@ class ScriptedClassifier:
 
 def agents_on_fakes() -> tuple[AgentSpec, ...]:
     """The demo agents, each on its own scripted model `scripted:<name>`."""
-    return tuple(spec.model_copy(update={"model": f"scripted:{spec.name}"}) for spec in DEMO_AGENTS)
+    return tuple(
+        spec.model_copy(update={"model": f"scripted:{spec.name}"}) for spec in ROUTER_AGENTS
+    )
 
 
 @contextmanager
@@ -56,12 +65,12 @@ def fakes(**replies: Sequence[str]) -> Iterator[dict[str, ScriptedChatModel]]:
             spec.name: stack.enter_context(
                 scripted(f"scripted:{spec.name}", *replies.get(spec.name, ()))
             )
-            for spec in DEMO_AGENTS
+            for spec in ROUTER_AGENTS
         }
 
 
 def compile_router(
-    agents: Sequence[AgentSpec] = DEMO_AGENTS,
+    agents: Sequence[AgentSpec] = ROUTER_AGENTS,
     *,
     default_agent: str = "support",
     classifier: Any = None,
@@ -90,10 +99,10 @@ def described(messages: Sequence[BaseMessage]) -> list[tuple[str, str | None, st
 # --- topology -------------------------------------------------------------------------------
 
 TOPOLOGIES = {
-    "demo_lexical": (DEMO_AGENTS, "support", None),
-    "demo_llm": (DEMO_AGENTS, "docs", "llm"),
-    "two_agents": (DEMO_AGENTS[1:], "code", None),
-    "single_agent": (DEMO_AGENTS[:1], "support", None),
+    "demo_lexical": (ROUTER_AGENTS, "support", None),
+    "demo_llm": (ROUTER_AGENTS, "docs", "llm"),
+    "two_agents": (ROUTER_AGENTS[1:], "code", None),
+    "single_agent": (ROUTER_AGENTS[:1], "support", None),
 }
 
 
@@ -123,17 +132,17 @@ def test_schemas_narrow_input_and_output() -> None:
 
 def test_build_checks_agents_and_classifier() -> None:
     with pytest.raises(AgentConfigError, match="default agent 'billing' is not one of"):
-        build_router_graph(DEMO_AGENTS, default_agent="billing")
+        build_router_graph(ROUTER_AGENTS, default_agent="billing")
     with pytest.raises(AgentConfigError, match="duplicate agent names: docs"):
-        build_router_graph([*DEMO_AGENTS, DEMO_AGENTS[1]], default_agent="support")
+        build_router_graph([*ROUTER_AGENTS, ROUTER_AGENTS[1]], default_agent="support")
     with pytest.raises(AgentConfigError, match="no agents given"):
         build_router_graph([], default_agent="support")
     classify_agent = AgentSpec(name="classify", description="Clashes with the node.")
     with pytest.raises(AgentConfigError, match="name 'classify' is reserved"):
-        build_router_graph([*DEMO_AGENTS, classify_agent], default_agent="support")
+        build_router_graph([*ROUTER_AGENTS, classify_agent], default_agent="support")
     with pytest.raises(ValueError, match=r"classifier was built for agents \['docs', 'support'\]"):
         build_router_graph(
-            DEMO_AGENTS, default_agent="support", classifier=LexicalClassifier(DEMO_AGENTS[:2])
+            ROUTER_AGENTS, default_agent="support", classifier=LexicalClassifier(ROUTER_AGENTS[:2])
         )
 
 
@@ -155,7 +164,7 @@ def test_demo_questions_reach_the_right_agent_offline(
     # The default is the semantic classifier when its extra is installed; the lexical one is what
     # a plain install routes with.
     router = compile_router(
-        classifier=LexicalClassifier(DEMO_AGENTS) if kind == "lexical" else None
+        classifier=LexicalClassifier(ROUTER_AGENTS) if kind == "lexical" else None
     )
     steps = ask(router, text)
     assert [node for node, _ in steps] == ["classify", agent]
@@ -220,7 +229,7 @@ def test_exact_trace_of_one_turn() -> None:
     assert [node for node, _ in steps] == ["classify", "support"]
     (call,) = models["support"].calls
     assert described(call.messages) == [
-        ("system", None, DEMO_AGENTS[0].system_prompt),
+        ("system", None, ROUTER_AGENTS[0].system_prompt),
         ("human", None, "I need a refund for my last payment"),
     ]
     assert call.tools == []
@@ -238,7 +247,7 @@ def test_agents_never_see_turns_routed_to_another_agent() -> None:
         ask(router, "How do I authenticate with the API?")
         ask(router, "Write a Python function that parses a CSV file")
         ask(router, "I was charged twice this month")
-    support_prompt, docs_prompt, code_prompt = (s.system_prompt for s in DEMO_AGENTS)
+    support_prompt, docs_prompt, code_prompt = (s.system_prompt for s in ROUTER_AGENTS)
     first, second = models["support"].calls
     assert described(first.messages) == [
         ("system", None, support_prompt),
@@ -269,7 +278,7 @@ def test_agents_never_see_turns_routed_to_another_agent() -> None:
 
 
 def test_unsure_follow_up_stays_with_the_previous_agent() -> None:
-    classifier = ScriptedClassifier(DEMO_AGENTS, ("docs", 0.9), ("support", 0.1))
+    classifier = ScriptedClassifier(ROUTER_AGENTS, ("docs", 0.9), ("support", 0.1))
     router = compile_router(agents_on_fakes(), classifier=classifier)
     with fakes(docs=["D1", "D2"]) as models:
         ask(router, "How do I authenticate with the API?")
@@ -288,7 +297,7 @@ def test_unsure_follow_up_stays_with_the_previous_agent() -> None:
 
 
 def test_confident_classifier_switches_agent() -> None:
-    classifier = ScriptedClassifier(DEMO_AGENTS, ("docs", 0.9), ("code", 0.8))
+    classifier = ScriptedClassifier(ROUTER_AGENTS, ("docs", 0.9), ("code", 0.8))
     router = compile_router(agents_on_fakes(), classifier=classifier)
     with fakes(docs=["D1"], code=["C1"]) as models:
         ask(router, "How do I authenticate with the API?")
@@ -340,7 +349,7 @@ def test_llm_classifier_usage_is_in_the_ledger() -> None:
             }
         ],
     )
-    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
+    classifier = LLMClassifier(ROUTER_AGENTS, model="scripted:router")
     router = compile_router(agents_on_fakes(), classifier=classifier)
     with scripted("scripted:router", route), fakes(code=["C1"]):
         steps = ask(router, "please write me a parser")

@@ -13,22 +13,23 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, MessagesState, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from nodes.classifiers import LLMClassifier
-from state import AgentSpec, Context
-from switchyard.errors import InvalidInputError, ModelConfigError, SessionAccessError
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OFFLINE_MARKER, OfflineChatModel
-from switchyard.run import RunResult, arun, check_text, run, thread_id_for
+from switchyard.core.errors import InvalidInputError, ModelConfigError, SessionAccessError
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OFFLINE_MARKER, OfflineChatModel
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.nodes.classifiers import LLMClassifier
+from switchyard.runtime.run import RunResult, arun, check_text, run, thread_id_for
+from switchyard.state import AgentSpec, Context
 from tests.fakes import scripted
 
 Compiled = CompiledStateGraph[Any, Any, Any, Any]
-SUPPORT = DEMO_AGENTS[0]
+SUPPORT = ROUTER_AGENTS[0]
 
 
 @pytest.fixture
 def router() -> Compiled:
-    return build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    return build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver(), name="router"
     )
 
@@ -92,7 +93,7 @@ def test_caller_correlation_id_is_kept_and_stored(router: Compiled) -> None:
 
 
 def test_run_without_a_checkpointer_still_answers() -> None:
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile(name="router")
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(name="router")
     result = run(graph, "Write a Python function that parses a CSV file")
     assert result.ok
     assert result.agent_name == "code"
@@ -116,7 +117,9 @@ def test_blank_ids_are_rejected(user: str, session: str) -> None:
 
 
 def scripted_agents() -> tuple[AgentSpec, ...]:
-    return tuple(spec.model_copy(update={"model": f"scripted:{spec.name}"}) for spec in DEMO_AGENTS)
+    return tuple(
+        spec.model_copy(update={"model": f"scripted:{spec.name}"}) for spec in ROUTER_AGENTS
+    )
 
 
 def test_two_users_with_the_same_session_id_never_mix() -> None:
@@ -321,10 +324,10 @@ def test_a_failing_model_ends_the_run_cleanly(router: Compiled, failing_model: s
 
 
 def failing_router() -> Compiled:
-    classifier = LLMClassifier(DEMO_AGENTS, model="scripted:router")
-    return build_router_graph(DEMO_AGENTS, default_agent="support", classifier=classifier).compile(
-        checkpointer=InMemorySaver(), name="router"
-    )
+    classifier = LLMClassifier(ROUTER_AGENTS, model="scripted:router")
+    return build_router_graph(
+        ROUTER_AGENTS, default_agent="support", classifier=classifier
+    ).compile(checkpointer=InMemorySaver(), name="router")
 
 
 def test_an_exception_escaping_the_graph_is_a_handled_result() -> None:

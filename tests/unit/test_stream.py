@@ -13,10 +13,12 @@ from langgraph.graph import START, MessagesState, StateGraph
 from langgraph.types import interrupt
 from rich.console import Console
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from switchyard.registry import PATTERNS, load_graph
-from switchyard.run import RunResult, arun, run
-from switchyard.stream import StreamProgress, astream_graph, stream_graph
+from switchyard.cli.progress import StreamProgress
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.runtime.registry import PATTERNS, load_graph
+from switchyard.runtime.run import RunResult, arun, run
+from switchyard.runtime.stream import astream_graph, stream_graph
 
 OPENAI_KEY = "sk-proj-Zt8qW3nV6yB1xK4mR7pL0sD2fG5hJ9cE"
 
@@ -59,7 +61,7 @@ def test_a_streamed_run_gives_the_same_result(pattern: str) -> None:
 
 
 async def test_an_async_streamed_run_gives_the_same_result() -> None:
-    builder = build_router_graph(DEMO_AGENTS, default_agent="support")
+    builder = build_router_graph(ROUTER_AGENTS, default_agent="support")
     text = "How do I authenticate with the API?"
     plain = await arun(
         builder.compile(checkpointer=InMemorySaver()), text, session_id="s", dlq=None
@@ -100,7 +102,7 @@ def test_stream_graph_returns_what_invoke_returns_including_interrupts() -> None
 
 
 async def test_astream_graph_passes_every_part_to_the_callback() -> None:
-    graph = build_router_graph(DEMO_AGENTS, default_agent="support").compile()
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile()
     parts: list[Any] = []
     final = await astream_graph(
         graph, {"messages": [HumanMessage("I need a refund")]}, on_part=parts.append
@@ -146,7 +148,7 @@ def test_progress_lines_name_each_step_and_subgraph_node_without_secrets() -> No
 def test_progress_reports_route_tokens_and_cost_per_step() -> None:
     console, buffer = _console()
     result = run(
-        build_router_graph(DEMO_AGENTS, default_agent="support").compile(name="router"),
+        build_router_graph(ROUTER_AGENTS, default_agent="support").compile(name="router"),
         "I need a refund for my last payment",
         dlq=None,
         progress=StreamProgress(console, live=False),
@@ -161,7 +163,7 @@ def test_progress_reports_route_tokens_and_cost_per_step() -> None:
 def test_the_live_display_shows_the_reply_as_it_streams_but_never_a_secret() -> None:
     console, buffer = _console(terminal=True)
     result = run(
-        build_router_graph(DEMO_AGENTS, default_agent="support").compile(name="router"),
+        build_router_graph(ROUTER_AGENTS, default_agent="support").compile(name="router"),
         f"I need a refund, my key is {OPENAI_KEY}",
         dlq=None,
         progress=StreamProgress(console),

@@ -19,22 +19,22 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel
 from syrupy.assertion import SnapshotAssertion
 
-from graphs.supervisor import (
-    DEMO_WORKERS,
+from switchyard.core.errors import AgentConfigError
+from switchyard.core.offline import OFFLINE_MARKER
+from switchyard.graphs.demos import SUPERVISOR_WORKERS
+from switchyard.graphs.demos import supervisor as graph
+from switchyard.graphs.supervisor import (
     assigned_task,
     build_supervisor_graph,
-    graph,
     partial_results,
     report,
     rounds_used,
 )
-from nodes.agent import AgentReply
-from state.agents import AgentSpec
-from state.context import Context
-from state.supervisor import TaskPayload, WorkerResult, keep_current_turn
-from switchyard.errors import AgentConfigError
-from switchyard.offline import OFFLINE_MARKER
-from switchyard.run import arun, run
+from switchyard.nodes.agent import AgentReply
+from switchyard.runtime.run import arun, run
+from switchyard.state.agents import AgentSpec
+from switchyard.state.context import Context
+from switchyard.state.supervisor import TaskPayload, WorkerResult, keep_current_turn
 from tests.fakes import scripted
 
 SUPERVISOR = AgentSpec(
@@ -123,7 +123,7 @@ def assert_valid_transcript(messages: Sequence[AnyMessage]) -> None:
 @pytest.mark.parametrize(
     "options",
     [
-        pytest.param({"agents": DEMO_WORKERS}, id="demo"),
+        pytest.param({"agents": SUPERVISOR_WORKERS}, id="demo"),
         pytest.param(
             {
                 "agents": (RESEARCH, MATH),
@@ -466,7 +466,7 @@ async def test_the_async_path_gives_the_same_trace() -> None:
 
 
 def test_the_offline_demo_delegates_then_answers_through_the_run_facade() -> None:
-    app = build_supervisor_graph(DEMO_WORKERS).compile(
+    app = build_supervisor_graph(SUPERVISOR_WORKERS).compile(
         checkpointer=InMemorySaver(), name="supervisor"
     )
 

@@ -11,23 +11,23 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph.state import CompiledStateGraph
 from syrupy.assertion import SnapshotAssertion
 
-from graphs.swarm import (
-    DEMO_AGENTS,
+from switchyard.core.errors import AgentConfigError
+from switchyard.core.offline import OFFLINE_MARKER
+from switchyard.graphs.demos import SWARM_AGENTS
+from switchyard.graphs.demos import swarm as graph
+from switchyard.graphs.swarm import (
     agent_path,
     build_swarm_graph,
-    graph,
     last_text,
     limit_reached,
     ping_pong,
     route_to_active_agent,
     stop_explanation,
 )
-from state.agents import AgentSpec
-from state.context import Context
-from state.swarm import Handoff, last_value
-from switchyard.errors import AgentConfigError
-from switchyard.offline import OFFLINE_MARKER
-from switchyard.run import arun, run
+from switchyard.runtime.run import arun, run
+from switchyard.state.agents import AgentSpec
+from switchyard.state.context import Context
+from switchyard.state.swarm import Handoff, last_value
 from tests.fakes import scripted
 
 
@@ -109,9 +109,9 @@ def assert_valid_transcript(messages: Sequence[AnyMessage]) -> None:
 @pytest.mark.parametrize(
     ("agents", "options"),
     [
-        pytest.param(DEMO_AGENTS, {"default_agent": "triage"}, id="demo"),
+        pytest.param(SWARM_AGENTS, {"default_agent": "triage"}, id="demo"),
         pytest.param(
-            DEMO_AGENTS, {"default_agent": "billing", "max_handoffs": 3}, id="demo-billing"
+            SWARM_AGENTS, {"default_agent": "billing", "max_handoffs": 3}, id="demo-billing"
         ),
         pytest.param(
             (agent("alice", "bob"), agent("bob")),
@@ -368,7 +368,7 @@ async def test_the_async_path_gives_the_same_trace() -> None:
 
 
 def test_the_offline_demo_hands_off_and_keeps_the_active_agent_across_turns() -> None:
-    app = build_swarm_graph(DEMO_AGENTS, default_agent="triage").compile(
+    app = build_swarm_graph(SWARM_AGENTS, default_agent="triage").compile(
         checkpointer=InMemorySaver(), name="swarm"
     )
 

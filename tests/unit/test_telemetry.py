@@ -1,6 +1,6 @@
 """OpenTelemetry spans, correlation ids and LangSmith metadata, captured in memory.
 
-Span tests go through the run facade (`switchyard.run.run`), which puts a
+Span tests go through the run facade (`switchyard.runtime.run.run`), which puts a
 `TelemetryCallbackHandler` in every run's config; `use_tracer_provider` points it at an in-memory
 exporter. Tests parametrised over `PATTERNS` cover every registered pattern.
 """
@@ -30,20 +30,15 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from graphs.router import DEMO_AGENTS, build_router_graph
-from nodes.agent import make_agent_node
-from state.agents import AgentSpec
-from state.reducers import merge_usage
-from state.usage import UsageLedger
-from switchyard import telemetry
-from switchyard.dlq import DeadLetterQueue
-from switchyard.logs import configure_logging
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.offline import OfflineChatModel
-from switchyard.registry import PATTERNS, load_graph
-from switchyard.resilience import is_transient
-from switchyard.run import arun, run
-from switchyard.telemetry import (
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.core.offline import OfflineChatModel
+from switchyard.core.resilience import is_transient
+from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.graphs.router import build_router_graph
+from switchyard.nodes.agent import make_agent_node
+from switchyard.observability import telemetry
+from switchyard.observability.logs import configure_logging
+from switchyard.observability.telemetry import (
     RedactingSpanExporter,
     TelemetryCallbackHandler,
     TelemetryConfigError,
@@ -51,6 +46,12 @@ from switchyard.telemetry import (
     exporter_names,
     use_tracer_provider,
 )
+from switchyard.runtime.registry import PATTERNS, load_graph
+from switchyard.runtime.run import arun, run
+from switchyard.state.agents import AgentSpec
+from switchyard.state.reducers import merge_usage
+from switchyard.state.usage import UsageLedger
+from switchyard.storage.dlq import DeadLetterQueue
 
 OPENAI_KEY = "sk-proj-Zt8qW3nV6yB1xK4mR7pL0sD2fG5hJ9cE"
 AWS_KEY_ID = "AKIAZ7Q2M4N6P8R0T1V3"
@@ -78,7 +79,7 @@ def exporter() -> Iterator[InMemorySpanExporter]:
 
 
 def _router() -> Pregel[Any, Any, Any, Any]:
-    return build_router_graph(DEMO_AGENTS, default_agent="support").compile(
+    return build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
         checkpointer=InMemorySaver(), name="router"
     )
 

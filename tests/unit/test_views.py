@@ -15,7 +15,7 @@ from langchain_core.messages import (
 )
 from langchain_core.messages.utils import count_tokens_approximately
 
-from state.views import agent_view, answered_by, split_turns
+from switchyard.state.views import agent_view, answered_by, split_turns
 
 
 def turn(index: int, agent: str, *, tool: bool = False, words: int = 3) -> list[AnyMessage]:

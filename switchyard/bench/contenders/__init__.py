@@ -175,7 +175,9 @@ def _load() -> tuple[list[Contender], list[Missing]]:
     missing: list[Missing] = []
     for module_name, class_name, key, label, needs in _FAMILIES:
         if needs is not None and importlib.util.find_spec(needs) is None:
-            reason = f"not installed: pip install {_PIP_NAMES[needs]} (or 'switchyard[bench]')"
+            reason = (
+                f"not installed: pip install {_PIP_NAMES[needs]} (or 'switchyard-agents[bench]')"
+            )
             missing.append(Missing(key=key, label=label, reason=reason))
             continue
         try:

@@ -1,4 +1,4 @@
-"""Switchyard: each pattern's public factory, compiled, run through `switchyard.run.arun`.
+"""Switchyard: each pattern's public factory, compiled, run through `switchyard.runtime.run.arun`.
 
 Every guardrail is on, as a user gets it by default: explicit recursion limit, run budget and
 deadline metered on every model call (`RunMeter`), circuit breaker per model, `RetryPolicy` and
@@ -17,20 +17,20 @@ from typing import Any, ClassVar
 
 from langgraph.graph.state import CompiledStateGraph
 
-from graphs.fanout import build_fanout_graph
-from graphs.pipeline import build_pipeline_graph
-from graphs.router import build_router_graph
-from graphs.supervisor import build_supervisor_graph
-from graphs.swarm import build_swarm_graph
-from nodes.classifiers import Decision
-from state.agents import AgentSpec
-from state.context import Context
 from switchyard.bench.contenders import BenchError, Contender, Prepared, Setup
 from switchyard.bench.llm import BenchChatModel
 from switchyard.bench.topology import REQUEST, Topology, pick, system_prompt
-from switchyard.budgets import Budget
-from switchyard.models import register_chat_model, unregister_chat_model
-from switchyard.run import arun
+from switchyard.core.models import register_chat_model, unregister_chat_model
+from switchyard.graphs.fanout import build_fanout_graph
+from switchyard.graphs.pipeline import build_pipeline_graph
+from switchyard.graphs.router import build_router_graph
+from switchyard.graphs.supervisor import build_supervisor_graph
+from switchyard.graphs.swarm import build_swarm_graph
+from switchyard.guardrails.budgets import Budget
+from switchyard.nodes.classifiers import Decision
+from switchyard.runtime.run import arun
+from switchyard.state.agents import AgentSpec
+from switchyard.state.context import Context
 
 SUPERVISOR = "supervisor"
 

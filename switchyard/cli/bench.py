@@ -1,0 +1,158 @@
+"""`switchyard bench [overhead|fanout|context|throughput|all] [--quick]`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+
+from switchyard.core.redact import redact
+
+if TYPE_CHECKING:
+    from switchyard.bench.harness import Progress, Result
+
+CHOICES = ("overhead", "fanout", "context", "throughput", "all")
+
+
+def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `switchyard bench` to the CLI."""
+    bench = subparsers.add_parser(
+        "bench",
+        help="benchmark Switchyard against bare LangGraph, asyncio and peer frameworks",
+        description="Run the benchmarks (all contenders interleaved in this process) and write "
+        "bench/results/<name>.json, the plots and bench/RESULTS.md.",
+    )
+    bench.add_argument("benchmark", nargs="?", default="all", choices=CHOICES)
+    bench.add_argument(
+        "--quick", action="store_true", help="tiny sizes (seconds): checks the harness, not speed"
+    )
+    bench.add_argument(
+        "--dir",
+        default="bench",
+        type=Path,
+        help="where results/ and RESULTS.md go (default: bench)",
+    )
+    bench.add_argument(
+        "--postgres",
+        default=None,
+        metavar="DSN",
+        help="PostgreSQL server for the postgres cells (default: SWITCHYARD_BENCH_POSTGRES, "
+        "else postgresql://postgres@127.0.0.1:5432/test); a fresh schema is used and dropped",
+    )
+    bench.add_argument(
+        "--no-postgres", action="store_true", help="skip the PostgreSQL cells (reported as such)"
+    )
+    bench.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace, console: Console) -> int:
+    """Run the chosen benchmarks, write the result files and the report; 0 on success."""
+    # Imported here, so `switchyard --help` and the other commands do not load the harness.
+    from switchyard.bench.harness import Result, environment, postgres_dsn, postgres_problem
+    from switchyard.bench.report import write_report
+
+    command = command_of(args)
+    names = (
+        ("overhead", "fanout", "context", "throughput")
+        if args.benchmark == "all"
+        else (args.benchmark,)
+    )
+    base: Path = args.dir
+    results_dir = base / "results"
+    dsn = None
+    reason = "skipped with --no-postgres"
+    if not args.no_postgres:
+        dsn = args.postgres or postgres_dsn()
+        reason = postgres_problem(dsn) or ""
+        if reason:
+            console.print(f"PostgreSQL unavailable, its cells are reported as such: {reason}")
+            dsn = None
+    started = time.perf_counter()
+
+    def progress(status: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+
+    with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as scratch:
+        workdir = Path(scratch)
+        for name in names:
+            result = Result(name=name, quick=args.quick, environment=environment(command))
+            asyncio.run(_run(name, result, args.quick, workdir, dsn, reason, progress))
+            path = result.write(results_dir)
+            progress(f"{name}: wrote {path}")
+    report = write_report(base)
+    console.print(f"report: {report}")
+    return 0
+
+
+def command_of(args: argparse.Namespace) -> list[str]:
+    """The arguments after `switchyard` that reproduce this run (a DSN's password masked)."""
+    parts = ["bench", args.benchmark]
+    if args.quick:
+        parts.append("--quick")
+    if Path(args.dir) != Path("bench"):
+        parts += ["--dir", str(args.dir)]
+    if args.postgres:
+        parts += ["--postgres", redact(args.postgres)]
+    if args.no_postgres:
+        parts.append("--no-postgres")
+    return parts
+
+
+async def _run(
+    name: str,
+    result: Result,
+    quick: bool,
+    workdir: Path,
+    dsn: str | None,
+    reason: str,
+    report: Progress,
+) -> None:
+    from switchyard.bench.contenders import load_contenders
+    from switchyard.bench.context import ContextConfig, run_context
+    from switchyard.bench.fanout import FanoutConfig, run_fanout
+    from switchyard.bench.overhead import OverheadConfig, run_overhead
+    from switchyard.bench.throughput import ThroughputConfig, run_throughput
+
+    if name == "overhead":
+        contenders, missing = load_contenders()
+        config = OverheadConfig.quick() if quick else OverheadConfig()
+        await run_overhead(
+            contenders,
+            missing,
+            result,
+            config=config,
+            workdir=workdir,
+            postgres=dsn,
+            postgres_reason=reason,
+            progress=report,
+        )
+    elif name == "fanout":
+        contenders, missing = load_contenders()
+        await run_fanout(
+            contenders,
+            missing,
+            result,
+            config=FanoutConfig.quick() if quick else FanoutConfig(),
+            progress=report,
+        )
+    elif name == "context":
+        await run_context(
+            result,
+            config=ContextConfig.quick() if quick else ContextConfig(),
+            workdir=workdir,
+            progress=report,
+        )
+    else:
+        await run_throughput(
+            result,
+            config=ThroughputConfig.quick() if quick else ThroughputConfig(),
+            workdir=workdir,
+            postgres=dsn,
+            postgres_reason=reason,
+            progress=report,
+        )

@@ -1,0 +1,67 @@
+"""The `switchyard` command line: one module per command, registered here.
+
+Every deliberate error prints one line to stderr and exits with code 2; there are no tracebacks for
+bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+from switchyard.core.errors import SwitchyardError
+from switchyard.guardrails.cache import cache_from_environment
+
+EXIT_USAGE = 2
+
+COMMAND_MODULES: tuple[str, ...] = (
+    "switchyard.cli.run",
+    "switchyard.cli.graphs",
+    "switchyard.cli.dlq",
+    "switchyard.cli.report",
+    "switchyard.cli.resume",
+    "switchyard.cli.prune",
+    "switchyard.cli.bench",
+    "switchyard.cli.eval_router",
+)
+"""The modules that add subcommands, in the order `--help` lists them (see `_parser`)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchyard",
+        description="Multi-agent orchestration patterns on LangGraph, with guardrails built in.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Each module exposes `add_command(subparsers)`, which adds a subparser whose
+    # `handler(args, console) -> int` is set with `set_defaults(handler=...)`.
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_command(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `switchyard` console script; returns the exit code."""
+    args = _parser().parse_args(argv)
+    console = Console(soft_wrap=True)
+    try:
+        cache_from_environment()
+        handler: Callable[[argparse.Namespace, Console], int] = args.handler
+        return handler(args, console)
+    except SwitchyardError as exc:
+        print(f"switchyard: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # invalid settings, e.g. a Context field out of range
+        print(f"switchyard: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("switchyard: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""`switchyard report`: per-agent usage, timing and failures of a stored session (text or HTML)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from switchyard.cli.tables import usage_table
+from switchyard.core.redact import redact
+from switchyard.observability.report import (
+    ReportError,
+    SessionNotFoundError,
+    SessionReport,
+    render_html,
+    session_report,
+)
+from switchyard.runtime.registry import load_graph
+from switchyard.runtime.run import thread_id_for
+from switchyard.storage.persistence import open_checkpointer
+
+
+def print_session(report: SessionReport, console: Console) -> None:
+    """Print a stored session: the per-agent table, then one line per run (and its failure)."""
+    console.print(
+        f"session {report.session_id or '-'} of {report.user_id or '-'} "
+        f"({report.pattern or 'unknown pattern'}, thread {report.thread_id})",
+        markup=False,
+        highlight=False,
+    )
+    console.print(usage_table(report.usage))
+    runs = Table(show_edge=False, title=None)
+    for column in (
+        "run",
+        "started",
+        "duration",
+        "end reason",
+        "nodes",
+        "tokens",
+        "cost",
+        "message",
+    ):
+        runs.add_column(
+            column, justify="right" if column in ("duration", "tokens", "cost") else "left"
+        )
+    for index, run in enumerate(report.runs):
+        runs.add_row(
+            str(index + 1),
+            run.started.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{run.duration_ms:.1f} ms",
+            run.end_reason,
+            redact(" > ".join(t.label + ("!" if t.error else "") for t in run.tasks)),
+            str(sum(e["total_tokens"] for e in run.usage.values())),
+            f"${sum(e['cost_usd'] for e in run.usage.values()):.6f}",
+            redact(run.input[:40]),
+        )
+    console.print()
+    console.print(runs)
+    for index, run in enumerate(report.runs):
+        if run.error:
+            console.print(
+                f"run {index + 1} failed at {run.failed_node}: {redact(run.error)}",
+                markup=False,
+                highlight=False,
+            )
+
+
+def add_command(commands: Any) -> None:
+    """Add the `report` subcommand to the CLI's subparsers."""
+    report = commands.add_parser(
+        "report", help="per-agent usage, timing and failures of a stored session"
+    )
+    report.add_argument("thread", help="the session's thread id, or its session id (with --user)")
+    report.add_argument("--user", default="local", help="owner of the session (default: local)")
+    report.add_argument(
+        "--checkpointer",
+        default=None,
+        help="where sessions are stored (default: as for `run`)",
+    )
+    report.add_argument(
+        "--html", default=None, metavar="FILE", help="also write a self-contained HTML report"
+    )
+    report.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace, console: Console) -> int:
+    with open_checkpointer(args.checkpointer) as saver:
+        thread_id = args.thread
+        found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        if found is None:
+            thread_id = thread_id_for(args.user, args.thread)
+            found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        if found is None:
+            raise SessionNotFoundError(
+                f"no stored session {args.thread!r}: not a thread id, nor a session of user "
+                f"{args.user!r}; pass the thread id, or the session id with the right --user and "
+                "--checkpointer"
+            )
+        pattern = (found.metadata or {}).get("pattern")
+        if not isinstance(pattern, str):
+            raise SessionNotFoundError(
+                f"session {args.thread!r} does not say which pattern wrote it; it was not stored "
+                "by `switchyard run`"
+            )
+        graph = load_graph(pattern).builder.compile(checkpointer=saver, name=pattern)
+        report = session_report(graph, thread_id)
+    print_session(report, console)
+    if args.html:
+        path = Path(args.html)
+        try:
+            path.write_text(render_html(report), encoding="utf-8")
+        except OSError as exc:
+            raise ReportError(
+                f"cannot write the HTML report to {str(path)!r}: {exc.strerror or exc}; "
+                "choose a writable path"
+            ) from None
+        console.print(f"wrote {path}", markup=False, highlight=False)
+    return 0

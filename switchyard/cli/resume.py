@@ -1,0 +1,87 @@
+"""`switchyard resume`: finish a run that stopped mid-flight, from its last checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.console import Console
+
+from switchyard.core.errors import GraphNotFoundError, InvalidInputError, SessionAccessError
+from switchyard.runtime.registry import load_graph
+from switchyard.runtime.resume import ThreadNotFoundError, resume_thread, thread_status
+from switchyard.runtime.run import thread_id_for
+from switchyard.state.context import Context
+from switchyard.storage.persistence import open_persistence, require_existing
+
+
+def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `switchyard resume` to the CLI."""
+    cmd = subparsers.add_parser(
+        "resume",
+        help="finish a run that stopped mid-flight, from its last checkpoint",
+        description="Continue a thread from its last checkpoint; finished steps are not re-run.",
+    )
+    cmd.add_argument("thread", nargs="?", default=None, help="thread id (or use --session)")
+    cmd.add_argument("--user", default="local", help="user id owning the session")
+    cmd.add_argument("--session", default=None, help="resume this session of --user")
+    cmd.add_argument(
+        "--model", default=None, help="'offline' or 'provider:model' (default: SWITCHYARD_MODEL)"
+    )
+    cmd.add_argument(
+        "--checkpointer",
+        default=None,
+        help="SQLite path, 'memory' or postgresql:// DSN (default: SWITCHYARD_CHECKPOINTER)",
+    )
+    cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
+    cmd.set_defaults(handler=_resume_command)
+
+
+def _resume_command(args: argparse.Namespace, console: Console) -> int:
+    if (args.thread is None) == (args.session is None):
+        raise InvalidInputError("give either a THREAD id or --session (with --user)")
+    thread_id = args.thread or thread_id_for(args.user, args.session)
+    require_existing(args.checkpointer)
+    with open_persistence(args.checkpointer) as persistence:
+        # The latest checkpoint's metadata names the owner and the pattern that ran the thread.
+        probe = persistence.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}})
+        if probe is None:
+            raise ThreadNotFoundError(
+                f"no thread {thread_id!r} in {persistence.location}; check the id and "
+                "--checkpointer / SWITCHYARD_CHECKPOINTER"
+            )
+        owner = probe.metadata.get("user_id")
+        if owner is not None and owner != args.user:
+            raise SessionAccessError(
+                f"thread {thread_id!r} belongs to another user; pass --user with its owner"
+            )
+        pattern = probe.metadata.get("pattern")
+        if not isinstance(pattern, str):
+            raise GraphNotFoundError(
+                f"thread {thread_id!r} records no pattern (it was not started by switchyard "
+                "run); resume it from Python with switchyard.resume_thread(graph, ...)"
+            )
+        registered = load_graph(pattern)
+        graph = registered.builder.compile(
+            checkpointer=persistence.checkpointer, store=persistence.store, name=registered.name
+        )
+        status = thread_status(graph, thread_id)
+        if not args.json:
+            message = (
+                f"resuming thread {thread_id} at step {status.step}: {', '.join(status.next)}"
+                if status.next
+                else f"thread {thread_id}: nothing to resume (its last run completed)"
+            )
+            console.print(message, markup=False, highlight=False)
+            if not status.next:
+                return 0
+        result = resume_thread(
+            graph, thread_id, user_id=args.user, context=Context(model=args.model)
+        )
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2))
+    elif result.ok:
+        console.print(result.output, markup=False, highlight=False)
+    else:
+        console.print(f"run ended: {result.end_reason}: {result.error}", markup=False)
+    return 0 if result.ok else 1

@@ -1,0 +1,4 @@
+"""The bottom layer: errors, model loading, the offline model, pricing, redaction, resilience.
+
+Nothing here imports another Switchyard package.
+"""

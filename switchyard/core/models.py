@@ -1,0 +1,207 @@
+"""Model loading: `offline` by default, any LangChain provider by its `provider:model` string."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Hashable
+from typing import Any
+
+from langchain_core.language_models import BaseChatModel
+
+from switchyard.core.errors import ModelConfigError
+from switchyard.core.offline import OfflineChatModel
+
+OFFLINE = "offline"
+MODEL_ENV = "SWITCHYARD_MODEL"
+
+# What each provider needs before a call can succeed, so a missing key is reported up front and by
+# name instead of as the provider SDK's error at the first call.
+_CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY",),
+    "azure_openai": ("AZURE_OPENAI_API_KEY",),
+    "google_genai": ("GOOGLE_API_KEY",),
+    "groq": ("GROQ_API_KEY",),
+    "mistralai": ("MISTRAL_API_KEY",),
+    "fireworks": ("FIREWORKS_API_KEY",),
+    "together": ("TOGETHER_API_KEY",),
+    "deepseek": ("DEEPSEEK_API_KEY",),
+    "xai": ("XAI_API_KEY",),
+    "cohere": ("COHERE_API_KEY",),
+}
+_AWS_PROVIDERS = frozenset({"bedrock", "bedrock_converse"})
+# Providers whose client takes `max_retries`: Switchyard retries in the graph (RetryPolicy), so the
+# SDK's own retries are switched off to keep attempts from multiplying.
+_SDK_RETRIES = frozenset(
+    {"openai", "anthropic", "azure_openai", "groq", "mistralai", "deepseek", "xai", "fireworks"}
+)
+
+_cache: dict[Hashable, BaseChatModel] = {}
+_cache_lock = threading.Lock()
+_registered: dict[str, BaseChatModel] = {}
+
+
+def register_chat_model(name: str, model: BaseChatModel) -> None:
+    """Make a ready-made chat model instance loadable by name (e.g. a custom client or a test fake).
+
+    `load_chat_model(name)` then returns this instance, whatever the parameters.
+    """
+    if not name.strip():
+        raise ModelConfigError("a registered model needs a non-empty name")
+    _registered[name] = model
+
+
+def is_registered(name: str) -> bool:
+    """Whether `name` was registered with `register_chat_model`."""
+    return name in _registered
+
+
+def unregister_chat_model(name: str) -> None:
+    """Forget a model registered with `register_chat_model` (no error if it is not there)."""
+    _registered.pop(name, None)
+
+
+def default_model() -> str:
+    """The process-wide default model: `SWITCHYARD_MODEL`, else `offline`."""
+    return os.environ.get(MODEL_ENV, "").strip() or OFFLINE
+
+
+def split_model(model: str) -> tuple[str, str]:
+    """Split `'provider:model'` into its parts (`'offline'` is its own provider).
+
+    Raises:
+        ModelConfigError: The string is empty or lacks a provider or a model name.
+    """
+    text = model.strip()
+    if not text:
+        raise ModelConfigError(
+            "empty model string: use 'offline' or 'provider:model', e.g. 'openai:gpt-4o-mini'"
+        )
+    provider, sep, name = text.partition(":")
+    if provider == OFFLINE:
+        return OFFLINE, name or OFFLINE
+    if not sep or not provider or not name:
+        raise ModelConfigError(
+            f"model {model!r} must be 'offline' or 'provider:model', e.g. 'openai:gpt-4o-mini' "
+            "or 'bedrock_converse:anthropic.claude-3-5-sonnet-20240620-v1:0'"
+        )
+    return provider, name
+
+
+def check_credentials(provider: str) -> None:
+    """Fail fast, naming the variable to set, when a provider's credentials are missing.
+
+    Raises:
+        ModelConfigError: The provider's API key (or, for Bedrock, AWS credentials and region) is
+            not available.
+    """
+    names = _CREDENTIALS.get(provider)
+    if names and not any(os.environ.get(name) for name in names):
+        raise ModelConfigError(
+            f"provider {provider!r} needs credentials: set {' or '.join(names)} "
+            f"(or use SWITCHYARD_MODEL=offline to run without a key)"
+        )
+    if provider in _AWS_PROVIDERS:
+        import boto3  # langchain-aws depends on it
+
+        session = boto3.Session()
+        if session.get_credentials() is None:
+            raise ModelConfigError(
+                f"provider {provider!r} needs AWS credentials: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (or use SWITCHYARD_MODEL=offline)"
+            )
+        if session.region_name is None:
+            raise ModelConfigError(
+                f"provider {provider!r} needs an AWS region: set AWS_REGION or AWS_DEFAULT_REGION"
+            )
+
+
+def load_chat_model(model: str | None = None, **params: Any) -> BaseChatModel:
+    """Load a chat model by name; instances are cached per (model, params).
+
+    Args:
+        model: `'offline'` (the embedded offline model; `'offline:NAME'` names it), or any
+            `'provider:model'` string LangChain's `init_chat_model` accepts. `None` uses
+            `SWITCHYARD_MODEL`, else `'offline'`.
+        **params: Passed to the model (temperature, max_tokens, timeout, ...; for the offline
+            model also latency_s and fail_on_calls).
+
+    Returns:
+        A LangChain chat model.
+
+    Raises:
+        ModelConfigError: Unknown provider, provider package not installed, or missing credentials;
+            the message says what to set or install.
+
+    Example:
+        ```python
+        model = load_chat_model("offline")
+        model = load_chat_model("openai:gpt-4o-mini", temperature=0)
+        ```
+    """
+    model = model or default_model()
+    if model in _registered:
+        return _registered[model]
+    provider, name = split_model(model)
+    key: Hashable | None
+    try:
+        key = (provider, name, frozenset(params.items()))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _cache:
+        return _cache[key]
+    loaded = _load(provider, name, params)
+    if key is not None:
+        with _cache_lock:
+            loaded = _cache.setdefault(key, loaded)
+    return loaded
+
+
+def _load(provider: str, name: str, params: dict[str, Any]) -> BaseChatModel:
+    if provider == OFFLINE:
+        known = set(OfflineChatModel.model_fields)
+        return OfflineChatModel(model_name=name, **{k: v for k, v in params.items() if k in known})
+    from langchain.chat_models import init_chat_model
+
+    if not {"api_key", "openai_api_key", "credentials_profile_name", "aws_access_key_id"} & set(
+        params
+    ):  # credentials passed in code need no environment
+        check_credentials(provider)
+    if provider in _SDK_RETRIES:
+        params = {"max_retries": 0, **params}
+    try:
+        chat_model: BaseChatModel = init_chat_model(name, model_provider=provider, **params)
+        return chat_model
+    except ImportError as exc:
+        package = _package_hint(str(exc)) or f"the LangChain integration for {provider!r}"
+        raise ModelConfigError(
+            f"provider {provider!r} is not installed: pip install {package}"
+        ) from None
+    except ValueError as exc:
+        first = str(exc).strip().splitlines()[0]
+        if "provider" in first.lower():
+            raise ModelConfigError(
+                f"unknown model provider {provider!r}: use 'offline' or a LangChain provider such "
+                "as openai, anthropic, bedrock_converse, ollama, google_genai, groq"
+            ) from None
+        raise ModelConfigError(f"cannot load model '{provider}:{name}': {first}") from None
+    except Exception as exc:  # provider SDKs raise their own types for bad settings
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelConfigError(f"cannot load model '{provider}:{name}': {first}") from None
+
+
+def _package_hint(message: str) -> str | None:
+    marker = "pip install "
+    if marker in message:
+        return message.split(marker, 1)[1].split()[0].strip("`'\".")
+    return None
+
+
+def model_label(model: BaseChatModel) -> str:
+    """A short `provider:model` label for usage ledgers and traces."""
+    if isinstance(model, OfflineChatModel):
+        return f"offline:{model.model_name}" if model.model_name != OFFLINE else OFFLINE
+    name = getattr(model, "model_name", None) or getattr(model, "model", None) or "unknown"
+    return f"{model._llm_type}:{name}"

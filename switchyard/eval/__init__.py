@@ -1,0 +1,1 @@
+"""Routing evaluation: accuracy, out-of-scope recall and calibration of router classifiers."""

@@ -1,0 +1,1 @@
+"""Seeing what happened: OpenTelemetry spans, JSON logs with correlation ids, session reports."""

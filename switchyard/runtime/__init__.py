@@ -1,0 +1,1 @@
+"""Running graphs: the run facade (`run`, `arun`, `resume`), streaming, crash resume, registry."""

@@ -1,0 +1,234 @@
+"""Crash-safe resume: finish a run that stopped between steps, without redoing finished steps.
+
+A run killed mid-flight (the process exited, the machine rebooted) leaves its thread at the last
+checkpoint it saved, with the steps still to run in `next`. `resume_thread(graph, thread_id)`
+continues from there: LangGraph re-executes only the steps that had not finished (a step whose
+writes were saved is not run again), and nodes that make side effects skip the ones they already
+made with `switchyard.once`. (A run paused for a person's answer is continued with
+`switchyard.resume` / `switchyard run --resume ANSWER` instead.) From the shell:
+
+```bash
+switchyard resume 7d0c...            # the thread id printed by `switchyard run --json`
+switchyard resume --user ada --session s1
+```
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from langgraph.pregel import Pregel
+from langgraph.types import StateSnapshot
+
+from switchyard.core.errors import (
+    SwitchyardError,
+)
+from switchyard.core.models import default_model, load_chat_model
+from switchyard.runtime.run import (
+    DEFAULT_DLQ,
+    DLQArg,
+    RunResult,
+    _aexecute,
+    _check_owner,
+    _execute,
+    _Prepared,
+    _result,
+    _usage_of,
+    run_config,
+)
+from switchyard.state.context import Context
+
+
+class ThreadNotFoundError(SwitchyardError, LookupError):
+    """No checkpoint exists for the thread a caller asked for."""
+
+
+class ThreadInterruptedError(SwitchyardError, RuntimeError):
+    """The thread waits for human input (an `interrupt()`), which a plain resume cannot supply."""
+
+
+@dataclass(frozen=True)
+class ThreadStatus:
+    """Where a thread stands.
+
+    Attributes:
+        thread_id: The thread.
+        user_id: Its owner, as recorded by `run` (None for threads started elsewhere).
+        session_id: Its session, as recorded by `run`.
+        pattern: The pattern that ran it, as recorded by `run`.
+        step: The step number of the latest checkpoint.
+        next: Tasks of the latest checkpoint not yet folded into a newer one: nodes still to
+            run, or that finished but whose step was not closed by a checkpoint; empty when the
+            last run completed.
+        waiting_for_input: Whether the run stopped at an `interrupt()`.
+    """
+
+    thread_id: str
+    user_id: str | None
+    session_id: str | None
+    pattern: str | None
+    step: int | None
+    next: tuple[str, ...]
+    waiting_for_input: bool
+
+    @property
+    def resumable(self) -> bool:
+        """Whether `resume` has work to do."""
+        return bool(self.next) and not self.waiting_for_input
+
+
+_NO_CHECKPOINTER = (
+    "resuming needs the graph's checkpointer: compile it with checkpointer=... "
+    "(switchyard.storage.persistence.open_checkpointer)"
+)
+
+
+def _not_found(thread_id: str) -> str:
+    return (
+        f"no thread {thread_id!r} in this checkpointer; check the id (switchyard run --json "
+        "prints it) and that SWITCHYARD_CHECKPOINTER points at the same database"
+    )
+
+
+def _latest(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> StateSnapshot:
+    if graph.checkpointer is None:
+        raise ValueError(_NO_CHECKPOINTER)
+    if not isinstance(thread_id, str) or not thread_id.strip():
+        raise ThreadNotFoundError(f"thread id must be a non-empty string, got {thread_id!r}")
+    snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
+    if snapshot.created_at is None:
+        raise ThreadNotFoundError(_not_found(thread_id))
+    return snapshot
+
+
+def _pending(snapshot: StateSnapshot) -> tuple[str, ...]:
+    # `StateSnapshot.next` leaves out tasks whose writes were saved; a step can finish all its
+    # tasks and die before its checkpoint, and still has work: applying them and going on.
+    return tuple(task.name for task in snapshot.tasks)
+
+
+def thread_status(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> ThreadStatus:
+    """Read where a thread stands, without running anything.
+
+    Raises:
+        ThreadNotFoundError: The thread has no checkpoint.
+        ValueError: The graph has no checkpointer.
+    """
+    snapshot = _latest(graph, thread_id)
+    metadata: dict[str, Any] = dict(snapshot.metadata or {})
+    return ThreadStatus(
+        thread_id=thread_id,
+        user_id=metadata.get("user_id"),
+        session_id=metadata.get("session_id"),
+        pattern=metadata.get("pattern"),
+        step=metadata.get("step"),
+        next=_pending(snapshot),
+        waiting_for_input=bool(snapshot.interrupts),
+    )
+
+
+def _prepare(
+    graph: Pregel[Any, Any, Any, Any],
+    snapshot: StateSnapshot,
+    thread_id: str,
+    user_id: str,
+    context: Context | None,
+    correlation_id: str | None,
+) -> _Prepared:
+    _check_owner(snapshot, user_id)
+    if snapshot.interrupts:
+        raise ThreadInterruptedError(
+            f"thread {thread_id!r} is waiting for a person's answer; give it with "
+            "switchyard.runtime.run.resume(graph, answer, ...) or `switchyard run --resume ANSWER`"
+        )
+    context = context or Context()
+    load_chat_model(context.model or default_model())  # fail before touching the thread
+    metadata: dict[str, Any] = dict(snapshot.metadata or {})
+    session = str(metadata.get("session_id") or thread_id)
+    config = run_config(
+        graph,
+        context,
+        thread_id=thread_id,
+        user_id=user_id,
+        session_id=session,
+        correlation_id=correlation_id or uuid.uuid4().hex,
+        resumed=True,
+    )
+    return _Prepared(context, config, user_id, session, "")
+
+
+def resume_thread(
+    graph: Pregel[Any, Any, Any, Any],
+    thread_id: str,
+    *,
+    user_id: str = "local",
+    context: Context | None = None,
+    correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
+) -> RunResult:
+    """Continue a thread's interrupted run from its last checkpoint.
+
+    Finished steps are not executed again; a thread whose last run completed is left as it is
+    (the result reports its last answer, with no tokens spent). Budgets, the deadline and the
+    dead-letter queue apply as in `switchyard.runtime.run.run`.
+
+    Args:
+        graph: The compiled graph that ran the thread, with the same checkpointer (and store,
+            if its nodes use `switchyard.guardrails.idempotency.once`).
+        thread_id: The thread (`RunResult.thread_id`, or `thread_id_for(user, session)`).
+        user_id: The caller; must own the thread.
+        context: Run settings (model, limits); defaults when None.
+        correlation_id: Reuse the caller's id; a new one is made when None.
+        dlq: Where a resume that fails again is recorded (as in `run`).
+
+    Raises:
+        ThreadNotFoundError: The thread has no checkpoint (nothing is written).
+        SessionAccessError: The thread belongs to another user (nothing is read or written).
+        ThreadInterruptedError: The run waits for a person's answer.
+        ModelConfigError: The model cannot be loaded (nothing is written).
+
+    Example:
+        ```python
+        result = resume_thread(graph, result.thread_id, user_id="ada")
+        ```
+    """
+    snapshot = _latest(graph, thread_id)
+    prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id)
+    if not _pending(snapshot):
+        return _result(
+            snapshot.values, _usage_of(snapshot), started=time.perf_counter(), prepared=prepared
+        )
+    return _execute(graph, None, prepared, dlq)
+
+
+async def aresume_thread(
+    graph: Pregel[Any, Any, Any, Any],
+    thread_id: str,
+    *,
+    user_id: str = "local",
+    context: Context | None = None,
+    correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
+) -> RunResult:
+    """Async form of `resume_thread` (use with an async checkpointer).
+
+    Raises:
+        ThreadNotFoundError: As `resume_thread`.
+        SessionAccessError: As `resume_thread`.
+        ThreadInterruptedError: As `resume_thread`.
+        ModelConfigError: As `resume_thread`.
+    """
+    if graph.checkpointer is None:
+        raise ValueError(_NO_CHECKPOINTER)
+    snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
+    if snapshot.created_at is None:
+        raise ThreadNotFoundError(_not_found(thread_id))
+    prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id)
+    if not _pending(snapshot):
+        return _result(
+            snapshot.values, _usage_of(snapshot), started=time.perf_counter(), prepared=prepared
+        )
+    return await _aexecute(graph, None, prepared, dlq)

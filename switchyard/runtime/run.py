@@ -1,0 +1,673 @@
+"""The run facade: one call from a user message to a `RunResult`, with sessions kept per user.
+
+`run` / `arun` validate the message, derive the thread from (user, session) so one user can never
+read or continue another's session, always pass an explicit recursion limit, and report which agent
+answered, how sure the router was, how long it took, the tokens and the cost.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.errors import GraphRecursionError
+from langgraph.pregel import Pregel
+from langgraph.types import Command, Durability, StateSnapshot
+from pydantic import BaseModel, ConfigDict, Field
+
+from switchyard.core.errors import InvalidInputError, SessionAccessError
+from switchyard.core.models import default_model, load_chat_model
+from switchyard.guardrails.budgets import (
+    BudgetExceededError,
+    DeadlineExceededError,
+    RunMeter,
+    Spend,
+    metered,
+)
+from switchyard.observability import telemetry
+from switchyard.observability.logs import correlation_scope
+from switchyard.runtime.stream import Progress
+from switchyard.state.context import Context
+from switchyard.state.usage import UsageLedger, ledger_delta
+from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
+
+_THREAD_NAMESPACE = uuid.UUID("8d3c6a4e-1f0b-5c2e-9a7d-2b6f4e8c1a90")
+
+
+class RunResult(BaseModel):
+    """The outcome of one run.
+
+    Attributes:
+        ok: Whether the run completed; when False, `error` and `end_reason` say why.
+        output: The final answer (empty when the run failed before answering).
+        agent_name: The agent that produced the answer.
+        confidence: The router's confidence, for patterns that route (else None).
+        route_reason: Why the router chose the agent, for patterns that route.
+        latency_ms: Wall time of the run.
+        input_tokens: Tokens sent to models during this run, all agents together.
+        output_tokens: Tokens received from models during this run.
+        total_tokens: Sum of the two.
+        cost_usd: Dollars this run cost (0 for the offline model).
+        usage: Per agent and model usage of this run.
+        end_reason: "completed", "error", "recursion_limit", or a pattern's own reason.
+        error: One line describing the failure, when `ok` is False.
+        interrupt: What a paused run asks a person (`end_reason="escalated"`).
+        dead_letter_id: Id of the dead-letter record of a failed run.
+        correlation_id: Id shared by every trace, log line and record of this run.
+        thread_id: The checkpointer thread holding the session.
+        user_id: The user the session belongs to.
+        session_id: The session within the user's sessions.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    output: str
+    agent_name: str | None
+    confidence: float | None
+    route_reason: str | None = None
+    latency_ms: float
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cost_usd: float
+    usage: UsageLedger = Field(default_factory=dict)
+    end_reason: str
+    error: str | None = None
+    interrupt: Any = None
+    dead_letter_id: str | None = None
+    correlation_id: str
+    thread_id: str
+    user_id: str
+    session_id: str
+
+
+def thread_id_for(user_id: str, session_id: str) -> str:
+    """The thread of a user's session: a name-based UUID, so ids cannot be forged or collide.
+
+    Raises:
+        InvalidInputError: The user or session id is empty.
+    """
+    for label, value in (("user_id", user_id), ("session_id", session_id)):
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInputError(f"{label} must be a non-empty string, got {value!r}")
+    # Length-prefixing keeps ("a:b", "c") and ("a", "b:c") apart.
+    return str(uuid.uuid5(_THREAD_NAMESPACE, f"{len(user_id)}:{user_id}|{session_id}"))
+
+
+def check_text(text: Any, max_chars: int) -> str:
+    """Validate a user message: a non-empty string of valid Unicode within the size limit.
+
+    Raises:
+        InvalidInputError: Says what is wrong and how to fix it.
+    """
+    if not isinstance(text, str):
+        raise InvalidInputError(f"message must be text (str), got {type(text).__name__}")
+    if not text.strip():
+        raise InvalidInputError("message is empty: send some text")
+    if len(text) > max_chars:
+        raise InvalidInputError(
+            f"message is {len(text):,} characters; the limit is {max_chars:,} "
+            "(raise Context.max_input_chars to accept longer messages)"
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"message is not valid UTF-8 text (undecodable byte at position {exc.start}); "
+            "send UTF-8 encoded text"
+        ) from None
+    return text
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    context: Context
+    config: RunnableConfig
+    user_id: str
+    session_id: str
+    text: str
+
+
+def _prepare(
+    graph: Pregel[Any, Any, Any, Any],
+    text: Any,
+    user_id: str,
+    session_id: str | None,
+    context: Context | None,
+    correlation_id: str | None,
+    *,
+    check_input: bool = True,
+) -> _Prepared:
+    context = context or Context()
+    if check_input:
+        text = check_text(text, context.max_input_chars)
+    # Fail before touching the thread when the model cannot be loaded (unknown provider,
+    # missing key): the error names what to set.
+    load_chat_model(context.model or default_model())
+    session = session_id or uuid.uuid4().hex
+    config = run_config(
+        graph,
+        context,
+        thread_id=thread_id_for(user_id, session),
+        user_id=user_id,
+        session_id=session,
+        correlation_id=correlation_id or uuid.uuid4().hex,
+    )
+    return _Prepared(context, config, user_id, session, text if isinstance(text, str) else "")
+
+
+def run_config(
+    graph: Pregel[Any, Any, Any, Any],
+    context: Context,
+    *,
+    thread_id: str,
+    user_id: str,
+    session_id: str,
+    correlation_id: str,
+    resumed: bool = False,
+) -> RunnableConfig:
+    """The config of one run: thread, explicit recursion limit, telemetry, metadata and tags.
+
+    The metadata and tags (user, session, correlation id, pattern) are what checkpoints, traces and
+    LangSmith carry; a resumed run is marked as such.
+    """
+    metadata: dict[str, Any] = {
+        "user_id": user_id,
+        "session_id": session_id,
+        "correlation_id": correlation_id,
+        "pattern": graph.name,
+    }
+    tags = [f"pattern:{graph.name}", f"correlation:{correlation_id}"]
+    if resumed:
+        metadata["resumed"] = True
+        tags.append("resumed")
+    return {
+        "configurable": {"thread_id": thread_id},
+        "recursion_limit": context.recursion_limit,
+        "metadata": metadata,
+        "tags": tags,
+        "run_name": f"switchyard.{graph.name}{'.resume' if resumed else ''}",
+        "callbacks": telemetry.run_callbacks(),  # spans and log lines per agent and model call
+    }
+
+
+def _check_owner(snapshot: StateSnapshot | CheckpointTuple | None, user_id: str) -> None:
+    owner = (snapshot.metadata or {}).get("user_id") if snapshot is not None else None
+    if owner is not None and owner != user_id:
+        raise SessionAccessError("this session belongs to another user; start a new session")
+
+
+def _session_head(
+    graph: Pregel[Any, Any, Any, Any], config: RunnableConfig
+) -> tuple[CheckpointTuple | StateSnapshot | None, UsageLedger]:
+    """The session's latest checkpoint (its metadata names the owner) and its usage so far.
+
+    Read with the checkpointer's `get_tuple`: one read of the newest checkpoint, where
+    `get_state` would also rebuild every channel and plan the next tasks (about a fifth of a
+    router run without a checkpointer). Owner and usage are the same either way.
+    """
+    saver = graph.checkpointer
+    if not isinstance(saver, BaseCheckpointSaver):
+        snapshot = graph.get_state(config) if saver is not None else None
+        return snapshot, _usage_of(snapshot)
+    head = saver.get_tuple(config)
+    return head, _usage_in(head)
+
+
+async def _asession_head(
+    graph: Pregel[Any, Any, Any, Any], config: RunnableConfig
+) -> tuple[CheckpointTuple | StateSnapshot | None, UsageLedger]:
+    """Async form of `_session_head`."""
+    saver = graph.checkpointer
+    if not isinstance(saver, BaseCheckpointSaver):
+        snapshot = await graph.aget_state(config) if saver is not None else None
+        return snapshot, _usage_of(snapshot)
+    head = await saver.aget_tuple(config)
+    return head, _usage_in(head)
+
+
+def _usage_in(head: CheckpointTuple | None) -> UsageLedger:
+    if head is None:
+        return {}
+    usage: UsageLedger = head.checkpoint["channel_values"].get("usage") or {}
+    return usage
+
+
+def _usage_of(snapshot: StateSnapshot | None) -> UsageLedger:
+    if snapshot is None:
+        return {}
+    usage: UsageLedger = snapshot.values.get("usage") or {}
+    return usage
+
+
+def _meter(context: Context, session_usage: UsageLedger) -> RunMeter:
+    """A fresh meter for this run, primed with what the session has spent so far."""
+    session = Spend()
+    agents: dict[str, Spend] = {}
+    for entry in session_usage.values():
+        session.add(entry["total_tokens"], entry["cost_usd"])
+        agents.setdefault(entry["agent"], Spend()).add(entry["total_tokens"], entry["cost_usd"])
+    deadline = None if context.deadline_s is None else time.monotonic() + context.deadline_s
+    return RunMeter(
+        run_budget=context.run_budget,
+        session_budget=context.session_budget,
+        session_spent=session,
+        agent_spent=agents,
+        deadline=deadline,
+    )
+
+
+_RESULT_CHANNELS = frozenset({"messages", "usage", "route", "end_reason", "end_detail"})
+"""State keys `_result` reads."""
+
+
+def _output_suffices(
+    graph: Pregel[Any, Any, Any, Any], output: Any, error: BaseException | None
+) -> bool:
+    """Whether a finished run's output already holds every state key the result reads.
+
+    Reading the checkpointed state again deserialises the whole thread (every message of the
+    session), the run's largest cost in a long session. The output holds the same channels' final
+    values whenever the graph's output schema includes them, as every pattern's does; a run that
+    failed, paused for a person or ended early still reads the checkpointed state.
+    """
+    if error is not None or not isinstance(output, dict) or "__interrupt__" in output:
+        return False
+    if output.get("end_reason") not in (None, "completed"):
+        return False
+    return (_RESULT_CHANNELS & graph.channels.keys()) <= output.keys()
+
+
+def _with_checkpoint(config: RunnableConfig, checkpoint_id: str | None) -> RunnableConfig:
+    if checkpoint_id is None:
+        return config
+    configurable = {**config["configurable"], "checkpoint_id": checkpoint_id}
+    return {**config, "configurable": configurable}
+
+
+def _pending_interrupt(snapshot: StateSnapshot | None, output: Any = None) -> Any:
+    """What the run waits for a person to answer, if it paused.
+
+    The invoke output is read too: an `interrupt()` raised inside a node's error handler (the
+    fallback chain escalating) is returned there but not listed in the snapshot's tasks.
+    """
+    if snapshot is not None:
+        for task in snapshot.tasks:
+            for pending in task.interrupts:
+                return pending.value
+    if isinstance(output, dict):
+        for pending in output.get("__interrupt__") or ():
+            return getattr(pending, "value", pending)
+    return None
+
+
+def _escalated_by_error_handler(snapshot: StateSnapshot | None) -> bool:
+    """Whether the thread waits on an `interrupt()` raised inside a node's error handler.
+
+    LangGraph 1.2 does not list such an interrupt in the snapshot: what shows is the failed task
+    still pending. Every Switchyard pattern guards its model-calling nodes with an error handler, so
+    a failed pending task is a run paused by its fallback chain (`Context.escalate_to_human`).
+    """
+    if snapshot is None or not snapshot.next:
+        return False
+    return any(task.error is not None for task in snapshot.tasks)
+
+
+def _resume_point(history: Iterable[StateSnapshot], correlation_id: str) -> str | None:
+    """Where a replay resumes: this run's newest failed step, else its newest unfinished one.
+
+    The failed step comes first because a pattern's error handler may carry on past the failure
+    (to a node that reports it, say): resuming after it would only report the failure again.
+    """
+    pending: str | None = None
+    for snapshot in history:
+        if (snapshot.metadata or {}).get("correlation_id") != correlation_id:
+            continue
+        checkpoint_id: str | None = snapshot.config["configurable"].get("checkpoint_id")
+        if any(task.error is not None for task in snapshot.tasks):
+            return checkpoint_id
+        if pending is None and snapshot.next:
+            pending = checkpoint_id
+    return pending
+
+
+def _result(
+    values: dict[str, Any] | None,
+    before: UsageLedger,
+    *,
+    started: float,
+    prepared: _Prepared,
+    error: BaseException | None = None,
+    interrupt: Any = None,
+) -> RunResult:
+    values = values or {}
+    usage = ledger_delta(values.get("usage") or {}, before)
+    messages: list[AnyMessage] = values.get("messages") or []
+    answer = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
+    answered_this_run = bool(messages) and not isinstance(messages[-1], HumanMessage)
+    route = values.get("route") or {}
+    if interrupt is not None:
+        end_reason = "escalated"
+    elif error is None:
+        end_reason = values.get("end_reason") or "completed"
+    elif isinstance(error, GraphRecursionError):
+        end_reason = "recursion_limit"
+    elif isinstance(error, BudgetExceededError):
+        end_reason = "budget_exceeded"
+    elif isinstance(error, DeadlineExceededError):
+        end_reason = "deadline"
+    else:
+        end_reason = "error"
+    answered_by = answer.name if answer is not None and answered_this_run else None
+    metadata = prepared.config.get("metadata", {})
+    return RunResult(
+        ok=error is None and interrupt is None and end_reason == "completed",
+        output=answer.text if answer is not None and answered_this_run else "",
+        agent_name=answered_by or route.get("agent"),
+        confidence=route.get("confidence"),
+        route_reason=route.get("reason"),
+        latency_ms=round((time.perf_counter() - started) * 1000, 3),
+        input_tokens=sum(e["input_tokens"] for e in usage.values()),
+        output_tokens=sum(e["output_tokens"] for e in usage.values()),
+        total_tokens=sum(e["total_tokens"] for e in usage.values()),
+        cost_usd=round(sum(e["cost_usd"] for e in usage.values()), 8),
+        usage=usage,
+        end_reason=end_reason,
+        error=(
+            _describe(error)
+            if error is not None
+            else values.get("end_detail") or _early_end(end_reason, answer)
+        ),
+        interrupt=interrupt,
+        correlation_id=metadata["correlation_id"],
+        thread_id=prepared.config["configurable"]["thread_id"],
+        user_id=prepared.user_id,
+        session_id=prepared.session_id,
+    )
+
+
+def _early_end(end_reason: str, answer: AIMessage | None) -> str | None:
+    """For a run a pattern ended early, the explanation it left as the last message."""
+    if end_reason in ("completed", "escalated"):
+        return None
+    return answer.text if answer is not None else end_reason
+
+
+def _describe(error: BaseException) -> str:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
+
+
+class _Default:
+    """Marker: use the dead-letter queue configured by the environment."""
+
+
+DEFAULT_DLQ = _Default()
+DLQArg = DeadLetterQueue | None | _Default
+
+
+def _dead_letter(
+    dlq: DLQArg,
+    graph: Pregel[Any, Any, Any, Any],
+    result: RunResult,
+    prepared: _Prepared,
+    resume_from: str | None,
+) -> RunResult:
+    """Record a failed run in the dead-letter queue (not escalations: they wait for a person)."""
+    if result.ok or result.end_reason == "escalated" or dlq is None:
+        return result
+    queue = DeadLetterQueue() if isinstance(dlq, _Default) else dlq
+    letter = queue.record(
+        pattern=graph.name,
+        thread_id=result.thread_id,
+        checkpoint_id=resume_from,
+        correlation_id=result.correlation_id,
+        user_id=result.user_id,
+        session_id=result.session_id,
+        input=prepared.text,
+        error=result.error,
+        end_reason=result.end_reason,
+        detail={"usage": result.usage},
+    )
+    return result.model_copy(update={"dead_letter_id": letter.id})
+
+
+def _execute(
+    graph: Pregel[Any, Any, Any, Any],
+    payload: Any,
+    prepared: _Prepared,
+    dlq: DLQArg,
+    checkpoint_id: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    persistent = graph.checkpointer is not None
+    config = prepared.config
+    head, before = _session_head(graph, config)
+    _check_owner(head, prepared.user_id)
+    error: BaseException | None = None
+    values: dict[str, Any] | None = None
+    output: Any = None
+    started = time.perf_counter()
+    run_config = _with_checkpoint(config, checkpoint_id)
+    # A step's checkpoint is written before the next step starts, so a crash never loses the
+    # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
+    durability: Durability | None = prepared.context.durability if persistent else None
+    correlation = config["metadata"]["correlation_id"]
+    with correlation_scope(correlation), metered(_meter(prepared.context, before)):
+        try:
+            if progress is not None:  # the same run, streamed step by step
+                output = progress.invoke(
+                    graph, payload, run_config, context=prepared.context, durability=durability
+                )
+            else:
+                output = graph.invoke(
+                    payload, run_config, context=prepared.context, durability=durability
+                )
+            values = output
+        except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
+            error = exc
+    final = None
+    if persistent and not _output_suffices(graph, output, error):
+        final = graph.get_state(config)
+    if final is not None:  # the full state, not just the output schema's keys
+        values = final.values
+    result = _result(
+        values,
+        before,
+        started=started,
+        prepared=prepared,
+        error=error,
+        interrupt=_pending_interrupt(final, output),
+    )
+    resume_from = None
+    if not result.ok and persistent:
+        resume_from = _resume_point(graph.get_state_history(config), result.correlation_id)
+    return _dead_letter(dlq, graph, result, prepared, resume_from)
+
+
+async def _aexecute(
+    graph: Pregel[Any, Any, Any, Any],
+    payload: Any,
+    prepared: _Prepared,
+    dlq: DLQArg,
+    checkpoint_id: str | None = None,
+    progress: Progress | None = None,
+) -> RunResult:
+    persistent = graph.checkpointer is not None
+    config = prepared.config
+    head, before = await _asession_head(graph, config)
+    _check_owner(head, prepared.user_id)
+    error: BaseException | None = None
+    values: dict[str, Any] | None = None
+    output: Any = None
+    started = time.perf_counter()
+    run_config = _with_checkpoint(config, checkpoint_id)
+    # A step's checkpoint is written before the next step starts, so a crash never loses the
+    # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
+    durability: Durability | None = prepared.context.durability if persistent else None
+    correlation = config["metadata"]["correlation_id"]
+    with correlation_scope(correlation), metered(_meter(prepared.context, before)):
+        try:
+            if progress is not None:  # the same run, streamed step by step
+                output = await progress.ainvoke(
+                    graph, payload, run_config, context=prepared.context, durability=durability
+                )
+            else:
+                output = await graph.ainvoke(
+                    payload, run_config, context=prepared.context, durability=durability
+                )
+            values = output
+        except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
+            error = exc
+    final = None
+    if persistent and not _output_suffices(graph, output, error):
+        final = await graph.aget_state(config)
+    if final is not None:
+        values = final.values
+    result = _result(
+        values,
+        before,
+        started=started,
+        prepared=prepared,
+        error=error,
+        interrupt=_pending_interrupt(final, output),
+    )
+    resume_from = None
+    if not result.ok and persistent:
+        history = [s async for s in graph.aget_state_history(config)]
+        resume_from = _resume_point(history, result.correlation_id)
+    return _dead_letter(dlq, graph, result, prepared, resume_from)
+
+
+def run(
+    graph: Pregel[Any, Any, Any, Any],
+    text: str,
+    *,
+    user_id: str = "local",
+    session_id: str | None = None,
+    context: Context | None = None,
+    correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Send one user message through a compiled pattern graph.
+
+    Args:
+        graph: A compiled graph; compile it with a checkpointer for sessions that continue.
+        text: The user's message.
+        user_id: Owner of the session; sessions of different users never mix.
+        session_id: Continue this session; None starts a new one (its id is in the result).
+        context: Run settings (model, thresholds, limits, budgets); defaults when None.
+        correlation_id: Reuse the caller's id; a new one is made when None.
+        dlq: Where failed runs are recorded: the environment's queue by default
+            (`SWITCHYARD_DLQ`), a `DeadLetterQueue`, or None for nowhere.
+        progress: Stream the run, showing each step as it happens (any `Progress`, such as
+            the CLI's `StreamProgress`); the result is the same as without it.
+
+    Returns:
+        The run's result. A failure inside the graph (a provider error, a budget, the deadline)
+        is reported in the result (`ok=False`, `end_reason`, `error`, `dead_letter_id`), and the
+        thread keeps its checkpoints so the run can be replayed. A run paused for a person has
+        `end_reason="escalated"` and the question in `interrupt`; continue it with `resume`.
+
+    Raises:
+        InvalidInputError: The message or ids are invalid (nothing is written).
+        ModelConfigError: The model cannot be loaded (nothing is written).
+        SessionAccessError: The session belongs to another user (nothing is read or written).
+
+    Example:
+        ```python
+        result = run(graph, "I need a refund", user_id="ada", session_id="s1")
+        print(result.agent_name, result.confidence, result.output)
+        ```
+    """
+    prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
+    return _execute(
+        graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq, progress=progress
+    )
+
+
+async def arun(
+    graph: Pregel[Any, Any, Any, Any],
+    text: str,
+    *,
+    user_id: str = "local",
+    session_id: str | None = None,
+    context: Context | None = None,
+    correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Async form of `run` (use with an async checkpointer)."""
+    prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
+    return await _aexecute(
+        graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq, progress=progress
+    )
+
+
+def resume(
+    graph: Pregel[Any, Any, Any, Any],
+    answer: Any,
+    *,
+    user_id: str,
+    session_id: str,
+    context: Context | None = None,
+    correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Continue a run paused for a person (`end_reason="escalated"`) with the person's answer.
+
+    Raises:
+        InvalidInputError: The session has no paused run.
+    """
+    prepared = _prepare(
+        graph, None, user_id, session_id, context, correlation_id, check_input=False
+    )
+    snapshot = graph.get_state(prepared.config) if graph.checkpointer is not None else None
+    if _pending_interrupt(snapshot) is None and not _escalated_by_error_handler(snapshot):
+        raise InvalidInputError(
+            "this session has no run waiting for a person; send a new message instead"
+        )
+    return _execute(graph, Command(resume=answer), prepared, dlq, progress=progress)
+
+
+def replay(
+    graph: Pregel[Any, Any, Any, Any],
+    letter: DeadLetter,
+    *,
+    context: Context | None = None,
+    dlq: DeadLetterQueue | None = None,
+) -> RunResult:
+    """Resume a dead-lettered run from its last good checkpoint (completed steps are not redone).
+
+    The record is marked "replayed" when the run completes; otherwise it stays open.
+
+    Raises:
+        InvalidInputError: The record has no checkpoint to resume from.
+    """
+    if letter.checkpoint_id is None:
+        raise InvalidInputError(
+            f"dead letter {letter.id} has no checkpoint to resume from (the run failed before "
+            "its first step); send the message again instead"
+        )
+    prepared = _prepare(
+        graph,
+        letter.input,
+        letter.user_id,
+        letter.session_id,
+        context,
+        letter.correlation_id,
+        check_input=False,
+    )
+    result = _execute(graph, None, prepared, None, checkpoint_id=letter.checkpoint_id)
+    queue = dlq or DeadLetterQueue()
+    queue.mark(letter.id, status="replayed" if result.ok else "open")
+    return result

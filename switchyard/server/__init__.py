@@ -1,0 +1,1 @@
+"""Serving: the LangGraph Agent Server auth handler (tenants by bearer token)."""

@@ -1,0 +1,263 @@
+"""The dead-letter queue: failed runs, kept so they can be listed, inspected and replayed.
+
+A run that ends without completing (an agent failed after retries and fallbacks, a budget or the
+deadline stopped it, a limit ended it) is recorded with its input, error, end reason, thread,
+correlation id and the checkpoint to resume from. `replay` resumes the run from that checkpoint —
+steps that completed before the failure are not run again — and marks the record replayed when the
+run then completes.
+
+Storage: SQLite (`.switchyard/dlq.sqlite` by default, or `SWITCHYARD_DLQ`), or PostgreSQL when
+`SWITCHYARD_DLQ` (else `SWITCHYARD_CHECKPOINTER`) is a `postgresql://` DSN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from switchyard.core.errors import PersistenceConfigError, SwitchyardError
+from switchyard.core.redact import redact, redact_value
+
+DLQ_ENV = "SWITCHYARD_DLQ"
+DEFAULT_DLQ_PATH = Path(".switchyard") / "dlq.sqlite"
+
+_COLUMNS = (
+    "id",
+    "created_at",
+    "pattern",
+    "thread_id",
+    "checkpoint_id",
+    "correlation_id",
+    "user_id",
+    "session_id",
+    "input",
+    "error",
+    "end_reason",
+    "status",
+    "replays",
+    "detail",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS switchyard_dead_letters (
+    id TEXT PRIMARY KEY,
+    created_at DOUBLE PRECISION NOT NULL,
+    pattern TEXT NOT NULL,
+    thread_id TEXT NOT NULL,
+    checkpoint_id TEXT,
+    correlation_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    input TEXT NOT NULL,
+    error TEXT,
+    end_reason TEXT NOT NULL,
+    status TEXT NOT NULL,
+    replays INTEGER NOT NULL DEFAULT 0,
+    detail TEXT NOT NULL DEFAULT '{}'
+)
+"""
+
+
+class DeadLetter(BaseModel):
+    """One failed run.
+
+    Attributes:
+        id: Record id (short, for the CLI).
+        created_at: Unix time the failure was recorded.
+        pattern: Pattern (graph) name, so the CLI can load the graph to replay it.
+        thread_id: The session's thread.
+        checkpoint_id: Checkpoint the run resumes from on replay.
+        correlation_id: Id of the failed run, shared with its logs and traces.
+        user_id: Owner of the session.
+        session_id: The session.
+        input: The user message of the failed run.
+        error: One line describing the failure.
+        end_reason: Why the run ended.
+        status: "open" until a replay completes, then "replayed".
+        replays: Replay attempts so far.
+        detail: Anything else worth keeping (e.g. the usage of the failed run).
+    """
+
+    id: str
+    created_at: float
+    pattern: str
+    thread_id: str
+    checkpoint_id: str | None
+    correlation_id: str
+    user_id: str
+    session_id: str
+    input: str
+    error: str | None
+    end_reason: str
+    status: str = "open"
+    replays: int = 0
+    detail: dict[str, Any] = {}
+
+
+class DeadLetterNotFoundError(SwitchyardError, LookupError):
+    """No dead letter has the given id."""
+
+
+class DeadLetterQueue:
+    """A dead-letter store on SQLite or PostgreSQL (see the module docstring)."""
+
+    def __init__(self, target: str | None = None) -> None:
+        """Open (and create if needed) the store.
+
+        Args:
+            target: SQLite path or `postgresql://` DSN; None reads `SWITCHYARD_DLQ`, then a
+                Postgres `SWITCHYARD_CHECKPOINTER`, then the default SQLite file.
+
+        Raises:
+            PersistenceConfigError: The store cannot be opened; says which and how to fix it.
+        """
+        self.target = target or _default_target()
+        self._postgres = self.target.startswith(("postgres://", "postgresql://"))
+        self._lock = threading.Lock()
+        self._placeholder = "%s" if self._postgres else "?"
+        with self._connect() as connection:
+            connection.execute(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
+        if self._postgres:
+            try:
+                import psycopg
+            except ImportError:
+                raise PersistenceConfigError(
+                    "a PostgreSQL dead-letter queue needs psycopg: "
+                    "pip install 'switchyard-agents[postgres]'"
+                ) from None
+            try:
+                connection: Any = psycopg.connect(self.target, autocommit=False, connect_timeout=5)
+            except psycopg.Error as exc:
+                raise PersistenceConfigError(
+                    f"cannot open the dead-letter queue at {self.target!r}: "
+                    f"{str(exc).strip().splitlines()[0]}"
+                ) from None
+        else:
+            path = Path(self.target).expanduser()
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = sqlite3.connect(str(path), timeout=10)
+            except (OSError, sqlite3.Error) as exc:
+                raise PersistenceConfigError(
+                    f"cannot open the dead-letter queue at {str(path)!r}: {exc}; set {DLQ_ENV} "
+                    "to a writable path"
+                ) from None
+        try:
+            with self._lock:
+                yield connection
+                connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()
+
+    def record(
+        self,
+        *,
+        pattern: str,
+        thread_id: str,
+        checkpoint_id: str | None,
+        correlation_id: str,
+        user_id: str,
+        session_id: str,
+        input: str,
+        error: str | None,
+        end_reason: str,
+        detail: dict[str, Any] | None = None,
+    ) -> DeadLetter:
+        """Store a failed run and return its record."""
+        letter = DeadLetter(
+            id=uuid.uuid4().hex[:12],
+            created_at=time.time(),
+            pattern=pattern,
+            thread_id=thread_id,
+            checkpoint_id=checkpoint_id,
+            correlation_id=correlation_id,
+            user_id=user_id,
+            session_id=session_id,
+            input=input,
+            error=error,
+            end_reason=end_reason,
+            detail=detail or {},
+        )
+        row = letter.model_dump()
+        # What users typed and what providers answered may carry keys: stored redacted.
+        row["input"] = redact(row["input"])
+        row["error"] = redact(row["error"]) if row["error"] else row["error"]
+        row["detail"] = json.dumps(redact_value(row["detail"]), default=str)
+        marks = ", ".join([self._placeholder] * len(_COLUMNS))
+        with self._connect() as connection:
+            connection.execute(
+                f"INSERT INTO switchyard_dead_letters ({', '.join(_COLUMNS)}) VALUES ({marks})",
+                tuple(row[c] for c in _COLUMNS),
+            )
+        return letter
+
+    def list(self, *, status: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Records, newest first, optionally only those with `status`."""
+        query = f"SELECT {', '.join(_COLUMNS)} FROM switchyard_dead_letters"
+        params: tuple[Any, ...] = ()
+        if status is not None:
+            query += f" WHERE status = {self._placeholder}"
+            params = (status,)
+        query += f" ORDER BY created_at DESC LIMIT {int(limit)}"
+        with self._connect() as connection:
+            rows = connection.execute(query, params).fetchall()
+        return [_letter(row) for row in rows]
+
+    def get(self, letter_id: str) -> DeadLetter:
+        """One record by id.
+
+        Raises:
+            DeadLetterNotFoundError: No record has this id.
+        """
+        with self._connect() as connection:
+            row = connection.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM switchyard_dead_letters "
+                f"WHERE id = {self._placeholder}",
+                (letter_id,),
+            ).fetchone()
+        if row is None:
+            raise DeadLetterNotFoundError(
+                f"no dead letter with id {letter_id!r}; `switchyard dlq list` shows the ids"
+            )
+        return _letter(row)
+
+    def mark(self, letter_id: str, *, status: str) -> None:
+        """Count a replay attempt and set the record's status."""
+        with self._connect() as connection:
+            connection.execute(
+                f"UPDATE switchyard_dead_letters SET status = {self._placeholder}, "
+                f"replays = replays + 1 WHERE id = {self._placeholder}",
+                (status, letter_id),
+            )
+
+
+def _letter(row: tuple[Any, ...]) -> DeadLetter:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    values["detail"] = json.loads(values["detail"] or "{}")
+    return DeadLetter(**values)
+
+
+def _default_target() -> str:
+    explicit = os.environ.get(DLQ_ENV, "").strip()
+    if explicit:
+        return explicit
+    checkpointer = os.environ.get("SWITCHYARD_CHECKPOINTER", "").strip()
+    if checkpointer.startswith(("postgres://", "postgresql://")):
+        return checkpointer
+    return str(DEFAULT_DLQ_PATH)
