@@ -23,14 +23,16 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, TypeVar
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -38,10 +40,6 @@ from langgraph.store.base import BaseStore
 from langgraph.store.memory import InMemoryStore
 
 from switchyard.core.errors import PersistenceConfigError
-
-if TYPE_CHECKING:
-    from psycopg import AsyncConnection, Connection
-    from psycopg.rows import DictRow
 
 CHECKPOINTER_ENV = "SWITCHYARD_CHECKPOINTER"
 DEFAULT_SQLITE_PATH = Path(".switchyard") / "state.sqlite"
@@ -61,6 +59,9 @@ _SETUP_LOCK_KEY = 0x5357_4954_4348  # "SWITCH": one advisory lock for every Swit
 _SETUP_POLL_S = 0.05
 
 Backend = Literal["memory", "sqlite", "postgres"]
+
+_T = TypeVar("_T")
+_Steps = Generator[Callable[[], Any], Any, _T]  # a sans-IO generator: see `_adrive`
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,98 @@ def _check_pool_size(pool_size: int) -> None:
         raise PersistenceConfigError(f"pool_size must be at least 1, got {pool_size}")
 
 
+# -- sans-IO steps, run by one driver for both forms ---------------------------------------------
+#
+# Opening a backend (and pruning one, in `retention`) is written once, as a generator that yields
+# *steps*: calls taking no arguments, such as `partial(conn.execute, sql)`. The driver calls each
+# step and sends its result back; with async objects the result is awaitable, and `_adrive` awaits
+# it. The synchronous form runs the same driver without an event loop: when no step returns an
+# awaitable, the coroutine never suspends, and one `send` runs it to its end.
+
+
+def _no_await_in_sync(value: object) -> None:
+    if inspect.iscoroutine(value):
+        value.close()  # never started: closing it avoids a "never awaited" warning
+    raise TypeError(
+        "an async checkpointer, store or connection was used from synchronous code; use the "
+        "async form (open_async_persistence, aprune)"
+    )
+
+
+async def _adrive(steps: _Steps[_T], *, synchronous: bool = False) -> _T:
+    """Run the steps of a sans-IO generator, sending each result back and each error in."""
+    reply: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            step = steps.send(reply) if error is None else steps.throw(error)
+        except StopIteration as stop:
+            result: _T = stop.value
+            return result
+        reply, error = None, None
+        try:
+            reply = step()
+            if inspect.isawaitable(reply):
+                if synchronous:
+                    _no_await_in_sync(reply)
+                reply = await reply
+        except BaseException as exc:  # thrown back in, so the generator can clean up
+            error = exc
+
+
+def _drive(steps: _Steps[_T]) -> _T:
+    """Run the steps of a sans-IO generator synchronously (see `_adrive`)."""
+    runner = _adrive(steps, synchronous=True)
+    try:
+        runner.send(None)
+    except StopIteration as done:
+        result: _T = done.value
+        return result
+    runner.close()  # pragma: no cover - a synchronous run has nothing to wait for
+    raise AssertionError("a synchronous run suspended")  # pragma: no cover
+
+
+def _close(closers: Sequence[Callable[[], Any]]) -> _Steps[None]:
+    """Call every closer, newest first, even when one fails; then raise the first failure."""
+    failure: Exception | None = None
+    for close in reversed(closers):
+        try:
+            yield close
+        except Exception as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+def _sqlite_classes(asynchronous: bool) -> tuple[Callable[..., Any], type[Any], type[Any]]:
+    """The connect call and LangGraph's saver and store classes on SQLite, for one form."""
+    if asynchronous:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+        return _aiosqlite_connection, AsyncSqliteSaver, AsyncSqliteStore
+    from langgraph.checkpoint.sqlite import SqliteSaver
+    from langgraph.store.sqlite import SqliteStore
+
+    return _sqlite_connection, SqliteSaver, SqliteStore
+
+
+def _postgres_classes(asynchronous: bool) -> tuple[Callable[..., Any], Any, Any, Any, Any]:
+    """The connect call, pool class, LangGraph saver and store classes and sleep, for one form."""
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    if asynchronous:
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver as Saver
+        from langgraph.store.postgres.aio import AsyncPostgresStore as Store
+
+        return psycopg.AsyncConnection.connect, AsyncConnectionPool, Saver, Store, asyncio.sleep
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.store.postgres import PostgresStore
+
+    return psycopg.Connection.connect, ConnectionPool, PostgresSaver, PostgresStore, time.sleep
+
+
 # -- SQLite -------------------------------------------------------------------------------------
 
 
@@ -242,6 +335,20 @@ def _sqlite_connection(value: str, *, autocommit: bool = False) -> sqlite3.Conne
     return connection
 
 
+async def _aiosqlite_connection(value: str, *, autocommit: bool = False) -> Any:
+    import aiosqlite
+
+    _sqlite_connection(value).close()  # same checks and messages as the sync path, WAL mode set
+    kwargs: dict[str, Any] = {"isolation_level": None} if autocommit else {}
+    connection = await aiosqlite.connect(str(Path(value).expanduser()), **kwargs)
+    try:
+        await connection.execute("PRAGMA busy_timeout=10000")
+    except BaseException:
+        await connection.close()
+        raise
+    return connection
+
+
 @contextmanager
 def _setup_lock(value: str) -> Iterator[None]:
     """Serialise table creation across processes: LangGraph's SQLite migrations race otherwise."""
@@ -258,205 +365,183 @@ def _setup_lock(value: str) -> Iterator[None]:
             fcntl.flock(lock_file, fcntl.LOCK_UN)
 
 
-@contextmanager
-def _sqlite_saver(value: str) -> Iterator[BaseCheckpointSaver[Any]]:
-    from langgraph.checkpoint.sqlite import SqliteSaver
-
-    connection = _sqlite_connection(value)
+def _open_sqlite(
+    value: str, asynchronous: bool, *, store: bool
+) -> _Steps[tuple[Any, Callable[[], Any]]]:
+    """A saver (or, with `store`, a store) on its own connection to the file, tables made."""
+    connect, saver_class, store_class = _sqlite_classes(asynchronous)
+    connection = yield partial(connect, value, autocommit=store)
     try:
-        saver = SqliteSaver(connection)
-        with _setup_lock(value):
-            saver.setup()
-        yield saver
-    finally:
-        connection.close()
+        opened = (store_class if store else saver_class)(connection)
+        with _setup_lock(value):  # brief, and only on first use of the file
+            yield opened.setup
+    except BaseException:
+        yield connection.close
+        raise
+    return opened, connection.close
 
 
-@contextmanager
-def _sqlite_store(value: str) -> Iterator[BaseStore]:
-    from langgraph.store.sqlite import SqliteStore
-
-    connection = _sqlite_connection(value, autocommit=True)
-    try:
-        store = SqliteStore(connection)
-        with _setup_lock(value):
-            store.setup()
-        yield store
-    finally:
-        connection.close()
+# -- PostgreSQL ---------------------------------------------------------------------------------
 
 
-# -- PostgreSQL (sync) --------------------------------------------------------------------------
-
-
-def _connect(target: PostgresTarget) -> Connection[DictRow]:
-    """One direct connection: fails fast, with libpq's own reason, when the server is not there."""
-    import psycopg
-
-    try:
-        return psycopg.Connection.connect(target.dsn, **_connect_kwargs(target))
-    except psycopg.Error as exc:
-        raise _unreachable(target, exc) from None
-
-
-def _take_setup_lock(lock_conn: Connection[DictRow]) -> None:
+def _take_setup_lock(lock_conn: Any, sleep: Callable[[float], Any]) -> _Steps[None]:
     # Poll rather than wait inside `pg_advisory_lock`: a waiting statement holds a snapshot,
     # and the migrations' CREATE INDEX CONCURRENTLY in the lock holder waits for every snapshot
     # to end, so two workers starting together would wait on each other forever.
     while True:
-        row = lock_conn.execute(
-            "SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK_KEY,)
-        ).fetchone()
+        cursor = yield partial(
+            lock_conn.execute, "SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK_KEY,)
+        )
+        row = yield cursor.fetchone
         if row is not None and row["locked"]:
             return
-        time.sleep(_SETUP_POLL_S)
+        yield partial(sleep, _SETUP_POLL_S)
 
 
 def _setup_postgres(
-    lock_conn: Connection[DictRow], target: PostgresTarget, setups: list[Callable[[], None]]
-) -> None:
+    lock_conn: Any,
+    target: PostgresTarget,
+    setups: list[Callable[[], Any]],
+    sleep: Callable[[float], Any],
+) -> _Steps[None]:
     """Run the migrations under an advisory lock, so workers starting together do not race."""
     import psycopg
 
-    _take_setup_lock(lock_conn)
+    yield from _take_setup_lock(lock_conn, sleep)
     try:
-        for setup in setups:
-            setup()
+        for setup in setups:  # noqa: UP028 - `yield from` a list cannot take the sent results
+            yield setup
     except psycopg.Error as exc:
         raise PersistenceConfigError(
             f"cannot create Switchyard's tables in {target.display}: "
             f"{str(exc).strip().splitlines()[0]}; check that the user may create tables there"
         ) from None
     finally:
-        lock_conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
+        yield partial(lock_conn.execute, "SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
 
 
-@contextmanager
 def _open_postgres(
-    target: PostgresTarget, pool_size: int, *, checkpointer: bool, store: bool
-) -> Iterator[tuple[BaseCheckpointSaver[Any] | None, BaseStore | None]]:
+    target: PostgresTarget, pool_size: int, want: _Want, asynchronous: bool
+) -> _Steps[_Opened]:
+    """A pool and the wanted saver and store on it, tables made; fails fast when unreachable."""
     import psycopg
-    from langgraph.checkpoint.postgres import PostgresSaver
-    from langgraph.store.postgres import PostgresStore
-    from psycopg_pool import ConnectionPool, PoolTimeout
+    from psycopg_pool import PoolTimeout
 
+    connect, pool_class, saver_class, store_class, sleep = _postgres_classes(asynchronous)
     kwargs = _connect_kwargs(target)
-    with _connect(target) as lock_conn:
-        pool: ConnectionPool[Any] = ConnectionPool(
+    try:  # one direct connection first: fails fast, with libpq's own reason
+        lock_conn = yield partial(connect, target.dsn, **kwargs)
+    except psycopg.Error as exc:
+        raise _unreachable(target, exc) from None
+    try:
+        pool = pool_class(
             target.dsn,
             min_size=1,
             max_size=pool_size,
             kwargs=kwargs,
             # Validate a connection before handing it out, so a restarted server costs a
             # reconnect rather than a failed step.
-            check=ConnectionPool.check_connection,
+            check=pool_class.check_connection,
             open=False,
             name="switchyard",
         )
         try:
-            pool.open(wait=True, timeout=float(kwargs.get("connect_timeout", 30)) + 1)
+            yield partial(
+                pool.open, wait=True, timeout=float(kwargs.get("connect_timeout", 30)) + 1
+            )
         except (PoolTimeout, psycopg.Error) as exc:
-            pool.close()
+            yield pool.close
             raise _unreachable(target, exc) from None
-        saver = PostgresSaver(pool) if checkpointer else None
-        pg_store = PostgresStore(pool) if store else None
+        saver = saver_class(pool) if want.checkpointer else None
+        store = store_class(pool) if want.store else None
         try:
-            _setup_postgres(lock_conn, target, [o.setup for o in (saver, pg_store) if o])
+            setups = [o.setup for o in (saver, store) if o is not None]
+            yield from _setup_postgres(lock_conn, target, setups, sleep)
         except BaseException:
-            pool.close()
+            yield pool.close
             raise
-    try:
-        yield saver, pg_store
     finally:
-        pool.close()
+        yield lock_conn.close
+    return _Opened(saver, store, "postgres", target.display, (pool.close,))
 
 
-# -- PostgreSQL (async) -------------------------------------------------------------------------
+# -- opening, for both forms ----------------------------------------------------------------------
 
 
-async def _aconnect(target: PostgresTarget) -> AsyncConnection[DictRow]:
-    import psycopg
+@dataclass(frozen=True)
+class _Want:
+    checkpointer: bool
+    store: bool
 
+
+@dataclass(frozen=True)
+class _Opened:
+    checkpointer: Any  # None when not wanted
+    store: Any  # None when not wanted
+    backend: Backend
+    location: str
+    closers: tuple[Callable[[], Any], ...] = ()  # run by `_close` when the caller is done
+
+    def persistence(self) -> Persistence:
+        """Both, for `open_persistence`."""
+        return Persistence(self.checkpointer, self.store, self.backend, self.location)
+
+
+_BOTH = _Want(checkpointer=True, store=True)
+_CHECKPOINTER = _Want(checkpointer=True, store=False)
+_STORE = _Want(checkpointer=False, store=True)
+
+
+def _open(setting: str | None, pool_size: int, want: _Want, asynchronous: bool) -> _Steps[_Opened]:
+    """Open what `want` names on the configured backend: the one implementation of both forms."""
+    backend, value = backend_of(setting)
+    if backend == "memory":
+        saver = InMemorySaver() if want.checkpointer else None
+        return _Opened(saver, InMemoryStore() if want.store else None, backend, value)
+    if backend == "postgres":
+        _check_pool_size(pool_size)
+        _require_postgres_packages()
+        target = parse_postgres_dsn(value)
+        return (yield from _open_postgres(target, pool_size, want, asynchronous))
+    saver = store = None
+    closers: list[Callable[[], Any]] = []
     try:
-        return await psycopg.AsyncConnection.connect(target.dsn, **_connect_kwargs(target))
-    except psycopg.Error as exc:
-        raise _unreachable(target, exc) from None
+        if want.checkpointer:
+            saver, close = yield from _open_sqlite(value, asynchronous, store=False)
+            closers.append(close)
+        if want.store:
+            store, close = yield from _open_sqlite(value, asynchronous, store=True)
+            closers.append(close)
+    except BaseException:
+        yield from _close(closers)
+        raise
+    return _Opened(saver, store, backend, value, tuple(closers))
 
 
-async def _atake_setup_lock(lock_conn: AsyncConnection[DictRow]) -> None:
-    while True:  # polls, for the reason given in `_take_setup_lock`
-        cursor = await lock_conn.execute(
-            "SELECT pg_try_advisory_lock(%s) AS locked", (_SETUP_LOCK_KEY,)
-        )
-        row = await cursor.fetchone()
-        if row is not None and row["locked"]:
-            return
-        await asyncio.sleep(_SETUP_POLL_S)
-
-
-async def _asetup_postgres(
-    lock_conn: AsyncConnection[DictRow], target: PostgresTarget, setups: list[Callable[[], Any]]
-) -> None:
-    import psycopg
-
-    await _atake_setup_lock(lock_conn)
+# The two forms' context managers differ only in `await`; everything they run is `_open` and
+# `_close`, shared.
+@contextmanager
+def _opened(setting: str | None, pool_size: int, want: _Want) -> Iterator[_Opened]:
+    opened = _drive(_open(setting, pool_size, want, asynchronous=False))
     try:
-        for setup in setups:
-            await setup()
-    except psycopg.Error as exc:
-        raise PersistenceConfigError(
-            f"cannot create Switchyard's tables in {target.display}: "
-            f"{str(exc).strip().splitlines()[0]}; check that the user may create tables there"
-        ) from None
+        yield opened
     finally:
-        await lock_conn.execute("SELECT pg_advisory_unlock(%s)", (_SETUP_LOCK_KEY,))
+        _drive(_close(opened.closers))
 
 
 @asynccontextmanager
-async def _aopen_postgres(
-    target: PostgresTarget, pool_size: int, *, checkpointer: bool, store: bool
-) -> AsyncIterator[tuple[BaseCheckpointSaver[Any] | None, BaseStore | None]]:
-    import psycopg
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from langgraph.store.postgres.aio import AsyncPostgresStore
-    from psycopg_pool import AsyncConnectionPool, PoolTimeout
-
-    kwargs = _connect_kwargs(target)
-    async with await _aconnect(target) as lock_conn:
-        pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
-            target.dsn,
-            min_size=1,
-            max_size=pool_size,
-            kwargs=kwargs,
-            check=AsyncConnectionPool.check_connection,
-            open=False,
-            name="switchyard",
-        )
-        try:
-            await pool.open(wait=True, timeout=float(kwargs.get("connect_timeout", 30)) + 1)
-        except (PoolTimeout, psycopg.Error) as exc:
-            await pool.close()
-            raise _unreachable(target, exc) from None
-        saver = AsyncPostgresSaver(pool) if checkpointer else None
-        pg_store = AsyncPostgresStore(pool) if store else None
-        try:
-            await _asetup_postgres(lock_conn, target, [o.setup for o in (saver, pg_store) if o])
-        except BaseException:
-            await pool.close()
-            raise
+async def _aopened(setting: str | None, pool_size: int, want: _Want) -> AsyncIterator[_Opened]:
+    opened = await _adrive(_open(setting, pool_size, want, asynchronous=True))
     try:
-        yield saver, pg_store
+        yield opened
     finally:
-        await pool.close()
+        await _adrive(_close(opened.closers))
 
 
 # -- public entry points ------------------------------------------------------------------------
-
-
-def _postgres_target(value: str, pool_size: int) -> PostgresTarget:
-    _check_pool_size(pool_size)
-    _require_postgres_packages()
-    return parse_postgres_dsn(value)
+#
+# Six thin openers that share one signature (the public API): each picks what `_opened` or
+# `_aopened` opened, and everything they run is `_open` and `_close`, shared by both forms.
 
 
 @contextmanager
@@ -474,18 +559,8 @@ def open_persistence(
         PersistenceConfigError: The path cannot be opened, the DSN is malformed, the server is
             unreachable or a package is missing; the message says which.
     """
-    backend, value = backend_of(setting)
-    if backend == "memory":
-        yield Persistence(InMemorySaver(), InMemoryStore(), backend, value)
-    elif backend == "sqlite":
-        with _sqlite_saver(value) as saver, _sqlite_store(value) as store:
-            yield Persistence(saver, store, backend, value)
-    else:
-        target = _postgres_target(value, pool_size)
-        with _open_postgres(target, pool_size, checkpointer=True, store=True) as (saver, pg):
-            assert saver is not None
-            assert pg is not None
-            yield Persistence(saver, pg, backend, target.display)
+    with _opened(setting, pool_size, _BOTH) as opened:
+        yield opened.persistence()
 
 
 @contextmanager
@@ -503,17 +578,8 @@ def open_checkpointer(
         PersistenceConfigError: The path cannot be opened, the DSN is malformed, the server is
             unreachable or a package is missing; the message says which.
     """
-    backend, value = backend_of(setting)
-    if backend == "memory":
-        yield InMemorySaver()
-    elif backend == "sqlite":
-        with _sqlite_saver(value) as saver:
-            yield saver
-    else:
-        target = _postgres_target(value, pool_size)
-        with _open_postgres(target, pool_size, checkpointer=True, store=False) as (saver, _):
-            assert saver is not None
-            yield saver
+    with _opened(setting, pool_size, _CHECKPOINTER) as opened:
+        yield opened.checkpointer
 
 
 @contextmanager
@@ -524,17 +590,8 @@ def open_store(
 
     Same settings and errors as `open_checkpointer`.
     """
-    backend, value = backend_of(setting)
-    if backend == "memory":
-        yield InMemoryStore()
-    elif backend == "sqlite":
-        with _sqlite_store(value) as store:
-            yield store
-    else:
-        target = _postgres_target(value, pool_size)
-        with _open_postgres(target, pool_size, checkpointer=False, store=True) as (_, pg):
-            assert pg is not None
-            yield pg
+    with _opened(setting, pool_size, _STORE) as opened:
+        yield opened.store
 
 
 @asynccontextmanager
@@ -546,18 +603,8 @@ async def open_async_persistence(
     Raises:
         PersistenceConfigError: As `open_persistence`.
     """
-    backend, value = backend_of(setting)
-    if backend == "memory":
-        yield Persistence(InMemorySaver(), InMemoryStore(), backend, value)
-    elif backend == "sqlite":
-        async with _asqlite_saver(value) as saver, _asqlite_store(value) as store:
-            yield Persistence(saver, store, backend, value)
-    else:
-        target = _postgres_target(value, pool_size)
-        async with _aopen_postgres(target, pool_size, checkpointer=True, store=True) as (s, pg):
-            assert s is not None
-            assert pg is not None
-            yield Persistence(s, pg, backend, target.display)
+    async with _aopened(setting, pool_size, _BOTH) as opened:
+        yield opened.persistence()
 
 
 @asynccontextmanager
@@ -569,17 +616,8 @@ async def open_async_checkpointer(
     Raises:
         PersistenceConfigError: As `open_checkpointer`.
     """
-    backend, value = backend_of(setting)
-    if backend == "memory":
-        yield InMemorySaver()
-    elif backend == "sqlite":
-        async with _asqlite_saver(value) as saver:
-            yield saver
-    else:
-        target = _postgres_target(value, pool_size)
-        async with _aopen_postgres(target, pool_size, checkpointer=True, store=False) as (s, _):
-            assert s is not None
-            yield s
+    async with _aopened(setting, pool_size, _CHECKPOINTER) as opened:
+        yield opened.checkpointer
 
 
 @asynccontextmanager
@@ -591,42 +629,5 @@ async def open_async_store(
     Raises:
         PersistenceConfigError: As `open_checkpointer`.
     """
-    backend, value = backend_of(setting)
-    if backend == "memory":
-        yield InMemoryStore()
-    elif backend == "sqlite":
-        async with _asqlite_store(value) as store:
-            yield store
-    else:
-        target = _postgres_target(value, pool_size)
-        async with _aopen_postgres(target, pool_size, checkpointer=False, store=True) as (_, pg):
-            assert pg is not None
-            yield pg
-
-
-@asynccontextmanager
-async def _asqlite_saver(value: str) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-
-    _sqlite_connection(value).close()  # same checks and messages as the sync path, WAL mode set
-    async with aiosqlite.connect(str(Path(value).expanduser())) as connection:
-        await connection.execute("PRAGMA busy_timeout=10000")
-        saver = AsyncSqliteSaver(connection)
-        with _setup_lock(value):  # brief, and only on first use of the file
-            await saver.setup()
-        yield saver
-
-
-@asynccontextmanager
-async def _asqlite_store(value: str) -> AsyncIterator[BaseStore]:
-    import aiosqlite
-    from langgraph.store.sqlite.aio import AsyncSqliteStore
-
-    _sqlite_connection(value).close()
-    async with aiosqlite.connect(str(Path(value).expanduser()), isolation_level=None) as connection:
-        await connection.execute("PRAGMA busy_timeout=10000")
-        store = AsyncSqliteStore(connection)
-        with _setup_lock(value):
-            await store.setup()
-        yield store
+    async with _aopened(setting, pool_size, _STORE) as opened:
+        yield opened.store

@@ -19,6 +19,13 @@ set) the union of the two, and deletes the rest:
 
 Forking or replaying from a checkpoint while it is being pruned is not safe (it is being deleted).
 
+`keep_latest=1` (alone) on PostgreSQL is done by the saver's own `prune(strategy="keep_latest")`
+(langgraph-checkpoint-postgres 3.2 and later), run inside this module's transaction so that the
+rules above hold, a dry run rolls it back and the report counts what it deleted. Every other
+policy, SQLite (whose saver has no `prune`), DeltaChannel threads and effect records are done
+here. `prune` and `aprune` are one implementation, a generator of steps that a sync or an async
+driver runs.
+
 Example:
     ```python
     with open_checkpointer("postgresql://...") as saver:
@@ -33,19 +40,21 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import uuid
-from collections.abc import Generator, Iterable, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cache, partial
+from importlib import metadata
+from typing import Any, TypeVar
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
 from switchyard.core.errors import SwitchyardError
 from switchyard.guardrails.idempotency import effects_namespace
+from switchyard.storage.persistence import _adrive, _close, _drive, _Steps
 
 MAX_ATTEMPTS = 3
 """Tries per thread when a concurrent writer makes PostgreSQL abort the snapshot."""
@@ -54,6 +63,9 @@ _UUID_EPOCH_OFFSET = 0x01B21DD213814000  # 100 ns intervals from 1582-10-15 to 1
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _CHUNK = 500
+_SENDS_IN_CHECKPOINT = 4  # from this format version on, a checkpoint keeps its pending sends
+
+_T = TypeVar("_T")
 
 
 class RetentionError(SwitchyardError, ValueError):
@@ -163,6 +175,7 @@ class _Row:
     checkpoint_id: str
     parent_id: str | None
     root_id: str | None  # for subgraph checkpoints: the root checkpoint the call started from
+    version: int | None = None  # checkpoint format; None: not read yet (SQLite)
 
 
 @dataclass
@@ -231,13 +244,12 @@ def _keep_parent_of_oldest(plan: _Plan, ns: str, rows: Sequence[_Row]) -> None:
     plan.oldest_kept[ns] = parent
 
 
-# -- statements: one generator per backend, run by a sync or an async driver ----------------------
-
-
-@dataclass(frozen=True)
-class _Stmt:
-    sql: str
-    params: Sequence[Any] = ()
+# -- sessions: one connection, one transaction, for both forms ----------------------------------
+#
+# From here on everything is a sans-IO generator of steps (see `persistence._adrive`): `prune`
+# runs it with `_drive`, `aprune` with `_adrive`, so each behaviour is written once. A step is a
+# call to the saver's own objects, sync or async: `partial(cursor.execute, sql)` returns a cursor
+# from psycopg's `Cursor` and an awaitable from its `AsyncCursor`, and the driver awaits that.
 
 
 @dataclass(frozen=True)
@@ -256,13 +268,114 @@ class _Outcome:
     skipped: str | None = None
 
 
-_Statements = Generator[_Stmt, _Res, _Outcome]
-
-
 def _chunks(values: Sequence[str]) -> Iterable[list[str]]:
     for start in range(0, len(values), _CHUNK):
         yield list(values[start : start + _CHUNK])
 
+
+@dataclass(frozen=True)
+class _Session:
+    """One connection of a saver, held while a body of statements runs on it.
+
+    Statements are written for PostgreSQL (`%s`, `= ANY(%s)`); on SQLite `run` and `run_in`
+    rewrite them to `?` and chunks of `IN (?, ...)`.
+    """
+
+    kind: str
+    conn: Any
+    cursor: Any  # PostgreSQL: the session's cursor; SQLite: None (a cursor per statement)
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> _Steps[_Res]:
+        """Execute one statement; its rows (when it returns any) and its row count."""
+        if self.cursor is None:
+            cur = yield partial(self.conn.execute, sql.replace("%s", "?"), tuple(params))
+            try:
+                rows = yield cur.fetchall
+                count = cur.rowcount
+            finally:
+                yield cur.close
+            return _Res(list(rows), count)
+        # Unprepared, so PostgreSQL plans each statement knowing its arrays.
+        yield partial(self.cursor.execute, sql, params, prepare=False)
+        rows = (yield self.cursor.fetchall) if self.cursor.description is not None else []
+        return _Res(list(rows), self.cursor.rowcount)
+
+    def run_in(self, sql: str, params: Sequence[Any], ids: Sequence[str]) -> _Steps[_Res]:
+        """Execute `sql` whose last parameter is `= ANY(%s)`, for `ids` (chunked on SQLite)."""
+        if self.cursor is not None:
+            return (yield from self.run(sql, (*params, list(ids))))
+        total = _Res([], 0)
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            res = yield from self.run(sql.replace("= ANY(%s)", f"IN ({marks})"), (*params, *chunk))
+            total = _Res(total.rows + res.rows, total.rowcount + res.rowcount)
+        return total
+
+
+def _pool_of(saver: Any) -> Any:
+    from psycopg_pool import AsyncConnectionPool, ConnectionPool
+
+    return saver.conn if isinstance(saver.conn, ConnectionPool | AsyncConnectionPool) else None
+
+
+def _tuple_rows() -> Any:
+    from psycopg.rows import tuple_row
+
+    return tuple_row
+
+
+def _session(saver: Any, kind: str, body: Callable[[_Session], _Steps[_T]]) -> _Steps[_T]:
+    """Run `body` on one connection of `saver`: one from its pool, or its only one, locked."""
+    pool = _pool_of(saver) if kind == "postgres" else None
+    release: list[Callable[[], Any]] = []
+    try:
+        if pool is None:
+            # A saver on a single connection serialises its use with `lock`; a pool needs none.
+            yield saver.lock.acquire
+            release.append(saver.lock.release)
+            conn = saver.conn
+        else:
+            conn = yield pool.getconn
+            release.append(partial(pool.putconn, conn))
+        cursor = None
+        if kind == "postgres":
+            cursor = conn.cursor(row_factory=_tuple_rows())
+            release.append(cursor.close)
+        return (yield from body(_Session(kind, conn, cursor)))
+    finally:
+        yield from _close(release)
+
+
+_BEGIN = {
+    # One snapshot: what a run saves meanwhile is neither seen nor deleted, and a concurrent
+    # change to the rows read aborts the transaction (retried by `_prune_thread`).
+    "postgres": ("BEGIN", "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"),
+    # Takes the write lock: one snapshot, no writer between.
+    "sqlite": ("BEGIN IMMEDIATE",),
+}
+
+
+def _transaction(
+    session: _Session, body: Callable[[_Session], _Steps[_T]], dry_run: bool
+) -> _Steps[_T]:
+    """Run `body` in one transaction; roll it back on an error, or at the end of a dry run."""
+    begin, *setup = _BEGIN[session.kind]
+    yield from session.run(begin)
+    try:
+        for sql in setup:
+            yield from session.run(sql)
+        result = yield from body(session)
+    except BaseException:
+        with suppress(Exception):  # a failed rollback must not hide why it was needed
+            yield from session.run("ROLLBACK")
+        raise
+    yield from session.run("ROLLBACK" if dry_run else "COMMIT")
+    return result
+
+
+# -- one thread ---------------------------------------------------------------------------------
+
+_DELTA_SKIPPED = "uses a DeltaChannel (its latest value needs older checkpoints)"
 
 _PG_DELTA_SQL = """
 SELECT 1 FROM checkpoints
@@ -284,7 +397,7 @@ LIMIT 1
 
 _PG_ROWS_SQL = """
 SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id,
-       (checkpoint ->> 'v')::int AS v, metadata -> 'parents' ->> '' AS root
+       metadata -> 'parents' ->> '' AS root, coalesce((checkpoint ->> 'v')::int, 0) AS v
 FROM checkpoints WHERE thread_id = %s
 """
 
@@ -294,78 +407,38 @@ FROM checkpoints c CROSS JOIN LATERAL jsonb_each_text(c.checkpoint -> 'channel_v
 WHERE c.thread_id = %s AND c.checkpoint_ns = %s
 """
 
+_PG_COUNTS_SQL = """
+SELECT (SELECT count(*) FROM checkpoints WHERE thread_id = %s),
+       (SELECT count(*) FROM checkpoint_writes WHERE thread_id = %s),
+       (SELECT count(*) FROM checkpoint_blobs WHERE thread_id = %s)
+"""
 
-def _pg_thread(thread_id: str, policy: RetentionPolicy, now: datetime) -> _Statements:
-    yield _Stmt("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-    if (yield _Stmt(_PG_DELTA_SQL, (thread_id,))).rows:
-        return _Outcome(skipped="uses a DeltaChannel (its latest value needs older checkpoints)")
-    raw = (yield _Stmt(_PG_ROWS_SQL, (thread_id,))).rows
-    rows = [_Row(r[0], r[1], r[2], r[4]) for r in raw]
-    versions = {(r[0], r[1]): r[3] for r in raw}
-    plan = _plan(rows, policy, now)
-    for ns in list(plan.delete):
-        if (versions.get((ns, plan.oldest_kept[ns])) or 0) < 4:
-            _keep_parent_of_oldest(plan, ns, rows)
-    outcome = _Outcome(kept=plan.kept_count, kept_ids=plan.kept_ids)
-    if plan.drop_namespaces:
-        for table in ("checkpoint_writes", "checkpoint_blobs", "checkpoints"):
-            res = yield _Stmt(
-                f"DELETE FROM {table} WHERE thread_id = %s AND checkpoint_ns = ANY(%s)",
-                (thread_id, plan.drop_namespaces),
-            )
-            if table == "checkpoint_writes":
-                outcome.writes += res.rowcount
-            elif table == "checkpoint_blobs":
-                outcome.blobs += res.rowcount
-            else:
-                outcome.checkpoints += res.rowcount
-    for ns, doomed in plan.delete.items():
-        # Writes older than the oldest kept checkpoint: those of the checkpoints deleted now,
-        # and any a run saved in the background for a checkpoint an earlier prune deleted.
-        # Never "writes without a checkpoint" in general: a run's writes for a new checkpoint
-        # can commit before the checkpoint does, but that one is newer than anything kept.
-        res = yield _Stmt(
-            "DELETE FROM checkpoint_writes WHERE thread_id = %s AND checkpoint_ns = %s "
-            "AND checkpoint_id < %s",
-            (thread_id, ns, plan.oldest_kept[ns]),
-        )
-        outcome.writes += res.rowcount
-        if not doomed:
-            continue
-        res = yield _Stmt(
-            "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s "
-            "AND checkpoint_id = ANY(%s) RETURNING checkpoint -> 'channel_versions'",
-            (thread_id, ns, doomed),
-        )
-        outcome.checkpoints += res.rowcount
-        freed = {(ch, str(ver)) for (cv,) in res.rows for ch, ver in (cv or {}).items()}
-        if plan.orphan[ns]:
-            yield _Stmt(
-                "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = %s "
-                "AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)",
-                (thread_id, ns, plan.orphan[ns]),
-            )
-        referenced = {(r[0], r[1]) for r in (yield _Stmt(_PG_REFERENCED_SQL, (thread_id, ns))).rows}
-        garbage: dict[str, list[str]] = {}
-        for channel, version in sorted(freed - referenced):
-            garbage.setdefault(channel, []).append(version)
-        for channel, channel_versions in garbage.items():
-            res = yield _Stmt(
-                "DELETE FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s "
-                "AND channel = %s AND version = ANY(%s)",
-                (thread_id, ns, channel, channel_versions),
-            )
-            outcome.blobs += res.rowcount
-    return outcome
+# Writes older than the oldest kept checkpoint of their namespace: those of the checkpoints
+# deleted now, and any a run saved in the background for a checkpoint an earlier prune deleted.
+# Never "writes without a checkpoint" in general: a run's writes for a new checkpoint can commit
+# before the checkpoint does, but that one is newer than anything kept.
+_STALE_WRITES_SQL = (
+    "DELETE FROM {writes} WHERE thread_id = %s AND checkpoint_ns = %s AND checkpoint_id < %s"
+)
 
 
-def _sqlite_thread(
-    thread_id: str, policy: RetentionPolicy, now: datetime, saver: BaseCheckpointSaver[Any]
-) -> _Statements:
+def _pg_uses_delta(session: _Session, thread_id: str) -> _Steps[bool]:
+    return bool((yield from session.run(_PG_DELTA_SQL, (thread_id,))).rows)
+
+
+def _pg_rows(session: _Session, thread_id: str) -> _Steps[list[_Row] | None]:
+    """The thread's checkpoints, or None when it uses a DeltaChannel."""
+    if (yield from _pg_uses_delta(session, thread_id)):
+        return None
+    return [_Row(*r) for r in (yield from session.run(_PG_ROWS_SQL, (thread_id,))).rows]
+
+
+def _sqlite_rows(session: _Session, thread_id: str) -> _Steps[list[_Row] | None]:
+    """The thread's checkpoints (format version read later, if needed), or None for a delta."""
     raw = (
-        yield _Stmt(
+        yield from session.run(
             "SELECT checkpoint_ns, checkpoint_id, parent_checkpoint_id, metadata "
-            "FROM checkpoints WHERE thread_id = ?",
+            "FROM checkpoints WHERE thread_id = %s",
             (thread_id,),
         )
     ).rows
@@ -373,86 +446,346 @@ def _sqlite_thread(
     for ns, checkpoint_id, parent_id, metadata_raw in raw:
         metadata = json.loads(metadata_raw) if metadata_raw else {}
         if "counters_since_delta_snapshot" in metadata or "delta_writes_versioned" in metadata:
-            return _Outcome(
-                skipped="uses a DeltaChannel (its latest value needs older checkpoints)"
-            )
-        parents = metadata.get("parents") or {}
-        rows.append(_Row(ns, checkpoint_id, parent_id, parents.get("")))
+            return None
+        rows.append(_Row(ns, checkpoint_id, parent_id, (metadata.get("parents") or {}).get("")))
+    return rows
+
+
+def _format_version(session: _Session, thread_id: str, row: _Row, serde: Any) -> _Steps[int]:
+    if row.version is not None:
+        return row.version
+    typed = (
+        yield from session.run(
+            "SELECT type, checkpoint FROM checkpoints WHERE thread_id = %s "
+            "AND checkpoint_ns = %s AND checkpoint_id = %s",
+            (thread_id, row.ns, row.checkpoint_id),
+        )
+    ).rows
+    if not typed:
+        return _SENDS_IN_CHECKPOINT
+    version: int = serde.loads_typed((typed[0][0], typed[0][1])).get("v", 0)
+    return version
+
+
+def _own_thread(
+    session: _Session, thread_id: str, policy: RetentionPolicy, now: datetime, serde: Any
+) -> _Steps[_Outcome]:
+    """Our prune of one thread: every policy on SQLite, the rest of them on PostgreSQL."""
+    read = _pg_rows if session.kind == "postgres" else _sqlite_rows
+    rows = yield from read(session, thread_id)
+    if rows is None:
+        return _Outcome(skipped=_DELTA_SKIPPED)
     plan = _plan(rows, policy, now)
-    for ns in list(plan.delete):
-        if not plan.delete[ns]:
+    by_id = {(r.ns, r.checkpoint_id): r for r in rows}
+    for ns, doomed in list(plan.delete.items()):
+        if not doomed:
             continue
-        typed = (
-            yield _Stmt(
-                "SELECT type, checkpoint FROM checkpoints WHERE thread_id = ? "
-                "AND checkpoint_ns = ? AND checkpoint_id = ?",
-                (thread_id, ns, plan.oldest_kept[ns]),
-            )
-        ).rows
-        if typed and saver.serde.loads_typed((typed[0][0], typed[0][1])).get("v", 0) < 4:
+        oldest = by_id[(ns, plan.oldest_kept[ns])]
+        if (yield from _format_version(session, thread_id, oldest, serde)) < _SENDS_IN_CHECKPOINT:
             _keep_parent_of_oldest(plan, ns, rows)
     outcome = _Outcome(kept=plan.kept_count, kept_ids=plan.kept_ids)
-    for ns in plan.drop_namespaces:
-        outcome.writes += (
-            yield _Stmt(
-                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
-            )
-        ).rowcount
-        outcome.checkpoints += (
-            yield _Stmt(
-                "DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ?", (thread_id, ns)
-            )
-        ).rowcount
-    for ns, doomed in plan.delete.items():
-        # As on PostgreSQL: every write older than the oldest kept checkpoint goes.
-        outcome.writes += (
-            yield _Stmt(
-                "DELETE FROM writes WHERE thread_id = ? AND checkpoint_ns = ? "
-                "AND checkpoint_id < ?",
-                (thread_id, ns, plan.oldest_kept[ns]),
-            )
-        ).rowcount
-        for chunk in _chunks(doomed):
-            marks = ",".join("?" * len(chunk))
-            outcome.checkpoints += (
-                yield _Stmt(
-                    f"DELETE FROM checkpoints WHERE thread_id = ? AND checkpoint_ns = ? "
-                    f"AND checkpoint_id IN ({marks})",
-                    (thread_id, ns, *chunk),
-                )
-            ).rowcount
-        for chunk in _chunks(plan.orphan.get(ns, [])):
-            marks = ",".join("?" * len(chunk))
-            yield _Stmt(
-                f"UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = ? "
-                f"AND checkpoint_ns = ? AND checkpoint_id IN ({marks})",
-                (thread_id, ns, *chunk),
-            )
+    yield from _delete_planned(session, thread_id, plan, outcome)
     return outcome
 
 
-# -- drivers ------------------------------------------------------------------------------------
+def _delete_planned(
+    session: _Session, thread_id: str, plan: _Plan, outcome: _Outcome
+) -> _Steps[None]:
+    pg = session.kind == "postgres"
+    writes = "checkpoint_writes" if pg else "writes"
+    if plan.drop_namespaces:
+        drop = "DELETE FROM {} WHERE thread_id = %s AND checkpoint_ns = ANY(%s)"
+        namespaces = (thread_id,), plan.drop_namespaces
+        outcome.writes += (yield from session.run_in(drop.format(writes), *namespaces)).rowcount
+        if pg:
+            blobs = yield from session.run_in(drop.format("checkpoint_blobs"), *namespaces)
+            outcome.blobs += blobs.rowcount
+        gone = yield from session.run_in(drop.format("checkpoints"), *namespaces)
+        outcome.checkpoints += gone.rowcount
+    for ns, doomed in plan.delete.items():
+        stale = _STALE_WRITES_SQL.format(writes=writes)
+        outcome.writes += (
+            yield from session.run(stale, (thread_id, ns, plan.oldest_kept[ns]))
+        ).rowcount
+        if not doomed:
+            continue
+        deleted = yield from session.run_in(
+            "DELETE FROM checkpoints WHERE thread_id = %s AND checkpoint_ns = %s "
+            "AND checkpoint_id = ANY(%s)"
+            + (" RETURNING checkpoint -> 'channel_versions'" if pg else ""),
+            (thread_id, ns),
+            doomed,
+        )
+        outcome.checkpoints += deleted.rowcount
+        if plan.orphan[ns]:
+            yield from session.run_in(
+                "UPDATE checkpoints SET parent_checkpoint_id = NULL WHERE thread_id = %s "
+                "AND checkpoint_ns = %s AND checkpoint_id = ANY(%s)",
+                (thread_id, ns),
+                plan.orphan[ns],
+            )
+        if pg:
+            outcome.blobs += yield from _pg_free_blobs(session, thread_id, ns, deleted.rows)
 
 
-def _drive(statements: _Statements, execute: Any) -> _Outcome:
-    """Run a statement generator with `execute(stmt) -> _Res`."""
+def _pg_free_blobs(session: _Session, thread_id: str, ns: str, deleted: list[Any]) -> _Steps[int]:
+    """Delete the blobs the deleted checkpoints referenced and no remaining one does."""
+    freed = {(ch, str(ver)) for (cv,) in deleted for ch, ver in (cv or {}).items()}
+    if not freed:
+        return 0
+    referenced = {
+        (r[0], r[1]) for r in (yield from session.run(_PG_REFERENCED_SQL, (thread_id, ns))).rows
+    }
+    garbage: dict[str, list[str]] = {}
+    for channel, version in sorted(freed - referenced):
+        garbage.setdefault(channel, []).append(version)
+    count = 0
+    for channel, versions in garbage.items():
+        res = yield from session.run(
+            "DELETE FROM checkpoint_blobs WHERE thread_id = %s AND checkpoint_ns = %s "
+            "AND channel = %s AND version = ANY(%s)",
+            (thread_id, ns, channel, versions),
+        )
+        count += res.rowcount
+    return count
+
+
+@cache
+def _upstream_keep_latest_matches() -> bool:
+    """Whether the installed PostgreSQL saver has the `prune` `_upstream_keep_latest` relies on.
+
+    langgraph-checkpoint-postgres 3.2 is the version read for that: before it, `prune` is the
+    base class's `NotImplementedError`.
+    """
     try:
-        stmt = next(statements)
-        while True:
-            stmt = statements.send(execute(stmt))
-    except StopIteration as stop:
-        outcome: _Outcome = stop.value
-        return outcome
+        installed = metadata.version("langgraph-checkpoint-postgres")
+    except metadata.PackageNotFoundError:  # pragma: no cover - a PostgreSQL saver needs it
+        return False
+    major_minor = tuple(int(part) for part in re.findall(r"\d+", installed)[:2])
+    return major_minor >= (3, 2)
 
 
-async def _adrive(statements: _Statements, execute: Any) -> _Outcome:
+def _upstream_prune_step(conn: Any, thread_id: str) -> Callable[[], Any]:
+    """The saver's own keep_latest prune of one thread, on `conn` (sync or async saver)."""
+    from psycopg import AsyncConnection
+
+    if isinstance(conn, AsyncConnection):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        return partial(AsyncPostgresSaver(conn).aprune, [thread_id], strategy="keep_latest")
+    from langgraph.checkpoint.postgres import PostgresSaver
+
+    return partial(PostgresSaver(conn).prune, [thread_id], strategy="keep_latest")
+
+
+def _upstream_keep_latest(session: _Session, thread_id: str) -> _Steps[_Outcome]:
+    """`keep_latest=1` on PostgreSQL: the saver's own `prune(strategy="keep_latest")`.
+
+    Upstream keeps exactly what this module does for it: the latest checkpoint of each namespace
+    with its writes and the blobs it references, its parent when it predates format v4 (upstream:
+    only when that parent has pending sends, which is what the parent is kept for), no parent link
+    on what it keeps, and a subgraph call's namespace gone with the saved root checkpoint it
+    started from. It runs on this session's connection, inside our transaction: its own becomes a
+    savepoint and its REPEATABLE READ is the level already set, so it sees our snapshot, a dry run
+    rolls it back, and counting before and after gives the report exact numbers.
+
+    Ours is still needed around it for what upstream does not do: report what it deleted (it
+    returns nothing), skip a DeltaChannel thread (it raises, for the whole batch), and delete
+    writes a run saved for a checkpoint an earlier prune deleted (it deletes only the writes of
+    the checkpoints it deletes now).
+    """
+    if (yield from _pg_uses_delta(session, thread_id)):
+        return _Outcome(skipped=_DELTA_SKIPPED)
+    before = (yield from session.run(_PG_COUNTS_SQL, (thread_id,) * 3)).rows[0]
     try:
-        stmt = next(statements)
-        while True:
-            stmt = statements.send(await execute(stmt))
-    except StopIteration as stop:
-        outcome: _Outcome = stop.value
-        return outcome
+        yield _upstream_prune_step(session.conn, thread_id)
+    except NotImplementedError as exc:  # upstream saw a DeltaChannel that our check did not
+        return _Outcome(skipped=f"{_DELTA_SKIPPED}: {exc}")
+    heads = yield from session.run(
+        "SELECT checkpoint_ns, min(checkpoint_id), array_agg(checkpoint_id) FROM checkpoints "
+        "WHERE thread_id = %s GROUP BY checkpoint_ns",
+        (thread_id,),
+    )
+    stale = _STALE_WRITES_SQL.format(writes="checkpoint_writes")
+    for ns, oldest, _ in heads.rows:
+        yield from session.run(stale, (thread_id, ns, oldest))
+    after = (yield from session.run(_PG_COUNTS_SQL, (thread_id,) * 3)).rows[0]
+    return _Outcome(
+        checkpoints=before[0] - after[0],
+        writes=before[1] - after[1],
+        blobs=before[2] - after[2],
+        kept=after[0],
+        kept_ids={checkpoint_id for *_, ids in heads.rows for checkpoint_id in ids},
+    )
+
+
+def _thread_body(
+    saver: Any, kind: str, thread_id: str, policy: RetentionPolicy, now: datetime
+) -> Callable[[_Session], _Steps[_Outcome]]:
+    """Who prunes this thread: the saver's own `prune` where it does what the policy asks."""
+    if (
+        kind == "postgres"
+        and policy.keep_latest == 1
+        and policy.older_than is None
+        and _upstream_keep_latest_matches()
+    ):
+        return partial(_upstream_keep_latest, thread_id=thread_id)
+    # Ours: upstream's keep_latest keeps only the latest checkpoint (no keep_latest > 1), has no
+    # age cut-off (no older_than), and langgraph-checkpoint-sqlite has no `prune` at all.
+    return partial(_own_thread, thread_id=thread_id, policy=policy, now=now, serde=saver.serde)
+
+
+def _prune_thread(
+    saver: Any, kind: str, thread_id: str, policy: RetentionPolicy, now: datetime, dry_run: bool
+) -> _Steps[_Outcome]:
+    """Prune one thread in one transaction, tried again when a concurrent writer aborts it."""
+    body = partial(
+        _transaction, body=_thread_body(saver, kind, thread_id, policy, now), dry_run=dry_run
+    )
+    for _ in range(MAX_ATTEMPTS):
+        try:
+            return (yield from _session(saver, kind, body))
+        except Exception as exc:
+            if not _is_retryable(exc):
+                raise
+    return _Outcome(skipped=f"changed by another transaction {MAX_ATTEMPTS} times")
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    try:
+        from psycopg import errors
+    except ImportError:  # pragma: no cover - psycopg is present whenever a Postgres saver is
+        return False
+    return isinstance(exc, errors.SerializationFailure | errors.DeadlockDetected)
+
+
+# -- whole prunes -------------------------------------------------------------------------------
+
+
+def _list_threads(session: _Session, wanted: list[str] | None) -> _Steps[list[str]]:
+    if wanted is None:
+        res = yield from session.run(
+            "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id"
+        )
+        return [r[0] for r in res.rows]
+    res = yield from session.run_in(
+        "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id = ANY(%s)", (), wanted
+    )
+    missing = sorted(set(wanted) - {r[0] for r in res.rows})
+    if missing:
+        raise _missing_error(missing)
+    return wanted
+
+
+def _prune_effects(
+    store: BaseStore, thread_id: str, kept: set[str], dry_run: bool, asynchronous: bool
+) -> _Steps[int]:
+    """Delete the thread's `once` effect records made in checkpoints that are gone."""
+    search, delete = (
+        (store.asearch, store.adelete) if asynchronous else (store.search, store.delete)
+    )
+    namespace = effects_namespace(thread_id)
+    doomed: list[str] = []
+    offset = 0
+    while True:
+        page = yield partial(search, namespace, limit=200, offset=offset)
+        for item in page:
+            checkpoint_id = item.value.get("checkpoint_id")
+            if checkpoint_id is not None and checkpoint_id not in kept:
+                doomed.append(item.key)
+        if len(page) < 200:
+            break
+        offset += len(page)
+    if not dry_run:
+        for key in doomed:
+            yield partial(delete, namespace, key)
+    return len(doomed)
+
+
+@dataclass(frozen=True)
+class _Options:
+    thread_ids: Sequence[str] | None
+    store: BaseStore | None
+    now: datetime | None
+    dry_run: bool
+    asynchronous: bool
+
+
+def _prune(
+    checkpointer: BaseCheckpointSaver[Any],
+    policy: RetentionPolicy,
+    options: _Options,
+) -> _Steps[PruneReport]:
+    """The one implementation of `prune` and `aprune`."""
+    kind = saver_kind(checkpointer)
+    if not options.asynchronous and type(checkpointer).__name__.startswith("Async"):
+        raise RetentionError(
+            f"{type(checkpointer).__name__} is async: prune it with `await aprune(...)`"
+        )
+    wanted = _check_threads(options.thread_ids)
+    when = options.now or datetime.now(UTC)
+    threads = yield from _session(checkpointer, kind, partial(_list_threads, wanted=wanted))
+    report = PruneReport(dry_run=options.dry_run)
+    for thread_id in threads:
+        outcome = yield from _prune_thread(
+            checkpointer, kind, thread_id, policy, when, options.dry_run
+        )
+        _add(report, thread_id, outcome)
+        if options.store is not None and not outcome.skipped:
+            report.effects_deleted += yield from _prune_effects(
+                options.store, thread_id, outcome.kept_ids, options.dry_run, options.asynchronous
+            )
+    return report
+
+
+def prune(
+    checkpointer: BaseCheckpointSaver[Any],
+    policy: RetentionPolicy,
+    *,
+    thread_ids: Sequence[str] | None = None,
+    store: BaseStore | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> PruneReport:
+    """Delete the checkpoints a policy does not keep, thread by thread.
+
+    Args:
+        checkpointer: A SQLite or PostgreSQL checkpointer (sync).
+        policy: What to keep.
+        thread_ids: Only these threads; None prunes every thread.
+        store: Also delete `once` effect records of deleted checkpoints from this store.
+        now: The time `older_than` counts back from (default: now, UTC).
+        dry_run: Count what would be deleted, then roll every change back.
+
+    Returns:
+        What was deleted and kept, and the threads skipped with the reason.
+
+    Raises:
+        RetentionError: Unsupported or async checkpointer, or a requested thread has no
+            checkpoints (checked before anything is deleted).
+    """
+    options = _Options(thread_ids, store, now, dry_run, asynchronous=False)
+    return _drive(_prune(checkpointer, policy, options))
+
+
+# `aprune` repeats `prune`'s signature (the public API of both forms); both bodies are one line
+# around the shared `_prune`.
+async def aprune(
+    checkpointer: BaseCheckpointSaver[Any],
+    policy: RetentionPolicy,
+    *,
+    thread_ids: Sequence[str] | None = None,
+    store: BaseStore | None = None,
+    now: datetime | None = None,
+    dry_run: bool = False,
+) -> PruneReport:
+    """Async form of `prune`, for `AsyncPostgresSaver` and `AsyncSqliteSaver`.
+
+    Raises:
+        RetentionError: As `prune`.
+    """
+    options = _Options(thread_ids, store, now, dry_run, asynchronous=True)
+    return await _adrive(_prune(checkpointer, policy, options))
 
 
 def saver_kind(saver: BaseCheckpointSaver[Any]) -> str:
@@ -510,392 +843,23 @@ def _add(report: PruneReport, thread_id: str, outcome: _Outcome) -> None:
         report.threads_pruned += 1
 
 
-class _Rollback(Exception):
-    """Raised inside a transaction to undo a dry run."""
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    try:
-        from psycopg import errors
-    except ImportError:  # pragma: no cover - psycopg is present whenever a Postgres saver is
-        return False
-    return isinstance(exc, errors.SerializationFailure | errors.DeadlockDetected)
-
-
-def _prune_effects(store: BaseStore, thread_id: str, kept: set[str], dry_run: bool) -> int:
-    namespace = effects_namespace(thread_id)
-    doomed: list[str] = []
-    offset = 0
-    while True:
-        page = store.search(namespace, limit=200, offset=offset)
-        for item in page:
-            checkpoint_id = item.value.get("checkpoint_id")
-            if checkpoint_id is not None and checkpoint_id not in kept:
-                doomed.append(item.key)
-        if len(page) < 200:
-            break
-        offset += len(page)
-    if not dry_run:
-        for key in doomed:
-            store.delete(namespace, key)
-    return len(doomed)
-
-
-async def _aprune_effects(store: BaseStore, thread_id: str, kept: set[str], dry_run: bool) -> int:
-    namespace = effects_namespace(thread_id)
-    doomed: list[str] = []
-    offset = 0
-    while True:
-        page = await store.asearch(namespace, limit=200, offset=offset)
-        for item in page:
-            checkpoint_id = item.value.get("checkpoint_id")
-            if checkpoint_id is not None and checkpoint_id not in kept:
-                doomed.append(item.key)
-        if len(page) < 200:
-            break
-        offset += len(page)
-    if not dry_run:
-        for key in doomed:
-            await store.adelete(namespace, key)
-    return len(doomed)
-
-
-def prune(
-    checkpointer: BaseCheckpointSaver[Any],
-    policy: RetentionPolicy,
-    *,
-    thread_ids: Sequence[str] | None = None,
-    store: BaseStore | None = None,
-    now: datetime | None = None,
-    dry_run: bool = False,
-) -> PruneReport:
-    """Delete the checkpoints a policy does not keep, thread by thread.
-
-    Args:
-        checkpointer: A SQLite or PostgreSQL checkpointer (sync).
-        policy: What to keep.
-        thread_ids: Only these threads; None prunes every thread.
-        store: Also delete `once` effect records of deleted checkpoints from this store.
-        now: The time `older_than` counts back from (default: now, UTC).
-        dry_run: Count what would be deleted, then roll every change back.
-
-    Returns:
-        What was deleted and kept, and the threads skipped with the reason.
-
-    Raises:
-        RetentionError: Unsupported checkpointer, or a requested thread has no checkpoints
-            (checked before anything is deleted).
-    """
-    kind = saver_kind(checkpointer)
-    wanted = _check_threads(thread_ids)
-    when = now or datetime.now(UTC)
-    report = PruneReport(dry_run=dry_run)
-    if kind == "postgres":
-        threads = _pg_threads(checkpointer, wanted)
-        for thread_id in threads:
-            outcome = _pg_prune_thread(checkpointer, thread_id, policy, when, dry_run)
-            _add(report, thread_id, outcome)
-            if store is not None and not outcome.skipped:
-                report.effects_deleted += _prune_effects(
-                    store, thread_id, outcome.kept_ids, dry_run
-                )
-    else:
-        threads = _sqlite_threads(checkpointer, wanted)
-        for thread_id in threads:
-            outcome = _sqlite_prune_thread(checkpointer, thread_id, policy, when, dry_run)
-            _add(report, thread_id, outcome)
-            if store is not None and not outcome.skipped:
-                report.effects_deleted += _prune_effects(
-                    store, thread_id, outcome.kept_ids, dry_run
-                )
-    return report
-
-
-async def aprune(
-    checkpointer: BaseCheckpointSaver[Any],
-    policy: RetentionPolicy,
-    *,
-    thread_ids: Sequence[str] | None = None,
-    store: BaseStore | None = None,
-    now: datetime | None = None,
-    dry_run: bool = False,
-) -> PruneReport:
-    """Async form of `prune`, for `AsyncPostgresSaver` and `AsyncSqliteSaver`.
-
-    Raises:
-        RetentionError: As `prune`.
-    """
-    kind = saver_kind(checkpointer)
-    wanted = _check_threads(thread_ids)
-    when = now or datetime.now(UTC)
-    report = PruneReport(dry_run=dry_run)
-    if kind == "postgres":
-        threads = await _apg_threads(checkpointer, wanted)
-        for thread_id in threads:
-            outcome = await _apg_prune_thread(checkpointer, thread_id, policy, when, dry_run)
-            _add(report, thread_id, outcome)
-            if store is not None and not outcome.skipped:
-                report.effects_deleted += await _aprune_effects(
-                    store, thread_id, outcome.kept_ids, dry_run
-                )
-    else:
-        threads = await _asqlite_threads(checkpointer, wanted)
-        for thread_id in threads:
-            outcome = await _asqlite_prune_thread(checkpointer, thread_id, policy, when, dry_run)
-            _add(report, thread_id, outcome)
-            if store is not None and not outcome.skipped:
-                report.effects_deleted += await _aprune_effects(
-                    store, thread_id, outcome.kept_ids, dry_run
-                )
-    return report
-
-
-# -- PostgreSQL ---------------------------------------------------------------------------------
-
-
-def _pg_connection(saver: Any) -> AbstractContextManager[Any]:
-    from psycopg_pool import ConnectionPool
-
-    if isinstance(saver.conn, ConnectionPool):
-        return saver.conn.connection()
-    return nullcontext(saver.conn)
-
-
-def _pg_lock(saver: Any) -> AbstractContextManager[Any]:
-    from psycopg_pool import ConnectionPool
-
-    # A saver on a single connection serialises its use with `lock`; a pool needs no lock.
-    return nullcontext() if isinstance(saver.conn, ConnectionPool) else saver.lock
-
-
-def _pg_threads(saver: Any, wanted: list[str] | None) -> list[str]:
-    with _pg_lock(saver), _pg_connection(saver) as conn, conn.cursor() as cur:
-        if wanted is None:
-            cur.execute("SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id")
-        else:
-            cur.execute(
-                "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id = ANY(%s)", (wanted,)
-            )
-        found = [_first(row) for row in cur.fetchall()]
-    if wanted is not None:
-        missing = sorted(set(wanted) - set(found))
-        if missing:
-            raise _missing_error(missing)
-        return wanted
-    return found
-
-
-def _first(row: Any) -> Any:
-    return next(iter(row.values())) if isinstance(row, dict) else row[0]
-
-
-def _pg_prune_thread(
-    saver: Any, thread_id: str, policy: RetentionPolicy, now: datetime, dry_run: bool
-) -> _Outcome:
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            with (
-                _pg_lock(saver),
-                _pg_connection(saver) as conn,
-                conn.cursor(row_factory=_tuple_rows()) as cur,
-            ):
-
-                def execute(stmt: _Stmt) -> _Res:
-                    cur.execute(stmt.sql, stmt.params, prepare=False)
-                    rows = cur.fetchall() if cur.description is not None else []
-                    return _Res(rows, cur.rowcount)
-
-                try:
-                    with conn.transaction():
-                        outcome = _drive(_pg_thread(thread_id, policy, now), execute)
-                        if dry_run:
-                            raise _Rollback
-                except _Rollback:
-                    pass
-                return outcome
-        except Exception as exc:
-            if not _is_retryable(exc) or attempt == MAX_ATTEMPTS:
-                if _is_retryable(exc):
-                    return _Outcome(skipped=f"changed by another transaction {attempt} times")
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _tuple_rows() -> Any:
-    from psycopg.rows import tuple_row
-
-    return tuple_row
-
-
-async def _apg_threads(saver: Any, wanted: list[str] | None) -> list[str]:
-    async with _apg_lock(saver), _apg_connection(saver) as conn, conn.cursor() as cur:
-        if wanted is None:
-            await cur.execute("SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id")
-        else:
-            await cur.execute(
-                "SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id = ANY(%s)", (wanted,)
-            )
-        found = [_first(row) for row in await cur.fetchall()]
-    if wanted is not None:
-        missing = sorted(set(wanted) - set(found))
-        if missing:
-            raise _missing_error(missing)
-        return wanted
-    return found
-
-
-def _apg_connection(saver: Any) -> Any:
-    from psycopg_pool import AsyncConnectionPool
-
-    if isinstance(saver.conn, AsyncConnectionPool):
-        return saver.conn.connection()
-    return _anull(saver.conn)
-
-
-def _apg_lock(saver: Any) -> Any:
-    from psycopg_pool import AsyncConnectionPool
-
-    return _anull(None) if isinstance(saver.conn, AsyncConnectionPool) else saver.lock
-
-
-class _anull:
-    """An async nullcontext that yields a value."""
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    async def __aenter__(self) -> Any:
-        return self.value
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-
-async def _apg_prune_thread(
-    saver: Any, thread_id: str, policy: RetentionPolicy, now: datetime, dry_run: bool
-) -> _Outcome:
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        try:
-            async with (
-                _apg_lock(saver),
-                _apg_connection(saver) as conn,
-                conn.cursor(row_factory=_tuple_rows()) as cur,
-            ):
-
-                async def execute(stmt: _Stmt) -> _Res:
-                    await cur.execute(stmt.sql, stmt.params, prepare=False)
-                    rows = await cur.fetchall() if cur.description is not None else []
-                    return _Res(rows, cur.rowcount)
-
-                try:
-                    async with conn.transaction():
-                        outcome = await _adrive(_pg_thread(thread_id, policy, now), execute)
-                        if dry_run:
-                            raise _Rollback
-                except _Rollback:
-                    pass
-                return outcome
-        except Exception as exc:
-            if not _is_retryable(exc) or attempt == MAX_ATTEMPTS:
-                if _is_retryable(exc):
-                    return _Outcome(skipped=f"changed by another transaction {attempt} times")
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
-
-
-# -- SQLite -------------------------------------------------------------------------------------
-
-
-def _sqlite_threads(saver: Any, wanted: list[str] | None) -> list[str]:
-    with saver.lock:
-        if wanted is None:
-            rows = saver.conn.execute(
-                "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id"
-            ).fetchall()
-            return [r[0] for r in rows]
-        found: set[str] = set()
-        for chunk in _chunks(wanted):
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                r[0]
-                for r in saver.conn.execute(
-                    f"SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id IN ({marks})",
-                    chunk,
-                ).fetchall()
-            )
-    missing = sorted(set(wanted) - found)
-    if missing:
-        raise _missing_error(missing)
-    return wanted
-
-
-def _sqlite_prune_thread(
-    saver: Any, thread_id: str, policy: RetentionPolicy, now: datetime, dry_run: bool
-) -> _Outcome:
-    conn: sqlite3.Connection = saver.conn
-    with saver.lock:
-        conn.execute("BEGIN IMMEDIATE")  # takes the write lock: one snapshot, no writer between
-        try:
-
-            def execute(stmt: _Stmt) -> _Res:
-                cur = conn.execute(stmt.sql, stmt.params)
-                return _Res(cur.fetchall(), cur.rowcount)
-
-            outcome = _drive(_sqlite_thread(thread_id, policy, now, saver), execute)
-        except BaseException:
-            conn.rollback()
-            raise
-        if dry_run:
-            conn.rollback()
-        else:
-            conn.commit()
-    return outcome
-
-
-async def _asqlite_threads(saver: Any, wanted: list[str] | None) -> list[str]:
-    async with saver.lock:
-        if wanted is None:
-            async with saver.conn.execute(
-                "SELECT DISTINCT thread_id FROM checkpoints ORDER BY thread_id"
-            ) as cur:
-                return [r[0] for r in await cur.fetchall()]
-        found: set[str] = set()
-        for chunk in _chunks(wanted):
-            marks = ",".join("?" * len(chunk))
-            async with saver.conn.execute(
-                f"SELECT DISTINCT thread_id FROM checkpoints WHERE thread_id IN ({marks})", chunk
-            ) as cur:
-                found.update(r[0] for r in await cur.fetchall())
-    missing = sorted(set(wanted) - found)
-    if missing:
-        raise _missing_error(missing)
-    return wanted
-
-
-async def _asqlite_prune_thread(
-    saver: Any, thread_id: str, policy: RetentionPolicy, now: datetime, dry_run: bool
-) -> _Outcome:
-    conn = saver.conn
-    async with saver.lock:
-        await conn.execute("BEGIN IMMEDIATE")
-        try:
-
-            async def execute(stmt: _Stmt) -> _Res:
-                async with conn.execute(stmt.sql, stmt.params) as cur:
-                    return _Res(list(await cur.fetchall()), cur.rowcount)
-
-            outcome = await _adrive(_sqlite_thread(thread_id, policy, now, saver), execute)
-        except BaseException:
-            await conn.rollback()
-            raise
-        if dry_run:
-            await conn.rollback()
-        else:
-            await conn.commit()
-    return outcome
-
-
 # -- measurement --------------------------------------------------------------------------------
+
+_PG_BYTES_SQL = (
+    "SELECT (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM checkpoints c "
+    "WHERE c.thread_id = %s) + (SELECT coalesce(sum(pg_column_size(w.*)), 0) "
+    "FROM checkpoint_writes w WHERE w.thread_id = %s) + (SELECT "
+    "coalesce(sum(pg_column_size(b.*)), 0) FROM checkpoint_blobs b WHERE b.thread_id = %s)"
+)
+_SQLITE_BYTES_SQL = (
+    "SELECT (SELECT coalesce(sum(length(thread_id) + length(checkpoint_ns) + "
+    "length(checkpoint_id) + coalesce(length(parent_checkpoint_id), 0) + "
+    "coalesce(length(type), 0) + coalesce(length(checkpoint), 0) + "
+    "coalesce(length(metadata), 0)), 0) FROM checkpoints WHERE thread_id = %s) + "
+    "(SELECT coalesce(sum(length(thread_id) + length(checkpoint_ns) + length(checkpoint_id) "
+    "+ length(task_id) + length(task_path) + 8 + length(channel) + coalesce(length(type), 0) "
+    "+ coalesce(length(value), 0)), 0) FROM writes WHERE thread_id = %s)"
+)
 
 
 def thread_storage_bytes(checkpointer: BaseCheckpointSaver[Any], thread_id: str) -> int:
@@ -908,25 +872,12 @@ def thread_storage_bytes(checkpointer: BaseCheckpointSaver[Any], thread_id: str)
         RetentionError: Unsupported checkpointer.
     """
     kind = saver_kind(checkpointer)
-    saver: Any = checkpointer
-    if kind == "postgres":
-        sql = (
-            "SELECT (SELECT coalesce(sum(pg_column_size(c.*)), 0) FROM checkpoints c "
-            "WHERE c.thread_id = %s) + (SELECT coalesce(sum(pg_column_size(w.*)), 0) "
-            "FROM checkpoint_writes w WHERE w.thread_id = %s) + (SELECT "
-            "coalesce(sum(pg_column_size(b.*)), 0) FROM checkpoint_blobs b WHERE b.thread_id = %s)"
+    sql = _PG_BYTES_SQL if kind == "postgres" else _SQLITE_BYTES_SQL
+    res = _drive(
+        _session(
+            checkpointer,
+            kind,
+            partial(_Session.run, sql=sql, params=(thread_id,) * sql.count("%s")),
         )
-        with _pg_lock(saver), _pg_connection(saver) as conn, conn.cursor() as cur:
-            cur.execute(sql, (thread_id,) * 3)
-            return int(_first(cur.fetchone()))
-    sql = (
-        "SELECT (SELECT coalesce(sum(length(thread_id) + length(checkpoint_ns) + "
-        "length(checkpoint_id) + coalesce(length(parent_checkpoint_id), 0) + "
-        "coalesce(length(type), 0) + coalesce(length(checkpoint), 0) + "
-        "coalesce(length(metadata), 0)), 0) FROM checkpoints WHERE thread_id = ?) + "
-        "(SELECT coalesce(sum(length(thread_id) + length(checkpoint_ns) + length(checkpoint_id) "
-        "+ length(task_id) + length(task_path) + 8 + length(channel) + coalesce(length(type), 0) "
-        "+ coalesce(length(value), 0)), 0) FROM writes WHERE thread_id = ?)"
     )
-    with saver.lock:
-        return int(saver.conn.execute(sql, (thread_id, thread_id)).fetchone()[0])
+    return int(res.rows[0][0])

@@ -22,6 +22,8 @@ from typing import Annotated, Any
 import pytest
 from langchain_core.runnables import RunnableConfig
 from langgraph.channels import DeltaChannel
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from typing_extensions import TypedDict
@@ -30,6 +32,7 @@ from switchyard.graphs.demos import ROUTER_AGENTS
 from switchyard.graphs.router import build_router_graph
 from switchyard.guardrails.idempotency import effects_namespace, idempotency_key, once
 from switchyard.runtime.run import run
+from switchyard.storage import retention
 from switchyard.storage.persistence import Persistence, open_async_persistence, open_persistence
 from switchyard.storage.retention import (
     PruneReport,
@@ -436,7 +439,8 @@ def test_storage_of_a_long_session_stays_bounded(persistence_setting: str) -> No
         assert unbounded > 8 * sizes[-1]  # without retention it keeps growing
 
 
-def test_prune_while_a_session_keeps_running(persistence_setting: str) -> None:
+@pytest.mark.parametrize("keep_latest", [1, 2])  # PostgreSQL: the saver's own prune, then ours
+def test_prune_while_a_session_keeps_running(persistence_setting: str, keep_latest: int) -> None:
     """Pruning in one thread while another keeps appending loses no turn and breaks no state."""
     with open_persistence(persistence_setting) as persistence:
         graph = counter(persistence)
@@ -455,12 +459,16 @@ def test_prune_while_a_session_keeps_running(persistence_setting: str) -> None:
         runner.start()
         reports: list[PruneReport] = []
         while runner.is_alive():
-            reports.append(prune(persistence.checkpointer, RetentionPolicy(keep_latest=2)))
+            reports.append(
+                prune(persistence.checkpointer, RetentionPolicy(keep_latest=keep_latest))
+            )
         runner.join()
-        reports.append(prune(persistence.checkpointer, RetentionPolicy(keep_latest=2)))
+        reports.append(prune(persistence.checkpointer, RetentionPolicy(keep_latest=keep_latest)))
         assert not failures, failures
         assert graph.get_state(cfg(thread_id)).values["count"] == 31
-        assert len(snapshots(graph, thread_id)) == 2
+        assert len(snapshots(graph, thread_id)) == keep_latest
+        # Every checkpoint the 31 turns saved was either counted as deleted or is still there.
+        assert sum(r.checkpoints_deleted for r in reports) + keep_latest == 31 * 3
         assert_no_orphans(persistence)
 
 
@@ -479,6 +487,80 @@ async def test_async_prune_on_async_savers(persistence_setting: str) -> None:
             await aprune(
                 persistence.checkpointer, RetentionPolicy(keep_latest=1), thread_ids=["nope"]
             )
+        with pytest.raises(RetentionError, match=r"await aprune"):
+            prune(persistence.checkpointer, RetentionPolicy(keep_latest=1))
+
+
+def test_keep_latest_1_on_postgres_is_the_savers_own_prune_and_agrees_with_ours(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Upstream's keep_latest and ours, on two threads with the same history, leave the same."""
+    calls: list[list[str]] = []
+    upstream = PostgresSaver.prune
+
+    def spy(self: PostgresSaver, thread_ids: Sequence[str], **kwargs: Any) -> None:
+        calls.append(list(thread_ids))
+        upstream(self, thread_ids, **kwargs)
+
+    monkeypatch.setattr(PostgresSaver, "prune", spy)
+    with open_persistence(postgres_dsn) as persistence:
+        chat, nested = router(persistence), with_subgraph(persistence)
+        pairs = [(converse(chat, "theirs", 3), converse(chat, "ours", 3))]
+        pairs.append((str(uuid.uuid4()), str(uuid.uuid4())))
+        for _ in range(3):
+            for thread_id in pairs[1]:
+                nested.invoke({"log": ["outer"]}, cfg(thread_id))
+        theirs, ours = ([pair[i] for pair in pairs] for i in (0, 1))
+        policy = RetentionPolicy(keep_latest=1)
+
+        dry = prune(persistence.checkpointer, policy, thread_ids=theirs, dry_run=True)
+        by_upstream = prune(persistence.checkpointer, policy, thread_ids=theirs)
+        assert calls == [[t] for t in theirs] * 2
+        monkeypatch.setattr(retention, "_upstream_keep_latest_matches", lambda: False)
+        by_us = prune(persistence.checkpointer, policy, thread_ids=ours)
+        assert len(calls) == 4  # ours did not call it
+
+        for name in ("threads_pruned", "checkpoints_deleted", "checkpoints_kept", "writes_deleted"):
+            assert getattr(dry, name) == getattr(by_upstream, name) == getattr(by_us, name), name
+        assert dry.blobs_deleted == by_upstream.blobs_deleted == by_us.blobs_deleted > 0
+        for graph, pair in zip((chat, nested), pairs, strict=True):
+            assert [len(snapshots(graph, thread_id)) for thread_id in pair] == [1, 1]
+        messages = [chat.get_state(cfg(t)).values["messages"] for t in pairs[0]]
+        assert [[(m.type, m.content) for m in ms] for ms in messages] == [
+            [(m.type, m.content) for m in messages[0]]
+        ] * 2
+        assert (
+            nested.get_state(cfg(pairs[1][0])).values == nested.get_state(cfg(pairs[1][1])).values
+        )
+        assert_no_orphans(persistence)
+
+
+async def test_async_keep_latest_1_on_postgres_is_the_savers_own_aprune(
+    postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+    upstream = AsyncPostgresSaver.aprune
+
+    async def spy(self: AsyncPostgresSaver, thread_ids: Sequence[str], **kwargs: Any) -> None:
+        calls.append(list(thread_ids))
+        await upstream(self, thread_ids, **kwargs)
+
+    monkeypatch.setattr(AsyncPostgresSaver, "aprune", spy)
+    async with open_async_persistence(postgres_dsn) as persistence:
+        graph = counter(persistence)
+        thread_id = str(uuid.uuid4())
+        for _ in range(5):
+            await graph.ainvoke({"count": 0}, cfg(thread_id))
+        policy = RetentionPolicy(keep_latest=1)
+        dry = await aprune(persistence.checkpointer, policy, dry_run=True)
+        assert len([s async for s in graph.aget_state_history(cfg(thread_id))]) == 15
+        report = await aprune(persistence.checkpointer, policy, store=persistence.store)
+        assert calls == [[thread_id], [thread_id]]
+        assert dry.checkpoints_deleted == report.checkpoints_deleted == 15 - 1
+        assert report.checkpoints_kept == 1
+        history = [s async for s in graph.aget_state_history(cfg(thread_id))]
+        assert len(history) == 1
+        assert (await graph.aget_state(cfg(thread_id))).values["count"] == 5
 
 
 def test_prune_command(persistence_setting: str, capsys: pytest.CaptureFixture[str]) -> None:
