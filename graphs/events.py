@@ -23,28 +23,21 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Literal
 
-from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.runnables import Runnable
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langgraph.config import get_config
 from langgraph.errors import NodeError
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.types import Command, Overwrite, Send
 from pydantic import BaseModel, Field, create_model
 
 from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
-from switchyard.core.resilience import model_retry_policy
-from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.nodes.agent import (
-    AgentReply,
-    NodeRunnable,
-    acall_agent,
-    call_agent,
-    current_context,
-    steps_after_first_node,
-)
+from switchyard.graphs.guarded import PatternGraph
+from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import AgentSpec, check_agents
-from switchyard.state.context import Context
+from switchyard.state.context import Context, steps_after_first_node
 from switchyard.state.events import (
     DeadLetter,
     Delivery,
@@ -337,43 +330,32 @@ def handled_update(delivery: Delivery, reply: AgentReply) -> dict[str, Any]:
     return {"published": published, "handled": [record], "usage": reply.usage}
 
 
-def handle(delivery: Delivery, *, spec: AgentSpec, may_publish: Sequence[str]) -> dict[str, Any]:
-    """Run one handler on one event; it sees only the event's typed payload."""
-    message = event_message(delivery["event"], may_publish)
-    return handled_update(delivery, call_agent(spec, [message], current_context()))
+def event_view(
+    delivery: Delivery, context: Context, *, may_publish: Sequence[str]
+) -> list[BaseMessage]:
+    """What a handler sees: only the event's typed payload (`event_message`)."""
+    return [event_message(delivery["event"], may_publish)]
 
 
-async def ahandle(
-    delivery: Delivery, *, spec: AgentSpec, may_publish: Sequence[str]
-) -> dict[str, Any]:
-    """Async form of `handle`."""
-    message = event_message(delivery["event"], may_publish)
-    return handled_update(delivery, await acall_agent(spec, [message], current_context()))
+def accept_handled(delivery: Delivery, reply: AgentReply) -> dict[str, Any]:
+    """A handler's `accept` (`handled_update`)."""
+    return handled_update(delivery, reply)
 
 
-def dead_letter(
-    delivery: Delivery, error: NodeError, *, spec: AgentSpec, may_publish: Sequence[str]
-) -> Command[Literal["bus"]]:
-    """Error handler of every handler node: try the agent's fallback models, else dead-letter.
+def dead_letter(delivery: Delivery, error: NodeError) -> Command[Literal["bus"]]:
+    """Error handler of every handler node: the event goes to the dead letters; the run goes on.
 
-    LangGraph calls it once the node's retry policy has given up (or at once for an error that is
-    not retried, such as an output that failed its schema twice). A budget or deadline stop gets
-    no fallback. The other handlers, and the run, carry on.
+    LangGraph calls it once the handler's call failed: its retries and fallback models were tried
+    inside the call, and structured output that failed its schema was asked for again. What the
+    failed call spent stays in the ledger; the other handlers, and the run, carry on.
     """
-    failures = [describe_error(error.error)]
-    if not isinstance(error.error, BudgetExceededError | DeadlineExceededError):
-        message = event_message(delivery["event"], may_publish)
-        for model in spec.fallback_models:
-            try:
-                reply = call_agent(spec, [message], current_context(), model=model)
-            except Exception as exc:  # the next fallback model gets its chance
-                failures.append(f"{model}: {describe_error(exc)}")
-                continue
-            return Command(update=handled_update(delivery, reply), goto=BUS)
     letter = DeadLetter(
-        agent=delivery["agent"], event=delivery["event"], error="; ".join(failures), timestamp=now()
+        agent=delivery["agent"],
+        event=delivery["event"],
+        error=describe_error(error.error),
+        timestamp=now(),
     )
-    return Command(update={"dead_letters": [letter]}, goto=BUS)
+    return Command(update={"dead_letters": [letter], "usage": partial_usage(error.error)}, goto=BUS)
 
 
 def finish(state: EventsState) -> dict[str, Any]:
@@ -494,15 +476,6 @@ def check_bus(
     return by_name, bus
 
 
-def handler_node(spec: AgentSpec, may_publish: Sequence[str]) -> Runnable[Any, dict[str, Any]]:
-    """The node one agent handles its events in (sync and async)."""
-    return NodeRunnable(
-        partial(handle, spec=spec, may_publish=may_publish),
-        partial(ahandle, spec=spec, may_publish=may_publish),
-        name=spec.name,
-    )
-
-
 def build_events_graph(
     agents: Sequence[AgentSpec],
     *,
@@ -511,7 +484,8 @@ def build_events_graph(
     input_event: str | None = None,
     max_events: int = 20,
     max_depth: int = 5,
-) -> StateGraph[EventsState, Context, EventsInput, EventsOutput]:
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> PatternGraph:
     """Build the event-driven pattern (uncompiled: the caller picks checkpointer and store).
 
     Args:
@@ -522,6 +496,7 @@ def build_events_graph(
             `subscriptions`.
         max_events: Most events one run may accept, the first included.
         max_depth: Deepest causal chain one run may reach; the first event has depth 0.
+        middleware: LangChain `AgentMiddleware` for every handler, outside each agent's own.
 
     Raises:
         AgentConfigError: See `check_bus`.
@@ -545,7 +520,7 @@ def build_events_graph(
         max_events=max_events,
         max_depth=max_depth,
     )
-    builder = StateGraph(
+    builder = PatternGraph(
         EventsState, context_schema=Context, input_schema=EventsInput, output_schema=EventsOutput
     )
     builder.add_node(INGEST, partial(ingest, bus=bus))
@@ -557,12 +532,13 @@ def build_events_graph(
             if may_publish
             else spec
         )
-        builder.add_node(
-            name,
-            handler_node(handler, may_publish),
-            retry_policy=model_retry_policy(spec.max_attempts),
-            error_handler=partial(dead_letter, spec=handler, may_publish=may_publish),
+        node = make_agent_node(
+            handler,
+            view=partial(event_view, may_publish=may_publish),
+            accept=accept_handled,
+            middleware=middleware,
         )
+        builder.add_node(name, node, error_handler=dead_letter)
         builder.add_edge(name, BUS)
     builder.add_node(FINISH, finish)
     builder.add_edge(START, INGEST)

@@ -2,50 +2,41 @@
 
 START -> intake -> (one `Send` per worker) workers -> merge -> END, or -> merger agent -> END with
 the "synthesize" strategy. Each worker sees only the request and writes only its own entry of
-`results`, so the merge is the same whatever order the workers finish in. A worker that still
-fails after its retries (or whose output fails its schema) goes to its error handler, which tries
-its fallback models and, when none answers, records the failure; the merge goes ahead when at
-least `quorum` workers succeeded, else the run ends "quorum_failed".
+`results`, so the merge is the same whatever order the workers finish in. A worker whose call
+still fails (its retries and fallback models are tried inside the call), or whose output fails its
+schema, goes to its error handler, which records the failure; the merge goes ahead when at least
+`quorum` workers succeeded, else the run ends "quorum_failed".
 
 Wide fan-outs (more workers than `shard_size`) run in shards: START -> intake -> (one `Send` per
-shard) shard -> merge. A shard runs its workers concurrently inside one node, each through the same
-agent call, retries, fallbacks and failure record as a worker node, so the state a run ends with is
-the same; only the graph's steps differ (one task per shard, not per worker).
+shard) shard -> merge. A shard runs its workers concurrently inside one node, each as the same
+agent node (its call, retries, fallbacks) with the same failure record, so the state a run ends
+with is the same; only the graph's steps differ (one task per shard, not per worker).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Literal
 
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable
 from langchain_core.runnables.config import get_executor_for_config, patch_config
 from langgraph.config import get_config
 from langgraph.errors import GraphBubbleUp, NodeError
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
-from langgraph.types import Command, Overwrite, RetryPolicy, Send
+from langgraph.graph import END, START
+from langgraph.types import Command, Overwrite, Send
 from pydantic import JsonValue
 
-from switchyard.core.errors import AgentConfigError, InvalidInputError
-from switchyard.core.resilience import model_retry_policy
-from switchyard.graphs.pipeline import arecover, recover, validated_output
-from switchyard.nodes.agent import (
-    AgentReply,
-    NodeRunnable,
-    acall_agent,
-    call_agent,
-    resolve_context,
-    retry_attempt,
-)
+from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
+from switchyard.graphs.guarded import PatternGraph
+from switchyard.graphs.pipeline import validated_output
+from switchyard.nodes.agent import NodeRunnable, make_agent_node
 from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import AgentSpec, check_agents
 from switchyard.state.context import Context
 from switchyard.state.fanout import (
@@ -148,7 +139,12 @@ def route_to_workers(state: FanoutState) -> list[Send]:
     return [Send(name, WorkerTask(worker=name, request=request)) for name in state["dispatched"]]
 
 
-def accept_worker_reply(spec: AgentSpec, reply: AgentReply, started: float) -> dict[str, Any]:
+def task_view(task: WorkerTask, context: Context) -> list[BaseMessage]:
+    """What a worker sees: the request alone."""
+    return [HumanMessage(task["request"])]
+
+
+def accept_worker_reply(spec: AgentSpec, task: WorkerTask, reply: AgentReply) -> dict[str, Any]:
     """A worker's update for a reply: its own entry of `results`, and its usage.
 
     Raises:
@@ -158,52 +154,41 @@ def accept_worker_reply(spec: AgentSpec, reply: AgentReply, started: float) -> d
         worker=spec.name,
         status="ok",
         output=validated_output(spec.name, reply.output),
-        duration_ms=round((time.perf_counter() - started) * 1000, 3),
+        duration_ms=reply.duration_ms,
         error=None,
     )
     return {"results": {spec.name: result}, "usage": reply.usage}
 
 
-def make_worker_node(spec: AgentSpec) -> Runnable[Any, dict[str, Any]]:
-    """The node one worker runs as (sync and async): its input is the `WorkerTask` it was sent."""
-
-    def work(task: WorkerTask) -> dict[str, Any]:
-        started = time.perf_counter()
-        context = resolve_context(get_runtime(Context).context)
-        reply = call_agent(spec, [HumanMessage(task["request"])], context)
-        return accept_worker_reply(spec, reply, started)
-
-    async def awork(task: WorkerTask) -> dict[str, Any]:
-        started = time.perf_counter()
-        context = resolve_context(get_runtime(Context).context)
-        reply = await acall_agent(spec, [HumanMessage(task["request"])], context)
-        return accept_worker_reply(spec, reply, started)
-
-    return NodeRunnable(work, awork, name=spec.name)
-
-
-def worker_failure_update(spec: AgentSpec, outcome: dict[str, Any] | str) -> dict[str, Any]:
-    """A failed worker's update: its fallback's when `recover` got one, else its failure record."""
-    if isinstance(outcome, dict):
-        return outcome
+def worker_failure(worker: str, error: BaseException) -> dict[str, Any]:
+    """A failed worker's update: its failure record, and what its calls spent."""
     result = WorkerResult(
-        worker=spec.name, status="failed", output=None, duration_ms=None, error=outcome
+        worker=worker, status="failed", output=None, duration_ms=None, error=describe_error(error)
     )
-    return {"results": {spec.name: result}}
+    return {"results": {worker: result}, "usage": partial_usage(error)}
 
 
 def record_worker_failure(
-    task: WorkerTask, error: NodeError, *, spec: AgentSpec
+    task: WorkerTask, error: NodeError, *, worker: str
 ) -> Command[Literal["merge"]]:
-    """Error handler of every worker: try its fallback models, else record the failure.
+    """Error handler of every worker: record the failure; the merge goes ahead.
 
-    LangGraph calls it once the worker's retry policy has given up (or at once for an error that is
-    not retried, such as failed validation). Either way the merge goes ahead; the other workers
-    are not affected.
+    LangGraph calls it once the worker's call failed (its retries and fallback models were tried
+    inside it). The other workers are not affected.
     """
-    messages = [HumanMessage(task["request"])]
-    outcome = recover(spec, messages, error.error, partial(accept_worker_reply, spec))
-    return Command(update=worker_failure_update(spec, outcome), goto=MERGE)
+    return Command(update=worker_failure(worker, error.error), goto=MERGE)
+
+
+def make_worker(
+    spec: AgentSpec, middleware: Sequence[AgentMiddleware[Any, Any, Any]]
+) -> NodeRunnable:
+    """The node one worker runs as: its input is the `WorkerTask` it was sent."""
+    return make_agent_node(
+        spec,
+        view=task_view,
+        accept=partial(accept_worker_reply, spec),
+        middleware=middleware,
+    )
 
 
 def shards_of(workers: Sequence[str], shard_size: int) -> list[list[str]]:
@@ -238,24 +223,6 @@ class RouteToShards:
         ]
 
 
-def should_retry(policy: RetryPolicy, error: Exception) -> bool:
-    """Whether `policy.retry_on` accepts `error` (its forms as LangGraph reads them)."""
-    retry_on = policy.retry_on
-    if isinstance(retry_on, Sequence):
-        return isinstance(error, tuple(retry_on))
-    if isinstance(retry_on, type):
-        return isinstance(error, retry_on)
-    return bool(retry_on(error))
-
-
-def retry_delay(policy: RetryPolicy, failures: int) -> float:
-    """Seconds to wait after `failures` failed attempts: LangGraph's back-off and jitter."""
-    interval = min(
-        policy.max_interval, policy.initial_interval * policy.backoff_factor ** (failures - 1)
-    )
-    return interval + random.uniform(0, 1) if policy.jitter else interval
-
-
 def combined(updates: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """One update holding every worker's `results` entry and their usage, summed."""
     results: dict[str, WorkerResult] = {}
@@ -273,41 +240,33 @@ class Shard:
 
     LangGraph gives every `Send` its own task and, each time a task finishes, rebuilds the
     step's list of pending writes (`put_writes`), so one step of n `Send`s costs O(n^2); a
-    shard keeps a wide fan-out to a few tasks. Each worker inside still gets what a worker node
-    gets: the agent call (budget, breaker, usage ledger, timeout), its retries, its fallback
-    models, and a failure record that leaves the other workers alone.
-
-    Retries are per worker, here, rather than a `RetryPolicy` on the node: a node policy would
-    run the whole shard again, repeating (and paying for) the calls of the workers that had
-    succeeded. Each worker follows its own node's policy (`model_retry_policy` with the agent's
-    `max_attempts`): the same attempts, back-off, jitter and `retry_on` (`is_transient`).
+    shard keeps a wide fan-out to a few tasks. Each worker inside runs as its own worker node
+    would (the same node: its agent call, with its retries, fallback models, budget, breaker
+    and timeout), and a worker that fails gets the same failure record, leaving the others
+    alone. Retries are inside each worker's call, so a worker that fails does not make the shard
+    run its successful workers again.
 
     Attributes:
-        specs: Every worker of the graph, by name.
-        policies: Each worker's retry policy, by name.
+        workers: Every worker's node, by name.
         max_concurrency: Most workers of one shard calling their models at once (None: all).
     """
 
-    specs: Mapping[str, AgentSpec]
-    policies: Mapping[str, RetryPolicy]
+    workers: Mapping[str, NodeRunnable]
     max_concurrency: int | None
 
     def run(self, task: ShardTask) -> dict[str, Any]:
         """Run the shard's workers in a thread pool (sync graphs); one update for all of them."""
-        context = resolve_context(get_runtime(Context).context)
         config = get_config()
         if self.max_concurrency is not None:
             config = patch_config(config, max_concurrency=self.max_concurrency)
         # LangChain's executor for the run's config: it copies the context (the run's config,
-        # runtime and meter) into every thread, and honours the run's `max_concurrency`.
+        # runtime and scope) into every thread, and honours the run's `max_concurrency`.
         with get_executor_for_config(config) as executor:
-            work = partial(self.work, request=task["request"], context=context)
-            updates = list(executor.map(work, [self.specs[name] for name in task["workers"]]))
-        return combined(updates)
+            work = partial(self.work, request=task["request"])
+            return combined(list(executor.map(work, task["workers"])))
 
     async def arun(self, task: ShardTask) -> dict[str, Any]:
         """Run the shard's workers concurrently; one update for all of them."""
-        context = resolve_context(get_runtime(Context).context)
         limit = asyncio.Semaphore(self.max_concurrency) if self.max_concurrency else None
         # A TaskGroup rather than `gather`: should a worker raise past its failure record (an
         # interrupt from a tool, a cancelled run), the others are cancelled, as sibling graph
@@ -315,74 +274,41 @@ class Shard:
         try:
             async with asyncio.TaskGroup() as group:
                 running = [
-                    group.create_task(self.awork(self.specs[name], task["request"], context, limit))
+                    group.create_task(self.awork(name, task["request"], limit))
                     for name in task["workers"]
                 ]
         except BaseExceptionGroup as failure:
             raise failure.exceptions[0] from None
         return combined([done.result() for done in running])
 
-    def work(self, spec: AgentSpec, *, request: str, context: Context) -> dict[str, Any]:
-        """One worker, with its retries; its update (its result, or its failure record)."""
-        messages = [HumanMessage(request)]
-        policy = self.policies[spec.name]
-        attempt = 1
-        while True:
-            started = time.perf_counter()
-            try:
-                with retry_attempt(attempt):
-                    reply = call_agent(spec, messages, context)
-                    return accept_worker_reply(spec, reply, started)
-            except GraphBubbleUp:
-                raise
-            except Exception as exc:
-                if attempt >= policy.max_attempts or not should_retry(policy, exc):
-                    accept = partial(accept_worker_reply, spec)
-                    return worker_failure_update(spec, recover(spec, messages, exc, accept))
-            time.sleep(retry_delay(policy, attempt))
-            attempt += 1
+    def work(self, worker: str, *, request: str) -> dict[str, Any]:
+        """One worker: its node's update, or its failure record."""
+        try:
+            update: dict[str, Any] = self.workers[worker].func(
+                WorkerTask(worker=worker, request=request)
+            )
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return worker_failure(worker, exc)
+        return update
 
     async def awork(
-        self,
-        spec: AgentSpec,
-        request: str,
-        context: Context,
-        limit: asyncio.Semaphore | None,
+        self, worker: str, request: str, limit: asyncio.Semaphore | None
     ) -> dict[str, Any]:
         """Async form of `work`; waits for a place under `limit` first, when there is one."""
         if limit is not None:
             async with limit:
-                return await self.awork(spec, request, context, None)
-        messages = [HumanMessage(request)]
-        policy = self.policies[spec.name]
-        attempt = 1
-        while True:
-            started = time.perf_counter()
-            try:
-                with retry_attempt(attempt):
-                    reply = await acall_agent(spec, messages, context)
-                    return accept_worker_reply(spec, reply, started)
-            except GraphBubbleUp:
-                raise
-            except Exception as exc:
-                if attempt >= policy.max_attempts or not should_retry(policy, exc):
-                    accept = partial(accept_worker_reply, spec)
-                    outcome = await arecover(spec, messages, exc, accept)
-                    return worker_failure_update(spec, outcome)
-            await asyncio.sleep(retry_delay(policy, attempt))
-            attempt += 1
-
-
-def make_shard_node(
-    agents: Sequence[AgentSpec], max_concurrency: int | None
-) -> Runnable[Any, dict[str, Any]]:
-    """The node every shard runs as (sync and async): its input is the `ShardTask` it was sent."""
-    shard = Shard(
-        specs={spec.name: spec for spec in agents},
-        policies={spec.name: model_retry_policy(spec.max_attempts) for spec in agents},
-        max_concurrency=max_concurrency,
-    )
-    return NodeRunnable(shard.run, shard.arun, name=SHARD)
+                return await self.awork(worker, request, None)
+        try:
+            update: dict[str, Any] = await self.workers[worker].afunc(
+                WorkerTask(worker=worker, request=request)
+            )
+        except GraphBubbleUp:
+            raise
+        except Exception as exc:
+            return worker_failure(worker, exc)
+        return update
 
 
 def ballot(output: JsonValue) -> str:
@@ -501,7 +427,12 @@ def merge_input(state: FanoutState) -> list[BaseMessage]:
     return [HumanMessage(request.model_dump_json(indent=2))]
 
 
-def accept_merger_reply(spec: AgentSpec, reply: AgentReply) -> dict[str, Any]:
+def merger_view(state: FanoutState, context: Context) -> list[BaseMessage]:
+    """The merger's view (`merge_input`)."""
+    return merge_input(state)
+
+
+def accept_merger_reply(spec: AgentSpec, state: FanoutState, reply: AgentReply) -> dict[str, Any]:
     """The merger's update for a reply: its answer and its usage.
 
     Raises:
@@ -509,37 +440,6 @@ def accept_merger_reply(spec: AgentSpec, reply: AgentReply) -> dict[str, Any]:
     """
     validated_output(spec.name, reply.output)
     return {"messages": [reply.messages[-1]], "usage": reply.usage}
-
-
-def make_merger_node(spec: AgentSpec) -> Runnable[Any, dict[str, Any]]:
-    """The node the merger agent runs as (sync and async); its answer ends the run."""
-
-    def synthesize(state: FanoutState) -> dict[str, Any]:
-        context = resolve_context(get_runtime(Context).context)
-        return accept_merger_reply(spec, call_agent(spec, merge_input(state), context))
-
-    async def asynthesize(state: FanoutState) -> dict[str, Any]:
-        context = resolve_context(get_runtime(Context).context)
-        return accept_merger_reply(spec, await acall_agent(spec, merge_input(state), context))
-
-    return NodeRunnable(synthesize, asynthesize, name=spec.name)
-
-
-def recover_merger(state: FanoutState, error: NodeError, *, spec: AgentSpec) -> dict[str, Any]:
-    """Error handler of the merger: its fallback models answer, else the run fails as it would.
-
-    There is no partial answer to give without the merger; the workers' results stay in the
-    checkpoint, and the run facade reports the error.
-
-    Raises:
-        BaseException: The merger's own error, when no fallback model answered.
-    """
-    outcome = recover(
-        spec, merge_input(state), error.error, lambda reply, _: accept_merger_reply(spec, reply)
-    )
-    if isinstance(outcome, str):
-        raise error.error
-    return outcome
 
 
 def _check_options(
@@ -594,7 +494,8 @@ def build_fanout_graph(
     quorum: int | None = None,
     shard_size: int | None = DEFAULT_SHARD_SIZE,
     max_concurrency: int | None = None,
-) -> StateGraph[FanoutState, Context, FanoutInput, FanoutOutput]:
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> PatternGraph:
     """Build the fan-out / fan-in pattern (uncompiled: the caller picks checkpointer and store).
 
     Args:
@@ -616,6 +517,8 @@ def build_fanout_graph(
         max_concurrency: Most workers of one shard calling their models at once (None: all of
             them). Graph tasks, and so the shards, are bounded by the run config's
             `max_concurrency`.
+        middleware: LangChain `AgentMiddleware` for every worker and the merger, outside each
+            agent's own.
 
     Raises:
         AgentConfigError: No workers, duplicate or reserved names (intake, merge, shard), or
@@ -630,35 +533,33 @@ def build_fanout_graph(
         ```
     """
     strategy = _check_options(agents, merger, strategy, quorum, shard_size, max_concurrency)
-    builder = StateGraph(
+    builder = PatternGraph(
         FanoutState, context_schema=Context, input_schema=FanoutInput, output_schema=FanoutOutput
     )
     names = [spec.name for spec in agents]
     builder.add_node(INTAKE, Intake(workers=tuple(names), quorum=quorum))
+    workers = {spec.name: make_worker(spec, middleware) for spec in agents}
     if shard_size is not None and len(agents) > shard_size:
-        builder.add_node(SHARD, make_shard_node(agents, max_concurrency))
+        shard = Shard(workers=workers, max_concurrency=max_concurrency)
+        builder.add_node(SHARD, NodeRunnable(shard.run, shard.arun, name=SHARD))
         builder.add_edge(SHARD, MERGE)
         builder.add_conditional_edges(INTAKE, RouteToShards(shard_size), [SHARD])
     else:
-        for spec in agents:
-            builder.add_node(
-                spec.name,
-                make_worker_node(spec),
-                retry_policy=model_retry_policy(spec.max_attempts),
-                error_handler=partial(record_worker_failure, spec=spec),
-            )
-            builder.add_edge(spec.name, MERGE)
+        for name, node in workers.items():
+            builder.add_node(name, node, error_handler=partial(record_worker_failure, worker=name))
+            builder.add_edge(name, MERGE)
         builder.add_conditional_edges(INTAKE, route_to_workers, names)
     builder.add_node(MERGE, Merge(strategy=strategy, quorum=quorum))
     builder.add_edge(START, INTAKE)
     if merger is None:
         builder.add_edge(MERGE, END)
     else:
+        # No error handler: without the merger there is no answer to give, so its failure (its
+        # retries and fallback models tried) fails the run; the workers' results stay checkpointed.
+        accept = partial(accept_merger_reply, merger)
         builder.add_node(
             merger.name,
-            make_merger_node(merger),
-            retry_policy=model_retry_policy(merger.max_attempts),
-            error_handler=partial(recover_merger, spec=merger),
+            make_agent_node(merger, view=merger_view, accept=accept, middleware=middleware),
         )
         builder.add_conditional_edges(MERGE, route_after_merge, {SYNTHESIZE: merger.name, END: END})
         builder.add_edge(merger.name, END)

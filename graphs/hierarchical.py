@@ -20,39 +20,35 @@ if they still fail, the run ends with `end_reason="plan_invalid"`.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Literal, get_args
 
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable
 from langgraph.errors import NodeError
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
+from langgraph.pregel import Pregel
 from langgraph.types import Command, Overwrite, Send
 from pydantic import BaseModel
 
-from switchyard.core.errors import AgentConfigError, SwitchyardError, describe_error
+from switchyard.core.errors import AgentConfigError, describe_error
 from switchyard.core.models import load_chat_model
 from switchyard.core.offline import OfflineChatModel
-from switchyard.core.resilience import model_retry_policy
-from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.nodes.agent import (
-    AgentReply,
-    NodeRunnable,
-    OutputValidationError,
-    acall_agent,
-    call_agent,
-    current_context,
-    model_for,
-    own_view,
-    steps_after_first_node,
-)
+from switchyard.graphs.guarded import PatternGraph
+from switchyard.nodes.agent import NodeRunnable, make_agent_node, own_view
+from switchyard.nodes.call import model_for
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import make_stop_handler
-from switchyard.state.agents import AgentSpec, check_agents
-from switchyard.state.context import Context
+from switchyard.nodes.record import (
+    AgentReply,
+    OutputValidationError,
+    partial_usage,
+    rejections_of,
+)
+from switchyard.state.agents import AgentSpec, as_agents, check_agents
+from switchyard.state.context import Context, current_context, steps_after_first_node
 from switchyard.state.hierarchical import (
     HierarchicalInput,
     HierarchicalOutput,
@@ -69,7 +65,6 @@ from switchyard.state.hierarchical import (
     check_plan,
     steps_by_id,
 )
-from switchyard.state.reducers import merge_usage
 from switchyard.state.usage import UsageLedger
 from switchyard.state.views import split_turns
 
@@ -81,12 +76,8 @@ FallbackPlan = Literal["offline", "always", "never"]
 """When the manager cannot produce a valid plan: use `default_plan` if the manager runs on the
 offline model ("offline"), for every model ("always"), or never (the run ends "plan_invalid")."""
 
-Worker = AgentSpec | SubTeam
-"""A worker: one agent, or a compiled sub-team graph."""
-
-
-class SubTeamError(SwitchyardError):
-    """A sub-team ended without an answer, or ended early for its own reason."""
+Worker = AgentSpec | SubTeam | Pregel[Any, Any, Any, Any]
+"""A worker: an agent, a sub-team, or any compiled graph that takes `{"messages": [...]}`."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +93,7 @@ class Team:
     """
 
     manager: AgentSpec
-    workers: Mapping[str, Worker]
+    workers: Mapping[str, AgentSpec]
     max_steps: int
     max_plan_attempts: int
     fallback_plan: FallbackPlan
@@ -114,7 +105,7 @@ def history(spec: AgentSpec, messages: Sequence[AnyMessage], context: Context) -
     return [message for turn in turns[:-1] for message in turn]
 
 
-def default_plan(request: str, workers: Mapping[str, Worker]) -> Plan:
+def default_plan(request: str, workers: Mapping[str, AgentSpec]) -> Plan:
     """The deterministic plan used when the manager cannot plan (see the module docstring).
 
     Every worker but the last gets the request, in parallel; the last one depends on all of them
@@ -197,128 +188,128 @@ def synthesis_message(
     return HumanMessage(json.dumps(payload, ensure_ascii=False))
 
 
-class _Planning:
-    """One run of the plan node, shared by the sync and async drivers."""
+def falls_back(team: Team, context: Context) -> bool:
+    """Whether `default_plan` replaces a plan the manager could not get right, in this run."""
+    if team.fallback_plan == "always":
+        return True
+    return team.fallback_plan == "offline" and _offline(team.manager, context)
 
-    def __init__(self, state: HierarchicalState, team: Team, context: Context) -> None:
-        self.team = team
-        self.context = context
-        self.request = last_user_text(state["messages"])
-        self.spec = team.manager.model_copy(update={"output_schema": Plan})
-        self.messages: list[BaseMessage] = [
-            *history(team.manager, state["messages"], context),
-            planning_message(self.request, team),
-        ]
-        self.usage: UsageLedger = {}
-        self.errors: list[str] = []
-        self.attempts = 0
-        self.accepted: tuple[list[StepSpec], list[list[str]]] | None = None
-        offline = isinstance(load_chat_model(model_for(team.manager, context)), OfflineChatModel)
-        self.falls_back = team.fallback_plan == "always" or (
-            team.fallback_plan == "offline" and offline
+
+def _offline(spec: AgentSpec, context: Context) -> bool:
+    return isinstance(load_chat_model(model_for(spec, context)), OfflineChatModel)
+
+
+def plan_reasks(context: Context, *, team: Team) -> int:
+    """Times the manager is asked for a corrected plan, in this run.
+
+    The offline model answers the same however often it is asked: when the default plan stands
+    in for it, re-asking cannot help.
+    """
+    if _offline(team.manager, context) and falls_back(team, context):
+        return 0
+    return team.max_plan_attempts - 1
+
+
+def planning_view(state: HierarchicalState, context: Context, *, team: Team) -> list[BaseMessage]:
+    """What the manager plans from: its earlier turns, then the request and the team."""
+    request = last_user_text(state["messages"])
+    return [*history(team.manager, state["messages"], context), planning_message(request, team)]
+
+
+def runnable_plan(plan: Plan, team: Team) -> tuple[list[StepSpec], list[list[str]]]:
+    """The plan's steps and waves, checked against the team and the run's recursion limit.
+
+    Raises:
+        PlanValidationError: The plan cannot run (see `check_plan`), or needs more graph steps
+            than the run allows.
+    """
+    steps, waves = check_plan(plan, team.workers, max_steps=team.max_steps)
+    steps_allowed = steps_after_first_node()
+    needed = 2 * len(waves) + 2  # schedule + (workers + schedule) per wave + synthesise
+    if steps_allowed is not None and needed > steps_allowed:
+        raise PlanValidationError(
+            f"the plan runs in {len(waves)} sequential waves, which needs {needed} graph "
+            f"steps; this run allows {steps_allowed} (recursion_limit {steps_allowed + 2}): "
+            "put independent steps in parallel or raise Context.recursion_limit"
         )
-        # The offline model answers the same however often it is asked: re-asking cannot help.
-        self.max_attempts = 1 if offline and self.falls_back else team.max_plan_attempts
-        self.steps_allowed = steps_after_first_node()
+    return steps, waves
 
-    def wants_attempt(self) -> bool:
-        return self.accepted is None and self.attempts < self.max_attempts
 
-    def validate(self, plan: Plan) -> tuple[list[StepSpec], list[list[str]]]:
-        steps, waves = check_plan(plan, self.team.workers, max_steps=self.team.max_steps)
-        # schedule + (workers + schedule) per wave + synthesise
-        needed = 2 * len(waves) + 2
-        if self.steps_allowed is not None and needed > self.steps_allowed:
-            raise PlanValidationError(
-                f"the plan runs in {len(waves)} sequential waves, which needs {needed} graph "
-                f"steps; this run allows {self.steps_allowed} (recursion_limit "
-                f"{self.steps_allowed + 2}): put independent steps in parallel or raise "
-                "Context.recursion_limit"
-            )
-        return steps, waves
+def check_manager_plan(plan: BaseModel, *, team: Team) -> None:
+    """The plan node's `validate`: a plan that cannot run is sent back with the reason.
 
-    def reject(self, error: OutputValidationError) -> None:
-        self.attempts += 1
-        self.errors.append(str(error))
+    Raises:
+        OutputValidationError: The plan cannot run; the manager is asked for a corrected one.
+    """
+    assert isinstance(plan, Plan), "the planner's output schema is Plan"
+    try:
+        runnable_plan(plan, team)
+    except PlanValidationError as exc:
+        raise OutputValidationError(
+            f"the manager's plan cannot run: {exc}",
+            problem=str(exc),
+            reask=f"That plan cannot run: {exc}. Return a corrected plan that uses only these "
+            f"workers: {', '.join(team.workers)}.",
+            answer=plan.model_dump_json(),
+        ) from None
 
-    def accept(self, reply: AgentReply) -> None:
-        self.attempts += 1
-        self.usage = merge_usage(self.usage, reply.usage)
-        plan = reply.output
-        assert isinstance(plan, Plan), "the planner's output schema is Plan"
+
+def plan_update(
+    state: HierarchicalState,
+    chosen: tuple[list[StepSpec], list[list[str]]] | None,
+    *,
+    source: Literal["manager", "default", "none"],
+    errors: list[str],
+    usage: UsageLedger,
+) -> dict[str, Any]:
+    """The plan node's update: the request, the plan that runs (or why none), no results yet."""
+    attempts = len(errors) + (source == "manager")
+    record = PlanRecord(
+        valid=chosen is not None,
+        steps=chosen[0] if chosen else [],
+        waves=chosen[1] if chosen else [],
+        source=source,
+        attempts=attempts,
+        errors=errors,
+    )
+    return {
+        "request": last_user_text(state["messages"]),
+        "plan": record,
+        "results": Overwrite({}),
+        "usage": usage,
+    }
+
+
+def accept_plan(state: HierarchicalState, reply: AgentReply, *, team: Team) -> dict[str, Any]:
+    """The plan node's `accept`: the manager's plan, valid (its `validate` passed)."""
+    assert isinstance(reply.output, Plan)
+    chosen = runnable_plan(reply.output, team)
+    errors = list(reply.rejections)
+    return plan_update(state, chosen, source="manager", errors=errors, usage=reply.usage)
+
+
+def plan_failed(state: HierarchicalState, error: NodeError, *, team: Team) -> Any:
+    """Error handler of the plan node: no valid plan came back.
+
+    When the manager's plans were all rejected, the default plan runs (when `fallback_plan`
+    allows), else the run ends "plan_invalid" after `schedule`. Any other failure (a provider
+    error that outlived its retries, a budget, the deadline) ends the run as for every agent.
+    """
+    if not isinstance(error.error, OutputValidationError):
+        return make_stop_handler(team.manager.name)(state, error)
+    errors = list(rejections_of(error.error))
+    chosen = None
+    if falls_back(team, current_context()):
+        request = last_user_text(state["messages"])
         try:
-            self.accepted = self.validate(plan)
+            chosen = runnable_plan(default_plan(request, team.workers), team)
         except PlanValidationError as exc:
-            self.errors.append(str(exc))
-            self.messages += [
-                AIMessage(plan.model_dump_json(), name=self.team.manager.name),
-                HumanMessage(
-                    f"That plan cannot run: {exc}. Return a corrected plan that uses only "
-                    f"these workers: {', '.join(self.team.workers)}."
-                ),
-            ]
-
-    def update(self) -> dict[str, Any]:
-        record = self._record()
-        return {
-            "request": self.request,
-            "plan": record,
-            "results": Overwrite({}),
-            "usage": self.usage,
-        }
-
-    def _record(self) -> PlanRecord:
-        source: Literal["manager", "default"] = "manager"
-        chosen = self.accepted
-        if chosen is None and self.falls_back:
-            try:
-                chosen = self.validate(default_plan(self.request, self.team.workers))
-            except PlanValidationError as exc:
-                self.errors.append(f"default plan: {exc}")
-            source = "default"
-        if chosen is None:
-            return PlanRecord(
-                valid=False,
-                steps=[],
-                waves=[],
-                source="none",
-                attempts=self.attempts,
-                errors=self.errors,
-            )
-        return PlanRecord(
-            valid=True,
-            steps=chosen[0],
-            waves=chosen[1],
-            source=source,
-            attempts=self.attempts,
-            errors=self.errors,
-        )
-
-
-def plan(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
-    """Ask the manager for a plan, validate it, re-ask with the errors; record what runs."""
-    planning = _Planning(state, team, current_context())
-    while planning.wants_attempt():
-        try:
-            reply = call_agent(planning.spec, planning.messages, planning.context)
-        except OutputValidationError as exc:
-            planning.reject(exc)
-        else:
-            planning.accept(reply)
-    return planning.update()
-
-
-async def aplan(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
-    """Async form of `plan`."""
-    planning = _Planning(state, team, current_context())
-    while planning.wants_attempt():
-        try:
-            reply = await acall_agent(planning.spec, planning.messages, planning.context)
-        except OutputValidationError as exc:
-            planning.reject(exc)
-        else:
-            planning.accept(reply)
-    return planning.update()
+            errors.append(f"default plan: {exc}")
+    source: Literal["default", "none"] = "default" if chosen is not None else "none"
+    update = plan_update(
+        state, chosen, source=source, errors=errors, usage=partial_usage(error.error)
+    )
+    return Command(update=update, goto=SCHEDULE)
 
 
 def _next_wave(plan: PlanRecord, results: Mapping[str, StepResult]) -> list[str]:
@@ -385,10 +376,15 @@ def route_wave(state: HierarchicalState) -> list[Send] | Literal["synthesise"]:
     return sends
 
 
-def _step_done(
-    delivery: StepDelivery, output: str | BaseModel, usage: UsageLedger
-) -> dict[str, Any]:
+def step_view(delivery: StepDelivery, context: Context) -> list[BaseMessage]:
+    """What a worker sees: only its typed step payload (`step_message`)."""
+    return [step_message(delivery)]
+
+
+def step_done(delivery: StepDelivery, reply: AgentReply) -> dict[str, Any]:
+    """A worker's `accept`: its step's result, and its usage."""
     step = delivery["step"]
+    output = reply.output
     value = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
     result = StepResult(
         step=step["id"],
@@ -398,81 +394,26 @@ def _step_done(
         output=value,
         error=None,
     )
-    return {"results": {step["id"]: result}, "usage": usage}
+    return {"results": {step["id"]: result}, "usage": reply.usage}
 
 
-def run_step(delivery: StepDelivery, *, spec: AgentSpec) -> dict[str, Any]:
-    """Run one step on an agent worker: it sees only its typed step payload."""
-    reply = call_agent(spec, [step_message(delivery)], current_context())
-    return _step_done(delivery, reply.output, reply.usage)
+def record_step_failure(delivery: StepDelivery, error: NodeError) -> Command[Literal["schedule"]]:
+    """Error handler of every worker node: record the step's failure; the plan goes on.
 
-
-async def arun_step(delivery: StepDelivery, *, spec: AgentSpec) -> dict[str, Any]:
-    """Async form of `run_step`."""
-    reply = await acall_agent(spec, [step_message(delivery)], current_context())
-    return _step_done(delivery, reply.output, reply.usage)
-
-
-def sub_team_answer(team: SubTeam, output: Mapping[str, Any]) -> tuple[str, UsageLedger]:
-    """A sub-team's answer (its last AI message) and usage, from its output.
-
-    Raises:
-        SubTeamError: The sub-team ended early (its own `end_reason`) or gave no AI message.
-    """
-    reason = output.get("end_reason")
-    if reason not in (None, "completed"):
-        raise SubTeamError(f"sub-team {team.name!r} ended early: {reason}")
-    messages: list[AnyMessage] = output.get("messages") or []
-    answer = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
-    if answer is None:
-        raise SubTeamError(f"sub-team {team.name!r} returned no AI message")
-    usage: UsageLedger = output.get("usage") or {}
-    return answer.text, usage
-
-
-def run_sub_team(delivery: StepDelivery, *, team: SubTeam) -> dict[str, Any]:
-    """Run one step on a sub-team graph: its step payload is the sub-team's user message."""
-    output = team.graph.invoke({"messages": [step_message(delivery)]}, context=current_context())
-    return _step_done(delivery, *sub_team_answer(team, output))
-
-
-async def arun_sub_team(delivery: StepDelivery, *, team: SubTeam) -> dict[str, Any]:
-    """Async form of `run_sub_team`."""
-    output = await team.graph.ainvoke(
-        {"messages": [step_message(delivery)]}, context=current_context()
-    )
-    return _step_done(delivery, *sub_team_answer(team, output))
-
-
-def record_step_failure(
-    delivery: StepDelivery, error: NodeError, *, worker: Worker
-) -> Command[Literal["schedule"]]:
-    """Error handler of every worker node: try the agent's fallback models, else record a failure.
-
-    LangGraph calls it once the node's retry policy has given up (or at once for an error that is
-    not retried, such as an output that failed its schema twice). A budget or deadline stop gets
-    no fallback: no other model call may start either.
+    LangGraph calls it once the worker's call failed (its retries and fallback models tried
+    inside it); steps that depend on this one are skipped by `schedule`.
     """
     step = delivery["step"]
-    failures = [describe_error(error.error)]
-    stopped = isinstance(error.error, BudgetExceededError | DeadlineExceededError)
-    if isinstance(worker, AgentSpec) and not stopped:
-        for model in worker.fallback_models:
-            try:
-                reply = call_agent(worker, [step_message(delivery)], current_context(), model=model)
-            except Exception as exc:  # the next fallback model gets its chance
-                failures.append(f"{model}: {describe_error(exc)}")
-                continue
-            return Command(update=_step_done(delivery, reply.output, reply.usage), goto=SCHEDULE)
     result = StepResult(
         step=step["id"],
         worker=step["worker"],
         task=step["task"],
         status="failed",
         output="",
-        error="; ".join(failures),
+        error=describe_error(error.error),
     )
-    return Command(update={"results": {step["id"]: result}}, goto=SCHEDULE)
+    update = {"results": {step["id"]: result}, "usage": partial_usage(error.error)}
+    return Command(update=update, goto=SCHEDULE)
 
 
 def _plan_failure(state: HierarchicalState, team: Team) -> dict[str, Any] | None:
@@ -488,9 +429,8 @@ def _plan_failure(state: HierarchicalState, team: Team) -> dict[str, Any] | None
     return {"messages": [note], "end_reason": "plan_invalid", "end_detail": reason}
 
 
-def _synthesis_messages(
-    state: HierarchicalState, team: Team, context: Context
-) -> list[BaseMessage]:
+def synthesis_view(state: HierarchicalState, context: Context, *, team: Team) -> list[BaseMessage]:
+    """What the manager answers from: its earlier turns, then every step's result."""
     plan = state.get("plan")
     assert plan is not None
     return [
@@ -499,7 +439,8 @@ def _synthesis_messages(
     ]
 
 
-def _synthesis_update(state: HierarchicalState, reply: AgentReply) -> dict[str, Any]:
+def synthesis_update(state: HierarchicalState, reply: AgentReply) -> dict[str, Any]:
+    """The synthesis `accept`: the manager's answer, and whether a step did not complete."""
     results = state.get("results") or {}
     unfinished = [r for r in results.values() if r["status"] != "ok"]
     detail = "; ".join(f"step {r['step']!r} {r['status']}: {r['error']}" for r in unfinished)
@@ -511,37 +452,27 @@ def _synthesis_update(state: HierarchicalState, reply: AgentReply) -> dict[str, 
     }
 
 
-def synthesise(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
-    """The manager's final answer from the step results (or the reason there is no plan)."""
-    early = _plan_failure(state, team)
-    if early is not None:
-        return early
-    context = current_context()
-    reply = call_agent(team.manager, _synthesis_messages(state, team, context), context)
-    return _synthesis_update(state, reply)
+@dataclass(frozen=True)
+class Synthesis:
+    """The synthesise node: the reason there is no plan, else the manager's answer.
 
+    Attributes:
+        team: The team.
+        manager: The manager's agent node (view: `synthesis_view`; accept: `synthesis_update`).
+    """
 
-async def asynthesise(state: HierarchicalState, *, team: Team) -> dict[str, Any]:
-    """Async form of `synthesise`."""
-    early = _plan_failure(state, team)
-    if early is not None:
-        return early
-    context = current_context()
-    reply = await acall_agent(team.manager, _synthesis_messages(state, team, context), context)
-    return _synthesis_update(state, reply)
+    team: Team
+    manager: NodeRunnable
 
+    def run(self, state: HierarchicalState) -> dict[str, Any]:
+        """Explain a missing plan, or have the manager answer."""
+        early = _plan_failure(state, self.team)
+        return early if early is not None else dict(self.manager.func(state))
 
-def worker_node(worker: Worker) -> Runnable[Any, dict[str, Any]]:
-    """The node that runs one worker's steps (an agent or a sub-team), sync and async."""
-    if isinstance(worker, SubTeam):
-        return NodeRunnable(
-            partial(run_sub_team, team=worker),
-            partial(arun_sub_team, team=worker),
-            name=worker.name,
-        )
-    return NodeRunnable(
-        partial(run_step, spec=worker), partial(arun_step, spec=worker), name=worker.name
-    )
+    async def arun(self, state: HierarchicalState) -> dict[str, Any]:
+        """Async form of `run`."""
+        early = _plan_failure(state, self.team)
+        return early if early is not None else dict(await self.manager.afunc(state))
 
 
 def check_team(
@@ -555,36 +486,21 @@ def check_team(
     """Validate the team and the limits, up front.
 
     Raises:
-        AgentConfigError: No workers, a worker that is neither an AgentSpec nor a SubTeam,
+        AgentConfigError: No workers, a worker that is neither an agent nor a compiled graph,
             duplicate names (the manager's included) or a name the pattern reserves.
         ValueError: A limit out of range or an unknown fallback mode.
     """
     if not workers:
         raise AgentConfigError(
-            "no workers given: a hierarchical graph needs at least one worker (AgentSpec or "
-            "SubTeam)"
+            "no workers given: a hierarchical graph needs at least one worker (an AgentSpec, a "
+            "SubTeam or a compiled graph)"
         )
-    for worker in workers:
-        if not isinstance(worker, AgentSpec | SubTeam):
-            raise AgentConfigError(
-                f"workers must be AgentSpec or SubTeam instances, got {type(worker).__name__}"
-            )
-    if not isinstance(manager, AgentSpec):
-        raise AgentConfigError(f"the manager must be an AgentSpec, got {type(manager).__name__}")
-    reserved = (PLAN, SCHEDULE, SYNTHESISE)
-    check_agents([manager, *(w for w in workers if isinstance(w, AgentSpec))], reserved=reserved)
-    counts = Counter([manager.name, *(w.name for w in workers)])
-    duplicates = sorted(name for name, n in counts.items() if n > 1)
-    if duplicates:
+    if not isinstance(manager, AgentSpec) or manager.graph is not None:
         raise AgentConfigError(
-            f"duplicate names: {', '.join(duplicates)}; the manager and every worker need a "
-            "unique name"
+            f"the manager must be an AgentSpec with a model, got {type(manager).__name__}"
         )
-    clashes = sorted(set(counts) & set(reserved))
-    if clashes:
-        raise AgentConfigError(
-            f"names {', '.join(clashes)} are reserved by the hierarchical pattern; rename them"
-        )
+    team = as_agents(workers)
+    check_agents([manager, *team], reserved=(PLAN, SCHEDULE, SYNTHESISE))
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if not isinstance(max_plan_attempts, int) or max_plan_attempts < 1:
@@ -596,7 +512,7 @@ def check_team(
         )
     return Team(
         manager=manager,
-        workers={w.name: w for w in workers},
+        workers={w.name: w for w in team},
         max_steps=max_steps,
         max_plan_attempts=max_plan_attempts,
         fallback_plan=fallback_plan,
@@ -610,18 +526,22 @@ def build_hierarchical_graph(
     max_steps: int = 8,
     max_plan_attempts: int = 2,
     fallback_plan: FallbackPlan = "offline",
-) -> StateGraph[HierarchicalState, Context, HierarchicalInput, HierarchicalOutput]:
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> PatternGraph:
     """Build the hierarchical pattern (uncompiled: the caller picks checkpointer and store).
 
     Args:
-        workers: The workers: agents (`AgentSpec`) or compiled sub-team graphs (`SubTeam`);
-            names must be unique.
+        workers: The workers: agents (`AgentSpec`), sub-teams (`SubTeam`) or any compiled
+            graph that takes `{"messages": [...]}` (e.g. from `create_agent`); names must be
+            unique.
         manager: The agent that plans (structured output `Plan`) and synthesises the answer.
         max_steps: Most steps a plan may have.
         max_plan_attempts: Plans requested from the manager (the first, then re-asks with the
             validation errors) before falling back or ending with "plan_invalid".
         fallback_plan: When `default_plan` replaces a plan the manager could not get right:
             "offline" (only when the manager runs on the offline model), "always" or "never".
+        middleware: LangChain `AgentMiddleware` for every agent (the manager included),
+            outside each agent's own.
 
     Raises:
         AgentConfigError: No workers, duplicate or reserved names, or a worker of the wrong type.
@@ -640,36 +560,38 @@ def build_hierarchical_graph(
         max_plan_attempts=max_plan_attempts,
         fallback_plan=fallback_plan,
     )
-    builder = StateGraph(
+    builder = PatternGraph(
         HierarchicalState,
         context_schema=Context,
         input_schema=HierarchicalInput,
         output_schema=HierarchicalOutput,
     )
-    builder.add_node(
-        PLAN,
-        NodeRunnable(partial(plan, team=team), partial(aplan, team=team), name=PLAN),
-        retry_policy=model_retry_policy(manager.max_attempts),
-        error_handler=make_stop_handler(manager.name),
+    planner = make_agent_node(
+        manager.model_copy(update={"output_schema": Plan}),
+        view=partial(planning_view, team=team),
+        accept=partial(accept_plan, team=team),
+        validate=partial(check_manager_plan, team=team),
+        reasks=partial(plan_reasks, team=team),
+        middleware=middleware,
+        name=PLAN,
     )
+    builder.add_node(PLAN, planner, error_handler=partial(plan_failed, team=team))
     builder.add_node(SCHEDULE, schedule)
     for name, worker in team.workers.items():
-        # A sub-team's own nodes retry their model calls; retrying the whole sub-team on top
-        # would multiply attempts.
-        retry = model_retry_policy(worker.max_attempts) if isinstance(worker, AgentSpec) else None
-        builder.add_node(
-            name,
-            worker_node(worker),
-            retry_policy=retry,
-            error_handler=partial(record_step_failure, worker=worker),
-        )
+        node = make_agent_node(worker, view=step_view, accept=step_done, middleware=middleware)
+        builder.add_node(name, node, error_handler=record_step_failure)
         builder.add_edge(name, SCHEDULE)
+    answer = make_agent_node(
+        manager,
+        view=partial(synthesis_view, team=team),
+        accept=synthesis_update,
+        middleware=middleware,
+        name=SYNTHESISE,
+    )
+    synthesis = Synthesis(team=team, manager=answer)
     builder.add_node(
         SYNTHESISE,
-        NodeRunnable(
-            partial(synthesise, team=team), partial(asynthesise, team=team), name=SYNTHESISE
-        ),
-        retry_policy=model_retry_policy(manager.max_attempts),
+        NodeRunnable(synthesis.run, synthesis.arun, name=SYNTHESISE, agent=manager),
         error_handler=make_stop_handler(manager.name),
     )
     builder.add_edge(START, PLAN)

@@ -3,41 +3,34 @@
 START -> intake -> stage 1 -> ... -> stage n -> finish -> END. The first stage sees the user's
 request; every later stage sees a `StageHandoff` (the request plus the previous stage's validated
 output, as JSON). A stage that still raises after its retries, or whose output fails its schema,
-goes to its error handler, which tries the stage's fallback models; when none answers, it records
-the failure and jumps to `finish`: the run ends with end_reason "stage_failed", a reason naming the
-stage, and the records of the stages before it.
+goes to its error handler (the stage's retries and fallback models are tried inside its call),
+which records the failure and jumps to `finish`: the run ends with end_reason "stage_failed" (or
+"budget_exceeded" / "deadline" when a guardrail stopped it), a reason naming the stage, and the
+records of the stages before it.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
 
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.runnables import Runnable
 from langgraph.errors import NodeError
-from langgraph.graph import END, START, StateGraph
-from langgraph.runtime import get_runtime
+from langgraph.graph import END, START
 from langgraph.types import Command, Overwrite
 from pydantic import BaseModel, JsonValue
 
-from switchyard.core.errors import InvalidInputError
-from switchyard.core.resilience import model_retry_policy
-from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.nodes.agent import (
-    AgentReply,
-    NodeRunnable,
-    OutputValidationError,
-    acall_agent,
-    call_agent,
-    resolve_context,
-)
+from switchyard.core.errors import InvalidInputError, describe_error
+from switchyard.graphs.guarded import PatternGraph
+from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.record import AgentReply, OutputValidationError, partial_usage
 from switchyard.state.agents import AgentSpec, check_agents
 from switchyard.state.context import Context
+from switchyard.state.outcomes import end_reason_for
 from switchyard.state.pipeline import (
     PipelineInput,
     PipelineOutput,
@@ -90,64 +83,6 @@ def validated_output(agent: str, output: str | BaseModel) -> JsonValue:
     return output
 
 
-def describe_error(error: BaseException) -> str:
-    """An exception as one line: its type and its message, whitespace collapsed."""
-    message = " ".join(str(error).split())
-    return f"{type(error).__name__}: {message}" if message else type(error).__name__
-
-
-def recover(
-    spec: AgentSpec,
-    messages: Sequence[BaseMessage],
-    error: BaseException,
-    accept: Callable[[AgentReply, float], dict[str, Any]],
-) -> dict[str, Any] | str:
-    """Try the agent's `fallback_models`, in order, after its own model failed with `error`.
-
-    A budget or deadline stop gets no fallback: no other model call may start either.
-
-    Args:
-        spec: The agent whose node failed.
-        messages: What the agent was shown.
-        error: Why the node failed, after its retries.
-        accept: Turns a reply (and when its call started) into the node's update; it raises when
-            the reply is not acceptable, which counts as that fallback failing.
-
-    Returns:
-        The update of the first fallback whose reply is accepted, else one line naming every
-        failure, the agent's own first.
-    """
-    failures = [describe_error(error)]
-    if not isinstance(error, BudgetExceededError | DeadlineExceededError):
-        context = resolve_context(get_runtime(Context).context)
-        for model in spec.fallback_models:
-            started = time.perf_counter()
-            try:
-                return accept(call_agent(spec, messages, context, model=model), started)
-            except Exception as exc:  # the next fallback model gets its chance
-                failures.append(f"{model}: {describe_error(exc)}")
-    return "; ".join(failures)
-
-
-async def arecover(
-    spec: AgentSpec,
-    messages: Sequence[BaseMessage],
-    error: BaseException,
-    accept: Callable[[AgentReply, float], dict[str, Any]],
-) -> dict[str, Any] | str:
-    """Async form of `recover` (the fallback models are called with `acall_agent`)."""
-    failures = [describe_error(error)]
-    if not isinstance(error, BudgetExceededError | DeadlineExceededError):
-        context = resolve_context(get_runtime(Context).context)
-        for model in spec.fallback_models:
-            started = time.perf_counter()
-            try:
-                return accept(await acall_agent(spec, messages, context, model=model), started)
-            except Exception as exc:  # the next fallback model gets its chance
-                failures.append(f"{model}: {describe_error(exc)}")
-    return "; ".join(failures)
-
-
 @dataclass(frozen=True)
 class Stage:
     """One stage's place in the pipeline.
@@ -163,7 +98,11 @@ class Stage:
     previous: str | None
     following: str
 
-    def accept(self, reply: AgentReply, started: float) -> dict[str, Any]:
+    def view(self, state: PipelineState, context: Context) -> list[BaseMessage]:
+        """What the stage sees (`stage_input`)."""
+        return stage_input(state, self.previous)
+
+    def accept(self, state: PipelineState, reply: AgentReply) -> dict[str, Any]:
         """The stage's update for a reply: its record, its usage and, if last, its answer.
 
         Raises:
@@ -173,7 +112,7 @@ class Stage:
             stage=self.spec.name,
             status="ok",
             output=validated_output(self.spec.name, reply.output),
-            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            duration_ms=reply.duration_ms,
             error=None,
         )
         update: dict[str, Any] = {"stages": {self.spec.name: record}, "usage": reply.usage}
@@ -182,38 +121,26 @@ class Stage:
         return update
 
 
-def make_stage_node(stage: Stage) -> Runnable[Any, dict[str, Any]]:
-    """The node that runs one stage (sync and async); it raises when the stage fails."""
-
-    def run_stage(state: PipelineState) -> dict[str, Any]:
-        started = time.perf_counter()
-        context = resolve_context(get_runtime(Context).context)
-        reply = call_agent(stage.spec, stage_input(state, stage.previous), context)
-        return stage.accept(reply, started)
-
-    async def arun_stage(state: PipelineState) -> dict[str, Any]:
-        started = time.perf_counter()
-        context = resolve_context(get_runtime(Context).context)
-        reply = await acall_agent(stage.spec, stage_input(state, stage.previous), context)
-        return stage.accept(reply, started)
-
-    return NodeRunnable(run_stage, arun_stage, name=stage.spec.name)
-
-
 def record_stage_failure(state: PipelineState, error: NodeError, *, stage: Stage) -> Command[str]:
-    """Error handler of every stage: try its fallback models, else record why it failed and stop.
+    """Error handler of every stage: record why it failed (and what it spent), and stop.
 
-    LangGraph calls it once the stage's retry policy has given up (or at once for an error that is
-    not retried, such as failed validation). A fallback's answer lets the pipeline go on; without
-    one the run jumps to `finish`.
+    LangGraph calls it once the stage's call failed: its model calls were retried and its
+    fallback models tried inside the call. The run jumps to `finish`, with the end reason of a
+    guardrail that stopped it (`budget_exceeded`, `deadline`), else "stage_failed".
     """
-    outcome = recover(stage.spec, stage_input(state, stage.previous), error.error, stage.accept)
-    if isinstance(outcome, dict):
-        return Command(update=outcome, goto=stage.following)
     record = StageRecord(
-        stage=stage.spec.name, status="failed", output=None, duration_ms=None, error=outcome
+        stage=stage.spec.name,
+        status="failed",
+        output=None,
+        duration_ms=None,
+        error=describe_error(error.error),
     )
-    return Command(update={"stages": {stage.spec.name: record}}, goto=FINISH)
+    update = {
+        "stages": {stage.spec.name: record},
+        "usage": partial_usage(error.error),
+        "end_reason": end_reason_for(error.error, default=STAGE_FAILED),
+    }
+    return Command(update=update, goto=FINISH)
 
 
 def finish(state: PipelineState) -> dict[str, Any]:
@@ -225,13 +152,14 @@ def finish(state: PipelineState) -> dict[str, Any]:
     failed = [r for r in records if r["status"] == "failed"]
     if not failed:
         return {"end_reason": None, "end_detail": None}
+    reason = state.get("end_reason") or STAGE_FAILED
     completed = ", ".join(r["stage"] for r in records if r["status"] == "ok") or "none"
     detail = (
         f"stage {failed[0]['stage']!r} failed: {failed[0]['error']} "
         f"(stages completed before it: {completed})"
     )
     return {
-        "end_reason": STAGE_FAILED,
+        "end_reason": reason,
         "end_detail": detail,
         "messages": [AIMessage(f"The pipeline stopped: {detail}", name=failed[0]["stage"])],
     }
@@ -239,7 +167,9 @@ def finish(state: PipelineState) -> dict[str, Any]:
 
 def build_pipeline_graph(
     agents: Sequence[AgentSpec],
-) -> StateGraph[PipelineState, Context, PipelineInput, PipelineOutput]:
+    *,
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> PatternGraph:
     """Build the pipeline pattern (uncompiled: the caller picks checkpointer and store).
 
     A run takes `len(agents) + 2` steps (intake and finish included); keep `Context.recursion_limit`
@@ -248,6 +178,7 @@ def build_pipeline_graph(
     Args:
         agents: The stages, in the order they run; names must be unique. A stage with an
             `output_schema` hands the next stage a validated instance of it.
+        middleware: LangChain `AgentMiddleware` for every stage, outside each agent's own.
 
     Raises:
         AgentConfigError: No stages, duplicate names, or a name the pattern reserves (intake,
@@ -260,7 +191,7 @@ def build_pipeline_graph(
         ```
     """
     check_agents(agents, reserved=(INTAKE, FINISH))
-    builder = StateGraph(
+    builder = PatternGraph(
         PipelineState,
         context_schema=Context,
         input_schema=PipelineInput,
@@ -275,8 +206,7 @@ def build_pipeline_graph(
         stage = Stage(spec=spec, previous=previous, following=following)
         builder.add_node(
             spec.name,
-            make_stage_node(stage),
-            retry_policy=model_retry_policy(spec.max_attempts),
+            make_agent_node(spec, view=stage.view, accept=stage.accept, middleware=middleware),
             error_handler=partial(record_stage_failure, stage=stage),
         )
         builder.add_edge(previous or INTAKE, spec.name)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from langgraph.graph import END, START, StateGraph
+from langchain.agents.middleware import AgentMiddleware
+from langgraph.graph import END, START
 
-from switchyard.core.resilience import model_retry_policy
+from switchyard.graphs.guarded import PatternGraph
 from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.calibration import Calibration
 from switchyard.nodes.classifiers import Classifier, default_classifier
@@ -37,7 +39,8 @@ def build_router_graph(
     default_agent: str,
     classifier: Classifier | None = None,
     calibration: Calibration | str | Path | None = None,
-) -> StateGraph[RouterState, Context, RouterInput, RouterOutput]:
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> PatternGraph:
     """Build the router pattern (uncompiled: the caller picks checkpointer and store).
 
     Args:
@@ -49,6 +52,8 @@ def build_router_graph(
             saved by `switchyard eval-router --fit` (a path or a `Calibration`). Out-of-scope
             requests then go to `default_agent`. Give it to your own classifier instead when
             you pass one.
+        middleware: LangChain `AgentMiddleware` for every agent, outside each agent's own (see
+            `switchyard.nodes.chain`).
 
     Raises:
         AgentConfigError: No agents, duplicate names, or an unknown default agent.
@@ -73,19 +78,14 @@ def build_router_graph(
             f"the classifier was built for agents {sorted(classifier.agents)}, "
             f"but the graph has {sorted(by_name)}; build it from the same AgentSpecs"
         )
-    builder = StateGraph(
+    builder = PatternGraph(
         RouterState, context_schema=Context, input_schema=RouterInput, output_schema=RouterOutput
     )
-    builder.add_node(
-        CLASSIFY,
-        make_classify_node(classifier, default_agent=default_agent),
-        retry_policy=model_retry_policy(),
-    )
+    builder.add_node(CLASSIFY, make_classify_node(classifier, default_agent=default_agent))
     for spec in agents:
         builder.add_node(
             spec.name,
-            make_agent_node(spec),
-            retry_policy=model_retry_policy(spec.max_attempts),
+            make_agent_node(spec, middleware=middleware),
             error_handler=make_fallback_handler(spec, default_agent=default_agent),
             destinations=fallback_destinations(spec, default_agent),
         )

@@ -10,25 +10,19 @@ Built on `StateGraph` and `Command` directly, as langgraph-supervisor's README r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
-from langchain_core.messages import AnyMessage, HumanMessage, ToolMessage
-from langchain_core.runnables import Runnable
+from langchain.agents.middleware import AgentMiddleware
+from langchain_core.messages import AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.tools import BaseTool
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.types import Command
 from pydantic import BaseModel, ValidationError
 
 from switchyard.core.errors import AgentConfigError
-from switchyard.core.resilience import model_retry_policy
-from switchyard.nodes.agent import (
-    AgentReply,
-    NodeRunnable,
-    acall_agent,
-    call_agent,
-    own_view,
-    render_output,
-)
+from switchyard.graphs.guarded import PatternGraph
+from switchyard.nodes.agent import make_agent_node, own_view, render_output
 from switchyard.nodes.fallback import make_stop_handler
 from switchyard.nodes.handoff import (
     TaskArgs,
@@ -38,12 +32,12 @@ from switchyard.nodes.handoff import (
     handoff_target,
     handoff_tool_name,
     make_handoff_tools,
-    run_context,
     stop,
     transfer,
 )
+from switchyard.nodes.record import AgentReply
 from switchyard.state.agents import AgentSpec, check_agents
-from switchyard.state.context import Context
+from switchyard.state.context import Context, current_context
 from switchyard.state.supervisor import (
     SupervisorInput,
     SupervisorOutput,
@@ -195,43 +189,44 @@ def report(spec: AgentSpec, task: TaskPayload, reply: AgentReply) -> dict[str, A
     }
 
 
-def make_supervisor_node(
-    spec: AgentSpec, workers: Sequence[AgentSpec], *, max_rounds: int | None
-) -> Runnable[SupervisorState, Command[str]]:
-    """The supervisor node: its own view of the conversation, handoff tools for every worker."""
-    tools = make_handoff_tools(workers, args_schema=TaskArgs)
-
-    def prepare(state: SupervisorState) -> tuple[Context, list[AnyMessage], int]:
-        context = run_context()
-        view = close_open_calls(own_view(spec, state["messages"], context))
-        return context, view, max_rounds or context.max_handoffs
-
-    def run_sync(state: SupervisorState) -> Command[str]:
-        context, view, limit = prepare(state)
-        reply = call_agent(spec, view, context, handoff_tools=tools)
-        return supervise(state, reply, supervisor=spec.name, tools=tools, max_rounds=limit)
-
-    async def run_async(state: SupervisorState) -> Command[str]:
-        context, view, limit = prepare(state)
-        reply = await acall_agent(spec, view, context, handoff_tools=tools)
-        return supervise(state, reply, supervisor=spec.name, tools=tools, max_rounds=limit)
-
-    return NodeRunnable(run_sync, run_async, name=spec.name)
+def delegate(
+    state: SupervisorState,
+    reply: AgentReply,
+    *,
+    supervisor: str,
+    tools: Sequence[BaseTool],
+    max_rounds: int | None,
+) -> Command[str]:
+    """The supervisor's `accept`: `supervise`, with the run's handoff limit when none is set."""
+    limit = max_rounds or current_context().max_handoffs
+    return supervise(state, reply, supervisor=supervisor, tools=tools, max_rounds=limit)
 
 
-def make_worker_node(spec: AgentSpec) -> Runnable[SupervisorState, dict[str, Any]]:
-    """A worker node: runs the agent on its task alone and reports the result back."""
+def supervisor_view(spec: AgentSpec) -> Any:
+    """The supervisor's view: its own turns of the conversation, every tool call answered."""
 
-    def run_sync(state: SupervisorState) -> dict[str, Any]:
-        task = assigned_task(state, spec.name)
-        return report(spec, task, call_agent(spec, [HumanMessage(task["task"])], run_context()))
+    def view(state: SupervisorState, context: Context) -> list[AnyMessage]:
+        return close_open_calls(own_view(spec, state["messages"], context))
 
-    async def run_async(state: SupervisorState) -> dict[str, Any]:
-        task = assigned_task(state, spec.name)
-        reply = await acall_agent(spec, [HumanMessage(task["task"])], run_context())
-        return report(spec, task, reply)
+    return view
 
-    return NodeRunnable(run_sync, run_async, name=spec.name)
+
+def worker_view(spec: AgentSpec) -> Any:
+    """A worker's view: only the task the supervisor gave it."""
+
+    def view(state: SupervisorState, context: Context) -> list[BaseMessage]:
+        return [HumanMessage(assigned_task(state, spec.name)["task"])]
+
+    return view
+
+
+def worker_report(spec: AgentSpec) -> Any:
+    """A worker's `accept`: its result reported back to the supervisor."""
+
+    def accept(state: SupervisorState, reply: AgentReply) -> dict[str, Any]:
+        return report(spec, assigned_task(state, spec.name), reply)
+
+    return accept
 
 
 def build_supervisor_graph(
@@ -239,7 +234,8 @@ def build_supervisor_graph(
     *,
     supervisor: AgentSpec | None = None,
     max_rounds: int | None = None,
-) -> StateGraph[SupervisorState, Context, SupervisorInput, SupervisorOutput]:
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> PatternGraph:
     """Build the supervisor pattern (uncompiled: the caller picks checkpointer and store).
 
     Args:
@@ -248,6 +244,8 @@ def build_supervisor_graph(
         supervisor: The supervising agent; defaults to `default_supervisor(agents)`. It may hand
             off to every worker, so it declares no handoffs either.
         max_rounds: Most delegations per request; `None` uses the run's `Context.max_handoffs`.
+        middleware: LangChain `AgentMiddleware` for every agent (the supervisor included),
+            outside each agent's own.
 
     Raises:
         AgentConfigError: No workers, duplicate names (the supervisor's included), or handoffs
@@ -274,24 +272,32 @@ def build_supervisor_graph(
             )
     if max_rounds is not None and max_rounds <= 0:
         raise ValueError(f"max_rounds must be positive, got {max_rounds}")
-    builder = StateGraph(
+    builder = PatternGraph(
         SupervisorState,
         context_schema=Context,
         input_schema=SupervisorInput,
         output_schema=SupervisorOutput,
     )
+    tools = make_handoff_tools(agents, args_schema=TaskArgs)
+    decide = partial(delegate, supervisor=supervisor.name, tools=tools, max_rounds=max_rounds)
     builder.add_node(
         supervisor.name,
-        make_supervisor_node(supervisor, agents, max_rounds=max_rounds),
-        retry_policy=model_retry_policy(supervisor.max_attempts),
+        make_agent_node(
+            supervisor,
+            view=supervisor_view(supervisor),
+            accept=decide,
+            handoffs=tools,
+            middleware=middleware,
+        ),
         error_handler=make_stop_handler(supervisor.name),
         destinations=(*(w.name for w in agents), END),
     )
     for spec in agents:
         builder.add_node(
             spec.name,
-            make_worker_node(spec),
-            retry_policy=model_retry_policy(spec.max_attempts),
+            make_agent_node(
+                spec, view=worker_view(spec), accept=worker_report(spec), middleware=middleware
+            ),
             error_handler=make_stop_handler(spec.name),
         )
         builder.add_edge(spec.name, supervisor.name)

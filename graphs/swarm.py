@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from functools import partial
+from typing import Any
 
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
-from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import END, START
 from langgraph.types import Command
 from pydantic import ValidationError
 
-from switchyard.core.resilience import model_retry_policy
-from switchyard.nodes.agent import AgentReply, NodeRunnable, acall_agent, call_agent, own_view
+from switchyard.graphs.guarded import PatternGraph
+from switchyard.nodes.agent import make_agent_node, own_view
 from switchyard.nodes.fallback import make_fallback_handler
 from switchyard.nodes.handoff import (
     TransferArgs,
@@ -29,12 +30,12 @@ from switchyard.nodes.handoff import (
     finish,
     handoff_target,
     make_handoff_tools,
-    run_context,
     stop,
     transfer,
 )
+from switchyard.nodes.record import AgentReply
 from switchyard.state.agents import AgentSpec, check_agents
-from switchyard.state.context import Context
+from switchyard.state.context import Context, current_context
 from switchyard.state.swarm import Handoff, SwarmInput, SwarmOutput, SwarmState
 
 DEFAULT_PING_PONG_REPEATS = 2
@@ -183,36 +184,27 @@ def relay(
     )
 
 
-def make_swarm_agent_node(
-    spec: AgentSpec,
-    peers: Sequence[AgentSpec],
+def shared_view(spec: AgentSpec) -> Any:
+    """A swarm agent's view: the shared conversation, every tool call answered."""
+
+    def view(state: SwarmState, context: Context) -> list[AnyMessage]:
+        return close_open_calls(own_view(spec, state["messages"], context, shared=True))
+
+    return view
+
+
+def move(
+    state: SwarmState,
+    reply: AgentReply,
     *,
+    agent: str,
+    tools: Sequence[BaseTool],
     max_handoffs: int | None,
     repeats: int,
-) -> Runnable[SwarmState, Command[str]]:
-    """A swarm agent: the shared conversation, handoff tools for its declared peers only."""
-    tools = make_handoff_tools(peers, args_schema=TransferArgs)
-
-    def prepare(state: SwarmState) -> tuple[Context, list[AnyMessage], int]:
-        context = run_context()
-        view = close_open_calls(own_view(spec, state["messages"], context, shared=True))
-        return context, view, max_handoffs or context.max_handoffs
-
-    def run_sync(state: SwarmState) -> Command[str]:
-        context, view, limit = prepare(state)
-        reply = call_agent(spec, view, context, handoff_tools=tools)
-        return relay(
-            state, reply, agent=spec.name, tools=tools, max_handoffs=limit, repeats=repeats
-        )
-
-    async def run_async(state: SwarmState) -> Command[str]:
-        context, view, limit = prepare(state)
-        reply = await acall_agent(spec, view, context, handoff_tools=tools)
-        return relay(
-            state, reply, agent=spec.name, tools=tools, max_handoffs=limit, repeats=repeats
-        )
-
-    return NodeRunnable(run_sync, run_async, name=spec.name)
+) -> Command[str]:
+    """A swarm agent's `accept`: `relay`, with the run's handoff limit when none is set."""
+    limit = max_handoffs or current_context().max_handoffs
+    return relay(state, reply, agent=agent, tools=tools, max_handoffs=limit, repeats=repeats)
 
 
 def build_swarm_graph(
@@ -221,7 +213,8 @@ def build_swarm_graph(
     default_agent: str,
     max_handoffs: int | None = None,
     ping_pong_repeats: int = DEFAULT_PING_PONG_REPEATS,
-) -> StateGraph[SwarmState, Context, SwarmInput, SwarmOutput]:
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+) -> PatternGraph:
     """Build the swarm pattern (uncompiled: the caller picks checkpointer and store).
 
     Compile it with a checkpointer for the active agent to carry over between turns.
@@ -232,6 +225,7 @@ def build_swarm_graph(
         max_handoffs: Most handoffs per turn; `None` uses the run's `Context.max_handoffs`.
         ping_pong_repeats: Round trips between the same two agents that end a turn (at least 2;
             2 stops A -> B -> A -> B).
+        middleware: LangChain `AgentMiddleware` for every agent, outside each agent's own.
 
     Raises:
         AgentConfigError: No agents, duplicate names, an unknown default agent, or a handoff to an
@@ -252,22 +246,24 @@ def build_swarm_graph(
             f"ping_pong_repeats must be at least 2 (1 would refuse every handoff), "
             f"got {ping_pong_repeats}"
         )
-    builder = StateGraph(
+    builder = PatternGraph(
         SwarmState, context_schema=Context, input_schema=SwarmInput, output_schema=SwarmOutput
     )
     for spec in agents:
+        tools = make_handoff_tools(
+            [by_name[peer] for peer in spec.handoffs], args_schema=TransferArgs
+        )
+        accept = partial(
+            move, agent=spec.name, tools=tools, max_handoffs=max_handoffs, repeats=ping_pong_repeats
+        )
         builder.add_node(
             spec.name,
-            make_swarm_agent_node(
-                spec,
-                [by_name[peer] for peer in spec.handoffs],
-                max_handoffs=max_handoffs,
-                repeats=ping_pong_repeats,
+            make_agent_node(
+                spec, view=shared_view(spec), accept=accept, handoffs=tools, middleware=middleware
             ),
-            retry_policy=model_retry_policy(spec.max_attempts),
-            # A failing agent tries its fallback models, then the run stops cleanly (its peers
-            # are not a fallback: handing the turn on is the agent's own decision).
-            error_handler=make_fallback_handler(spec, shared_view=True),
+            # A failing agent's fallback models were tried in its call; then the run stops cleanly
+            # (its peers are not a fallback: handing the turn on is the agent's own decision).
+            error_handler=make_fallback_handler(spec),
             destinations=(*spec.handoffs, END),
         )
     builder.add_conditional_edges(

@@ -8,25 +8,25 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel, Field, ValidationError, create_model
+from langchain_core.messages import HumanMessage
+from pydantic import BaseModel, Field, create_model
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
 from sklearn.pipeline import FeatureUnion, make_union
 from sklearn.preprocessing import normalize
 from sklearn.svm import LinearSVC
 
-from switchyard.core.models import default_model, load_chat_model
-from switchyard.core.pricing import cost_usd
 from switchyard.nodes.calibration import Calibration, CalibrationError, FloatArray, Platt, evidence
+from switchyard.nodes.call import acall_agent, call_agent
+from switchyard.nodes.chain import AgentChain
+from switchyard.nodes.record import AgentReply, OutputValidationError, partial_usage
 from switchyard.state.agents import AgentSpec, check_agents
-from switchyard.state.usage import UsageLedger, usage_entry
+from switchyard.state.usage import UsageLedger
 
 _TOKEN = re.compile(r"[a-z0-9]+")
 
@@ -250,7 +250,6 @@ class LLMClassifier:
         check_agents(agents)
         self.agents = tuple(spec.name for spec in agents)
         self.model = model
-        self._schema = _route_schema(self.agents)
         lines = [
             "You route each user request to exactly one agent. Agents:",
             *(
@@ -261,60 +260,51 @@ class LLMClassifier:
             "Answer with the agent's name, your confidence from 0 to 1 that it is the right one, "
             "and a one-sentence reason. Use a low confidence when no agent fits.",
         ]
-        self._system = SystemMessage("\n".join(lines))
-
-    def _prepare(self, model: str | None) -> tuple[str, Any]:
-        model_name = model or self.model or default_model()
-        runnable = load_chat_model(model_name, temperature=0).with_structured_output(
-            self._schema, include_raw=True
+        # The router is an agent like any other: its model call goes through the same chain
+        # (budgets, breaker, retries, timeout, usage ledger).
+        self.spec = AgentSpec(
+            name="router",
+            description="Routes each request to one agent.",
+            system_prompt="\n".join(lines),
+            model=model,
+            temperature=0,
+            output_schema=_route_schema(self.agents),
         )
-        return model_name, runnable
+        self.chain = AgentChain.of(self.spec)
 
-    def _decide(self, model_name: str, output: dict[str, Any], started: float) -> Decision:
-        latency = (time.perf_counter() - started) * 1000
-        raw = output.get("raw")
-        tokens = getattr(raw, "usage_metadata", None) or {}
-        input_tokens = int(tokens.get("input_tokens", 0))
-        output_tokens = int(tokens.get("output_tokens", 0))
-        usage = usage_entry(
-            "router",
-            model_name,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            latency_ms=latency,
-            cost_usd=cost_usd(model_name, input_tokens, output_tokens) or 0.0,
-        )
-        parsed = output.get("parsed")
-        if parsed is None:
-            error = _one_line(output.get("parsing_error"))
-            return Decision(self.agents[0], 0.0, f"model gave no valid route: {error}", usage)
-        return Decision(parsed.agent, float(parsed.confidence), parsed.reason, usage)
+    def _spec(self, model: str | None) -> AgentSpec:
+        if model is None or model == self.model:
+            return self.spec
+        return self.spec.model_copy(update={"model": model})
+
+    def _decide(self, outcome: AgentReply | OutputValidationError) -> Decision:
+        if isinstance(outcome, OutputValidationError):
+            reason = f"model gave no valid route: {outcome.problem}"
+            return Decision(self.agents[0], 0.0, reason, partial_usage(outcome))
+        parsed: Any = outcome.output
+        return Decision(parsed.agent, float(parsed.confidence), parsed.reason, outcome.usage)
 
     def classify(self, text: str, *, model: str | None = None) -> Decision:
-        """Ask the model to choose an agent for `text`."""
-        model_name, runnable = self._prepare(model)
-        started = time.perf_counter()
-        output = runnable.invoke([self._system, HumanMessage(text)])
-        return self._decide(model_name, output, started)
+        """Ask the model to choose an agent for `text`.
+
+        A route that fails the schema is not asked for again (`reasks=0`): it gets confidence 0,
+        which sends the request to the default agent without a second call on the routing path.
+        """
+        try:
+            reply = call_agent(self._spec(model), [HumanMessage(text)], chain=self.chain, reasks=0)
+        except OutputValidationError as exc:
+            return self._decide(exc)
+        return self._decide(reply)
 
     async def aclassify(self, text: str, *, model: str | None = None) -> Decision:
         """Async form of `classify`."""
-        model_name, runnable = self._prepare(model)
-        started = time.perf_counter()
-        output = await runnable.ainvoke([self._system, HumanMessage(text)])
-        return self._decide(model_name, output, started)
-
-
-def _one_line(error: object) -> str:
-    """A parsing error as one readable line (a `Decision.reason` is shown as one line)."""
-    if error is None:  # the model answered in text instead of calling the schema's tool
-        return "no structured answer"
-    if isinstance(error, ValidationError) and error.errors():
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        return f"{where}: {first['msg']}" if where else first["msg"]
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+        try:
+            reply = await acall_agent(
+                self._spec(model), [HumanMessage(text)], chain=self.chain, reasks=0
+            )
+        except OutputValidationError as exc:
+            return self._decide(exc)
+        return self._decide(reply)
 
 
 def content_words(text: str) -> list[str]:

@@ -7,12 +7,11 @@ from typing import Any
 
 from langchain_core.messages import AnyMessage, HumanMessage
 from langchain_core.runnables import Runnable
-from langgraph.runtime import get_runtime
 from langgraph.types import interrupt
 
 from switchyard.nodes.agent import NodeRunnable
 from switchyard.nodes.classifiers import Classifier, Decision
-from switchyard.state.context import Context
+from switchyard.state.context import Context, current_context
 from switchyard.state.router import Route
 
 
@@ -93,10 +92,7 @@ def make_classify_node(
     """The node that routes each turn; writes `route`, `active_agent` and the classifier's usage."""
 
     def _inputs(state: dict[str, Any]) -> tuple[str, Context, str | None]:
-        try:
-            context = get_runtime(Context).context or Context()
-        except RuntimeError:
-            context = Context()
+        context = current_context()
         previous = state.get("active_agent")
         if previous not in classifier.agents:
             previous = None

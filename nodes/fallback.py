@@ -1,9 +1,11 @@
-"""The fallback chain, wired as LangGraph node `error_handler`s.
+"""The graph half of the fallback chain, wired as LangGraph node `error_handler`s.
 
-When an agent node fails after its retries, its handler tries, in order: the agent's
-`fallback_models`, then the pattern's default agent, then a person (`interrupt`, when
-`Context.escalate_to_human` is on). When all are exhausted, or when the failure was a budget or the
-run's deadline (which no fallback can fix), the run ends cleanly: `end_reason` says why, the agent's
+The chain is the same in every pattern: the agent's fallback models (tried inside the agent call,
+by the `FallbackModels` middleware, for each model call), then the pattern's default agent, then a
+person (`interrupt`, when `Context.escalate_to_human` is on), then the dead-letter queue (the run
+facade records the failed run). A node's handler is reached once the agent call failed with its
+fallback models too; when the rest is exhausted, or when the failure was a budget or the run's
+deadline (which no fallback can fix), the run ends cleanly: `end_reason` says why, the agent's
 apology is the last message, and everything done before stays in the checkpoint.
 """
 
@@ -19,9 +21,10 @@ from langgraph.types import Command, interrupt
 
 from switchyard.core.errors import describe_error
 from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.nodes.agent import call_agent, current_context, own_view, partial_usage
+from switchyard.nodes.record import partial_usage
 from switchyard.state.agents import AgentSpec
-from switchyard.state.reducers import merge_usage
+from switchyard.state.context import current_context
+from switchyard.state.outcomes import EndReason, end_reason_for
 from switchyard.state.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
@@ -30,16 +33,9 @@ HUMAN = "human"
 """Name carried by answers a person gives through escalation."""
 
 
-def end_reason_for(error: BaseException) -> str:
-    """The `end_reason` of a run stopped by `error`."""
-    if isinstance(error, BudgetExceededError):
-        return "budget_exceeded"
-    if isinstance(error, DeadlineExceededError):
-        return "deadline"
-    return "agent_failed"
-
-
-def _stop(spec: AgentSpec, reason: str, failures: list[str], usage: UsageLedger) -> Command[Any]:
+def _stop(
+    spec: AgentSpec, reason: EndReason, failures: list[str], usage: UsageLedger
+) -> Command[Any]:
     message = AIMessage(
         content=f"The {spec.name} agent could not answer ({reason}): {'; '.join(failures)}",
         name=spec.name,
@@ -48,16 +44,13 @@ def _stop(spec: AgentSpec, reason: str, failures: list[str], usage: UsageLedger)
     return Command(goto=END, update={"messages": [message], "end_reason": reason, "usage": usage})
 
 
-def make_fallback_handler(
-    spec: AgentSpec, *, default_agent: str | None = None, shared_view: bool = False
-) -> Any:
-    """The `error_handler` for an agent node built with `make_agent_node`.
+def make_fallback_handler(spec: AgentSpec, *, default_agent: str | None = None) -> Any:
+    """The `error_handler` of an agent node whose agent can be stood in for.
 
     Args:
         spec: The agent whose node the handler guards.
-        default_agent: Node to hand the turn to when the agent's own models are exhausted (None,
-            or the agent itself: skip this step).
-        shared_view: Whether the agent sees the whole conversation (as in `make_agent_node`).
+        default_agent: Node to hand the turn to when the agent failed (None, or the agent
+            itself: skip this step).
 
     Returns:
         A handler for `StateGraph.add_node(..., error_handler=...)`. Pass `fallback_destinations`
@@ -69,26 +62,10 @@ def make_fallback_handler(
         spent = partial_usage(error.error)
         if isinstance(error.error, BudgetExceededError | DeadlineExceededError):
             return _stop(spec, end_reason_for(error.error), failures, spent)
-        context = current_context()
-        view = own_view(spec, state["messages"], context, shared=shared_view)
-        for model in spec.fallback_models:
-            try:
-                reply = call_agent(spec, view, context, model=model)
-            except (BudgetExceededError, DeadlineExceededError) as exc:
-                spent = merge_usage(spent, partial_usage(exc))
-                return _stop(spec, end_reason_for(exc), [*failures, describe_error(exc)], spent)
-            except Exception as exc:  # the next fallback gets its chance
-                spent = merge_usage(spent, partial_usage(exc))
-                failures.append(f"{model}: {describe_error(exc)}")
-                continue
-            logger.warning("agent %s recovered with fallback model %s", spec.name, model)
-            return Command(
-                update={"messages": reply.messages, "usage": merge_usage(spent, reply.usage)}
-            )
         if default_agent is not None and default_agent != spec.name:
             logger.warning("agent %s failed; handing the turn to %s", spec.name, default_agent)
             return Command(goto=default_agent, update={"usage": spent})
-        if context.escalate_to_human:
+        if current_context().escalate_to_human:
             answer = interrupt(
                 {
                     "reason": "agent_failed",

@@ -18,14 +18,12 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langgraph.graph import END
-from langgraph.runtime import get_runtime
 from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from switchyard.core.errors import AgentConfigError
-from switchyard.nodes.agent import AgentReply
+from switchyard.nodes.record import AgentReply
 from switchyard.state.agents import AgentSpec
-from switchyard.state.context import Context
 
 logger = logging.getLogger(__name__)
 
@@ -115,15 +113,6 @@ def handoff_target(call: Mapping[str, Any], tools: Sequence[BaseTool]) -> str:
 def current_turn(messages: Sequence[AnyMessage]) -> int:
     """The number of the turn being answered: how many user messages the thread holds (1-based)."""
     return sum(1 for message in messages if message.type == "human")
-
-
-def run_context() -> Context:
-    """The run's `Context` inside a graph; the defaults outside one (a unit test, say)."""
-    try:
-        context = get_runtime(Context).context
-    except RuntimeError:
-        return Context()
-    return context if context is not None else Context()
 
 
 def close_open_calls(messages: Sequence[AnyMessage]) -> list[AnyMessage]:

@@ -7,7 +7,16 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from langchain.agents.middleware import AgentMiddleware
+from langgraph.pregel import Pregel
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from switchyard.core.errors import AgentConfigError, ModelConfigError
 from switchyard.core.models import is_registered, split_model
@@ -72,6 +81,21 @@ class AgentSpec(BaseModel):
     budget: Budget | None = Field(
         default=None, description="Limit on this agent's spend over a session."
     )
+    middleware: tuple[AgentMiddleware[Any, Any, Any], ...] = Field(
+        default=(),
+        description="LangChain AgentMiddleware for this agent, outside Switchyard's guardrails "
+        "(first is outermost).",
+    )
+    default_middleware: bool = Field(
+        default=True,
+        description="Switchyard's guardrails (switchyard.nodes.chain.default_middleware) inside "
+        "`middleware`; False leaves exactly `middleware`.",
+    )
+    graph: Any = Field(
+        default=None,
+        description="A compiled LangGraph graph that does this agent's work instead of a model "
+        "(e.g. from langchain.agents.create_agent); it is sent {'messages': [...]}.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -83,6 +107,18 @@ class AgentSpec(BaseModel):
             )
         return value
 
+    @field_validator("middleware", mode="before")
+    @classmethod
+    def _middleware(cls, value: Any) -> Any:
+        items = tuple(value) if isinstance(value, list | tuple) else (value,)
+        for item in items:
+            if not isinstance(item, AgentMiddleware):
+                raise ValueError(
+                    f"middleware must be LangChain AgentMiddleware instances, got {item!r}; "
+                    "subclass langchain.agents.middleware.AgentMiddleware"
+                )
+        return items
+
     @field_validator("description")
     @classmethod
     def _non_empty(cls, value: str) -> str:
@@ -90,10 +126,78 @@ class AgentSpec(BaseModel):
             raise ValueError("description must not be empty; routers and handoffs rely on it")
         return value.strip()
 
+    @model_validator(mode="after")
+    def _graph_agent(self) -> AgentSpec:
+        if self.graph is None:
+            return self
+        if not isinstance(self.graph, Pregel):
+            raise ValueError(
+                f"graph must be a compiled LangGraph graph (StateGraph(...).compile() or "
+                f"create_agent(...)), got {type(self.graph).__name__}"
+            )
+        accepts = self.graph.get_input_jsonschema().get("properties", {})
+        if "messages" not in accepts:
+            raise ValueError(
+                "the graph must accept {'messages': [...]} as input (its input keys are: "
+                f"{', '.join(accepts) or 'none'})"
+            )
+        unused = [name for name in _MODEL_FIELDS if getattr(self, name) != _DEFAULTS[name]]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)} {'configure' if len(unused) > 1 else 'configures'} a model, "
+                "but this agent's work is done by its graph: set it on the graph's own model "
+                "(or middleware) instead"
+            )
+        return self
+
     @property
     def routing_text(self) -> str:
         """The text a classifier learns this agent from: its name, description and examples."""
         return " ".join([self.name.replace("_", " "), self.description, *self.examples])
+
+
+_MODEL_FIELDS = (
+    "system_prompt",
+    "model",
+    "temperature",
+    "max_tokens",
+    "tools",
+    "fallback_models",
+    "output_schema",
+    "middleware",
+)
+"""Fields that configure the agent's model, so mean nothing for an agent run by a graph."""
+
+_DEFAULTS = {name: AgentSpec.model_fields[name].default for name in _MODEL_FIELDS}
+
+
+def as_agent(agent: AgentSpec | Pregel[Any, Any, Any, Any]) -> AgentSpec:
+    """An agent as an `AgentSpec`: a compiled graph becomes one named after the graph.
+
+    Raises:
+        AgentConfigError: A graph without a snake_case name (compile it with `name=...`), or
+            something that is neither an `AgentSpec` nor a compiled graph.
+    """
+    if isinstance(agent, AgentSpec):
+        return agent
+    if isinstance(agent, Pregel):
+        name = agent.name or ""
+        if not _SNAKE_CASE.match(name):
+            raise AgentConfigError(
+                f"a graph used as an agent needs a snake_case name, got {name!r}: compile it "
+                "with name='...' (create_agent(..., name='...')), or wrap it in "
+                "AgentSpec(name=..., description=..., graph=graph)"
+            )
+        return AgentSpec(name=name, description=f"The {name} agent.", graph=agent)
+    raise AgentConfigError(
+        f"expected AgentSpec instances or compiled graphs, got {type(agent).__name__}: build "
+        "agents with AgentSpec(...) or make_agent(...)"
+    )
+
+
+def as_agents(agents: Sequence[AgentSpec | Pregel[Any, Any, Any, Any]]) -> list[AgentSpec]:
+    """`as_agent` of each agent, in order."""
+    return [as_agent(agent) for agent in agents]
 
 
 def make_agent(**fields: Any) -> AgentSpec:
@@ -105,12 +209,15 @@ def make_agent(**fields: Any) -> AgentSpec:
     try:
         return AgentSpec(**fields)
     except ValidationError as exc:
-        name = fields.get("name", "<unnamed>")
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise AgentConfigError(f"agent {name!r}: {problems}") from None
+        raise config_error(fields.get("name", "<unnamed>"), exc) from None
+
+
+def config_error(name: Any, error: ValidationError) -> AgentConfigError:
+    """Pydantic's validation error of agent `name` as one `AgentConfigError` line."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}" for err in error.errors()
+    )
+    return AgentConfigError(f"agent {name!r}: {problems}")
 
 
 def check_agents(

@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from langgraph.config import get_config
+from langgraph.runtime import get_runtime
+
 from switchyard.guardrails.budgets import Budget
 
 
@@ -105,3 +108,29 @@ class Context:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive when set, got {value}")
+
+
+def current_context() -> Context:
+    """The `Context` of the graph run executing this code; the defaults outside a run.
+
+    The one way nodes, middleware and tools read the run's settings. A run started without a
+    context (or with `None`) gets the defaults, as does code called outside a graph (a unit test).
+    """
+    try:
+        context = get_runtime(Context).context
+    except RuntimeError:  # not inside a graph run
+        return Context()
+    return context if isinstance(context, Context) else Context()
+
+
+def steps_after_first_node() -> int | None:
+    """Graph steps a run may take after its first node, from the run's recursion limit.
+
+    The first node runs two steps after the run's input, and the last step allowed is the input's
+    step plus the limit; None outside a graph run.
+    """
+    try:
+        limit = get_config().get("recursion_limit")
+    except RuntimeError:
+        return None
+    return int(limit) - 2 if isinstance(limit, int) else None

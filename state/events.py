@@ -18,7 +18,8 @@ from langgraph.graph import MessagesState
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from switchyard.state.reducers import merge_usage
+from switchyard.state.outcomes import EndReason
+from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
 EVENT_LOG_CAP = 200
@@ -186,7 +187,7 @@ class EventsOutput(TypedDict):
 
     messages: Annotated[list[AnyMessage], add_messages]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None
     correlation_id: str | None
     event_count: int
@@ -195,7 +196,7 @@ class EventsOutput(TypedDict):
     dead_letters: Annotated[list[DeadLetter], append_dead_letters]
 
 
-class EventsState(MessagesState):
+class EventsState(MessagesState, AgentMemory):
     """Full event-driven state, checkpointed per session.
 
     Single writers: `event` (cleared by ingest once read), `correlation_id` and `depth_limit`
@@ -216,5 +217,5 @@ class EventsState(MessagesState):
     event_log: Annotated[list[EventRecord], append_event_log]
     dead_letters: Annotated[list[DeadLetter], append_dead_letters]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None

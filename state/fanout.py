@@ -15,7 +15,8 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from typing_extensions import TypedDict
 
-from switchyard.state.reducers import merge_usage
+from switchyard.state.outcomes import EndReason
+from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
 MergeStrategy = Literal["collect", "vote", "synthesize"]
@@ -116,11 +117,11 @@ class FanoutOutput(TypedDict):
     results: Annotated[dict[str, WorkerResult], operator.or_]
     vote: Vote | None
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None
 
 
-class FanoutState(MessagesState):
+class FanoutState(MessagesState, AgentMemory):
     """Full fan-out state, checkpointed per session.
 
     Writers and reducers:
@@ -143,5 +144,5 @@ class FanoutState(MessagesState):
     results: Annotated[dict[str, WorkerResult], operator.or_]
     vote: Vote | None
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None

@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from graphlib import CycleError, TopologicalSorter
 from typing import Annotated, Any, Literal
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph import MessagesState
 from langgraph.graph.message import add_messages
-from langgraph.pregel import Pregel
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from typing_extensions import TypedDict
 
-from switchyard.core.errors import AgentConfigError, SwitchyardError
-from switchyard.state.reducers import merge_usage
+from switchyard.core.errors import SwitchyardError
+from switchyard.state.agents import AgentSpec, config_error
+from switchyard.state.outcomes import EndReason
+from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -52,18 +52,14 @@ class Plan(BaseModel):
     steps: list[PlanStep] = Field(min_length=1, description="The steps, in a sensible order.")
 
 
-@dataclass(frozen=True)
-class SubTeam:
+class SubTeam(AgentSpec):
     """A worker that is itself a compiled graph (a sub-team), for nesting teams.
 
-    The sub-team receives the step as one user message (the step's typed payload as JSON) in
-    `{"messages": [...]}` and answers with its last AI message; its usage joins the run's ledger.
+    An `AgentSpec` whose work its `graph` does: the sub-team receives the step as one user
+    message (the step's typed payload as JSON) in `{"messages": [...]}` and answers with its last
+    AI message. A Switchyard pattern graph shares the run's budgets and deadline and adds its
+    ledger to the run's; any other graph's model calls are metered and recorded by callbacks.
     Compile it without a checkpointer: it then shares the parent run's, under its own namespace.
-
-    Attributes:
-        name: Unique snake_case worker name (also the graph node name).
-        description: What the sub-team does; the manager plans from it.
-        graph: The compiled sub-team graph; it must accept `{"messages": [...]}`.
 
     Example:
         ```python
@@ -75,31 +71,25 @@ class SubTeam:
         ```
     """
 
-    name: str
-    description: str
-    graph: Pregel[Any, Any, Any, Any]
+    graph: Any = Field(description="The compiled sub-team graph; it takes {'messages': [...]}.")
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _SNAKE_CASE.match(self.name):
-            raise AgentConfigError(
-                f"sub-team name {self.name!r} must be snake_case: a lowercase letter, then "
-                "lowercase letters, digits or underscores (at most 64 characters)"
-            )
-        if not isinstance(self.description, str) or not self.description.strip():
-            raise AgentConfigError(
-                f"sub-team {self.name!r} needs a description: the manager plans from it"
-            )
-        if not isinstance(self.graph, Pregel):
-            raise AgentConfigError(
-                f"sub-team {self.name!r} needs a compiled graph (StateGraph(...).compile()), "
-                f"got {type(self.graph).__name__}"
-            )
-        accepts = self.graph.get_input_jsonschema().get("properties", {})
-        if "messages" not in accepts:
-            raise AgentConfigError(
-                f"sub-team {self.name!r}: its graph must accept {{'messages': [...]}} as input "
-                f"(its input keys are: {', '.join(accepts) or 'none'})"
-            )
+    def __init__(self, **fields: Any) -> None:
+        """Validate like `AgentSpec`; a problem is one `AgentConfigError` line.
+
+        Raises:
+            AgentConfigError: A field is missing or invalid (the graph, above all).
+        """
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise config_error(fields.get("name", "<unnamed>"), exc) from None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _needs_graph(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("graph") is None:
+            raise ValueError("a sub-team needs a compiled graph (StateGraph(...).compile())")
+        return data
 
 
 class StepSpec(TypedDict):
@@ -262,11 +252,11 @@ class HierarchicalOutput(TypedDict):
     plan: PlanRecord | None
     results: Annotated[dict[str, StepResult], merge_step_results]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None
 
 
-class HierarchicalState(MessagesState):
+class HierarchicalState(MessagesState, AgentMemory):
     """Full hierarchical state, checkpointed per session.
 
     `request` and `plan` are written by the plan node only, `end_reason` and `end_detail` by the
@@ -279,5 +269,5 @@ class HierarchicalState(MessagesState):
     plan: PlanRecord | None
     results: Annotated[dict[str, StepResult], merge_step_results]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None

@@ -15,7 +15,8 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from typing_extensions import TypedDict
 
-from switchyard.state.reducers import merge_usage
+from switchyard.state.outcomes import EndReason
+from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
 StageStatus = Literal["ok", "failed"]
@@ -71,11 +72,11 @@ class PipelineOutput(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     stages: Annotated[dict[str, StageRecord], operator.or_]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None
 
 
-class PipelineState(MessagesState):
+class PipelineState(MessagesState, AgentMemory):
     """Full pipeline state, checkpointed per session.
 
     Writers and reducers:
@@ -93,5 +94,5 @@ class PipelineState(MessagesState):
 
     stages: Annotated[dict[str, StageRecord], operator.or_]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     end_detail: str | None

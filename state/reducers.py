@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+from typing_extensions import TypedDict
+
 from switchyard.state.usage import UsageLedger, add_entries
 
 
@@ -16,3 +20,26 @@ def merge_usage(left: UsageLedger | None, right: UsageLedger | None) -> UsageLed
     for key, entry in (right or {}).items():
         merged[key] = add_entries(merged[key], entry) if key in merged else entry
     return merged
+
+
+AgentStates = dict[str, dict[str, Any]]
+"""Session-scoped middleware state, by agent, then by state key."""
+
+
+def merge_agent_state(left: AgentStates | None, right: AgentStates | None) -> AgentStates:
+    """Merge per-agent middleware state: each agent's keys take their newest values.
+
+    Keeps every agent's entry and every key; a key written again keeps the newer value. Agents
+    never share keys: each agent's middleware reads its own entry only. Writes from parallel
+    branches are merged in task order (two agents' writes never collide).
+    """
+    merged: AgentStates = {agent: dict(values) for agent, values in (left or {}).items()}
+    for agent, values in (right or {}).items():
+        merged.setdefault(agent, {}).update(values)
+    return merged
+
+
+class AgentMemory(TypedDict):
+    """The state key where agents keep their middleware's session-scoped state (checkpointed)."""
+
+    agent_state: Annotated[AgentStates, merge_agent_state]

@@ -9,7 +9,8 @@ from langgraph.graph import MessagesState
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from switchyard.state.reducers import merge_usage
+from switchyard.state.outcomes import EndReason
+from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
 
@@ -34,10 +35,10 @@ class RouterOutput(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     route: Route | None
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
 
 
-class RouterState(MessagesState):
+class RouterState(MessagesState, AgentMemory):
     """Full router state, checkpointed per session.
 
     `route` and `active_agent` have a single writer (`classify`), so they need no reducer; the
@@ -48,4 +49,4 @@ class RouterState(MessagesState):
     route: Route | None
     active_agent: str | None
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None

@@ -17,7 +17,8 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
-from switchyard.state.reducers import merge_usage
+from switchyard.state.outcomes import EndReason
+from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
 TurnRecord = TypeVar("TurnRecord", bound=Mapping[str, Any])
@@ -77,10 +78,10 @@ class SupervisorOutput(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     results: Annotated[list[WorkerResult], keep_current_turn]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
 
 
-class SupervisorState(MessagesState):
+class SupervisorState(MessagesState, AgentMemory):
     """Full supervisor state, checkpointed per session.
 
     `task` and `end_reason` have a single writer (the supervisor node). `results` (every worker),
@@ -92,5 +93,5 @@ class SupervisorState(MessagesState):
     results: Annotated[list[WorkerResult], keep_current_turn]
     refusals: Annotated[list[str], operator.add]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: str | None
+    end_reason: EndReason | None
     remaining_steps: RemainingSteps

@@ -16,7 +16,8 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
-from switchyard.state.reducers import merge_usage
+from switchyard.state.outcomes import EndReason
+from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.supervisor import keep_current_turn
 from switchyard.state.usage import UsageLedger
 
@@ -53,10 +54,10 @@ class SwarmOutput(TypedDict):
     messages: Annotated[list[AnyMessage], add_messages]
     active_agent: Annotated[str | None, last_value]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: Annotated[str | None, last_value]
+    end_reason: Annotated[EndReason | None, last_value]
 
 
-class SwarmState(MessagesState):
+class SwarmState(MessagesState, AgentMemory):
     """Full swarm state, checkpointed per session.
 
     Every agent node writes `messages`, `usage`, `active_agent`, `end_reason`, `handoffs` and
@@ -68,5 +69,5 @@ class SwarmState(MessagesState):
     handoffs: Annotated[list[Handoff], keep_current_turn]
     refusals: Annotated[list[str], operator.add]
     usage: Annotated[UsageLedger, merge_usage]
-    end_reason: Annotated[str | None, last_value]
+    end_reason: Annotated[EndReason | None, last_value]
     remaining_steps: RemainingSteps

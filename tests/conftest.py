@@ -9,8 +9,12 @@ import pytest
 from langchain_core.globals import set_llm_cache
 
 from switchyard.core import models
+from switchyard.core.resilience import Backoff, configure_retries
 from switchyard.guardrails.breaker import configure_breakers
 from switchyard.nodes.classifiers import semantic_available
+
+FAST_RETRIES = Backoff(initial_s=0.001, max_s=0.001, jitter=False)
+"""Retries keep their attempts and their transient filter in tests; only the waits shrink."""
 
 PROVIDER_ENV = (
     "SWITCHYARD_MODEL",
@@ -30,17 +34,19 @@ PROVIDER_ENV = (
 def _isolated_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[None]:
-    """No provider keys, fresh model cache and breakers, and a per-test dead-letter queue."""
+    """No provider keys, fresh models and breakers, 1 ms retry back-off, a per-test DLQ."""
     for name in PROVIDER_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SWITCHYARD_DLQ", str(tmp_path_factory.mktemp("dlq") / "dlq.sqlite"))
     # Embeddings of agents' examples go to the session's temporary folder, not ~/.cache.
     monkeypatch.setenv("SWITCHYARD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-    models._cache.clear()
+    models.clear_model_cache()
     configure_breakers()
+    configure_retries(FAST_RETRIES)
     set_llm_cache(None)
     yield
-    models._cache.clear()
+    models.clear_model_cache()
+    configure_retries(None)
     configure_breakers()
     set_llm_cache(None)
 

@@ -29,24 +29,17 @@ This module also has helpers that keep LangGraph's retry back-off tiny in tests.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import json
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from langgraph.graph import StateGraph
-from langgraph.graph.state import CompiledStateGraph
-from langgraph.types import RetryPolicy
-
 from switchyard.core.offline import sample_from_schema
-from switchyard.core.resilience import model_retry_policy
 
 FAULTS = frozenset({"ok", "429", "500", "503", "slow", "drop", "malformed", "bad_tool_args"})
 """Every fault the server knows."""
@@ -391,45 +384,3 @@ def _chunks(answer: dict[str, Any], body: dict[str, Any]) -> Iterator[dict[str, 
     yield chunk({}, choice["finish_reason"])
     if (body.get("stream_options") or {}).get("include_usage"):
         yield {**base, "choices": [], "usage": answer["usage"]}
-
-
-# --- fast retries for graphs under test -------------------------------------------------------
-
-
-def fast_retry_policy(max_attempts: int = 3) -> RetryPolicy:
-    """`model_retry_policy` with a 1 ms back-off and no jitter: same attempts, same `retry_on`."""
-    return model_retry_policy(max_attempts)._replace(
-        initial_interval=0.001, max_interval=0.001, jitter=False
-    )
-
-
-def _fast(policy: RetryPolicy | Sequence[RetryPolicy] | None) -> Any:
-    if policy is None:
-        return None
-    if isinstance(policy, RetryPolicy):
-        return policy._replace(initial_interval=0.001, max_interval=0.001, jitter=False)
-    return [_fast(p) for p in policy]
-
-
-def with_fast_retries(builder: StateGraph[Any, Any, Any, Any]) -> StateGraph[Any, Any, Any, Any]:
-    """A copy of `builder` whose nodes (and compiled subgraph nodes) retry with a 1 ms back-off.
-
-    The retry policies keep their attempts and `retry_on`; only the waiting shrinks, so tests of
-    any pattern stay fast without the pattern offering a hook. The original builder is untouched.
-    """
-    copied = copy.copy(builder)
-    copied.nodes = {
-        name: dataclasses.replace(
-            spec, retry_policy=_fast(spec.retry_policy), runnable=_fast_subgraph(spec.runnable)
-        )
-        for name, spec in builder.nodes.items()
-    }
-    return copied
-
-
-def _fast_subgraph(runnable: Any) -> Any:
-    if isinstance(runnable, CompiledStateGraph):
-        return with_fast_retries(runnable.builder).compile(
-            checkpointer=runnable.checkpointer, name=runnable.name
-        )
-    return runnable

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.runnables.config import set_config_context
+from langchain_core.runnables.utils import coro_with_context
 
 from switchyard.bench.contenders import BACKENDS, Contender, Missing, Prepared, Setup, ours
 from switchyard.bench.harness import (
@@ -32,8 +34,10 @@ from switchyard.bench.harness import (
 from switchyard.bench.llm import BenchChatModel
 from switchyard.bench.topology import PATTERNS, REQUEST, for_pattern
 from switchyard.core.models import register_chat_model, unregister_chat_model
-from switchyard.guardrails.budgets import Budget, RunMeter, metered
-from switchyard.nodes.agent import acall_agent
+from switchyard.guardrails.budgets import Budget, RunMeter
+from switchyard.guardrails.scope import RunScope, with_scope
+from switchyard.nodes.call import acall_agent
+from switchyard.nodes.chain import AgentChain
 from switchyard.state.context import Context
 
 REFERENCE = "asyncio"
@@ -165,8 +169,14 @@ async def guardrail_cost(repetitions: int, target_sample_s: float) -> dict[str, 
         reply = await bare_model.ainvoke([system, *messages])
         return str(reply.text)
 
+    chain = AgentChain.of(spec)
+    scope = RunScope(meter=RunMeter(run_budget=Budget(max_tokens=10**12)))
+
     async def agent_call() -> str:
-        reply = await acall_agent(spec, messages, context)
+        # The call inside a run's scope, as in a graph: the meter admits and charges it.
+        with set_config_context(with_scope(None, scope)) as run_context:
+            call = acall_agent(spec, messages, context, chain=chain)
+            reply = await coro_with_context(call, run_context)
         return str(reply.output)
 
     cases = [
@@ -174,10 +184,7 @@ async def guardrail_cost(repetitions: int, target_sample_s: float) -> dict[str, 
         Case("agent call", Prepared(run=agent_call, tally=agent_model.tally), 1),
     ]
     try:
-        with metered(RunMeter(run_budget=Budget(max_tokens=10**12))):
-            samples = await interleaved(
-                cases, repetitions=repetitions, target_sample_s=target_sample_s
-            )
+        samples = await interleaved(cases, repetitions=repetitions, target_sample_s=target_sample_s)
     finally:
         unregister_chat_model(name)
     model_us = Stats.of(samples["model call"]).scaled(1e6)

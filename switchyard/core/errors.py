@@ -4,7 +4,13 @@ from __future__ import annotations
 
 
 def describe_error(error: BaseException) -> str:
-    """One line naming an exception and the first line of its message (for results and logs)."""
+    """One line naming an exception and the first line of its message (for results and logs).
+
+    An error that ended a chain of fallback models describes every model's failure, in order.
+    """
+    failures = getattr(error, "switchyard_failures", None)
+    if failures:
+        return "; ".join(failures)
     text = str(error).strip()
     return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 

@@ -40,6 +40,9 @@ _SDK_RETRIES = frozenset(
 _cache: dict[Hashable, BaseChatModel] = {}
 _cache_lock = threading.Lock()
 _registered: dict[str, BaseChatModel] = {}
+# The model string each loaded instance was loaded by, keyed by the instance's id. Each entry holds
+# its instance, so an id cannot be reused by another object while it is in here.
+_names: dict[int, tuple[BaseChatModel, str]] = {}
 
 
 def register_chat_model(name: str, model: BaseChatModel) -> None:
@@ -50,6 +53,7 @@ def register_chat_model(name: str, model: BaseChatModel) -> None:
     if not name.strip():
         raise ModelConfigError("a registered model needs a non-empty name")
     _registered[name] = model
+    _names[id(model)] = (model, name)
 
 
 def is_registered(name: str) -> bool:
@@ -59,7 +63,17 @@ def is_registered(name: str) -> bool:
 
 def unregister_chat_model(name: str) -> None:
     """Forget a model registered with `register_chat_model` (no error if it is not there)."""
-    _registered.pop(name, None)
+    model = _registered.pop(name, None)
+    if model is not None:
+        _names.pop(id(model), None)
+
+
+def clear_model_cache() -> None:
+    """Forget every model loaded so far (the next `load_chat_model` builds a new instance)."""
+    with _cache_lock:
+        for model in _cache.values():
+            _names.pop(id(model), None)
+        _cache.clear()
 
 
 def default_model() -> str:
@@ -156,7 +170,18 @@ def load_chat_model(model: str | None = None, **params: Any) -> BaseChatModel:
     if key is not None:
         with _cache_lock:
             loaded = _cache.setdefault(key, loaded)
+            _names[id(loaded)] = (loaded, model)
     return loaded
+
+
+def model_name_of(model: BaseChatModel) -> str:
+    """The model string `model` was loaded by (`load_chat_model` or `register_chat_model`).
+
+    A model built some other way (handed in by a user's middleware, say) gets its `model_label`.
+    Budgets, breakers and the usage ledger key their records by this name.
+    """
+    entry = _names.get(id(model))
+    return entry[1] if entry is not None and entry[0] is model else model_label(model)
 
 
 def _load(provider: str, name: str, params: dict[str, Any]) -> BaseChatModel:

@@ -22,8 +22,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from langchain.agents.middleware import ModelRequest
+from langchain_core.messages import BaseMessage
+
 from switchyard.core.errors import SwitchyardError
+from switchyard.core.models import model_name_of
 from switchyard.core.resilience import is_transient
+from switchyard.guardrails.guard import CallGuard
 
 REDIS_ENV = "SWITCHYARD_REDIS_URL"
 
@@ -251,3 +256,31 @@ def breaker_for(model: str) -> CircuitBreaker:
             )
             _breakers[model] = breaker
         return breaker
+
+
+class BreakerGuard(CallGuard):
+    """The circuit breaker of the model each call goes to: fail fast while open, count failures.
+
+    Placed inside the fallback and retry middleware, so an open breaker sends the call straight
+    to the agent's next fallback model, and every attempt (a retry, a fallback) is counted.
+    """
+
+    def before(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], Any]:
+        """Refuse the call with `CircuitOpenError` while its model's breaker is open."""
+        breaker = breaker_for(model_name_of(request.model))
+        breaker.before_call()
+        return request, breaker
+
+    def after(
+        self,
+        request: ModelRequest[Any],
+        ticket: Any,
+        reply: BaseMessage | None,
+        error: BaseException | None,
+    ) -> None:
+        """Close the breaker on success; count a transient failure."""
+        breaker: CircuitBreaker = ticket
+        if error is None:
+            breaker.on_success()
+        else:
+            breaker.on_failure(error)

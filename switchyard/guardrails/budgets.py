@@ -1,10 +1,10 @@
 """Budgets and deadlines: tokens and US dollars per run, per session and per agent.
 
-A `RunMeter` is installed for the duration of a run (the run facade does it; `metered(...)` does it
-for direct `graph.invoke` calls). Every model call asks it first, with an estimate (`admit`), and
-reports the actual usage afterwards (`charge`). The meter lives in a context variable because
-LangGraph copies the caller's context into every task it runs — sync or async, fanned out with
-`Send`, or inside a subgraph — so one meter sees every call of the run whatever the pattern.
+A `RunMeter` lives for one run: a compiled Switchyard graph opens it when a run starts, in the
+run's scope (`switchyard.guardrails.scope`), however the run was started. Every model call asks it
+first, with an estimate (`admit`), and reports the actual usage afterwards (`charge`), through the
+`SpendGuard` middleware, so one meter sees every call of the run whatever the pattern: sync or
+async, fanned out with `Send`, or inside a subgraph.
 
 A budget that would be exceeded stops the run with `BudgetExceededError` (the run ends with
 `end_reason="budget_exceeded"` and its partial result), or, when the budget names a
@@ -14,12 +14,10 @@ registered cost-alert hooks once per run.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -224,23 +222,3 @@ def _over(budget: Budget, spent: Spend, tokens: int, usd: float | None) -> str |
     if budget.max_usd is not None and usd is not None and spent.usd + usd > budget.max_usd:
         return f"${spent.usd:.4f} spent + ~${usd:.4f} for this call > limit ${budget.max_usd:.4f}"
     return None
-
-
-_meter: contextvars.ContextVar[RunMeter | None] = contextvars.ContextVar(
-    "switchyard_run_meter", default=None
-)
-
-
-def current_meter() -> RunMeter | None:
-    """The meter of the run being executed, if one was installed."""
-    return _meter.get()
-
-
-@contextmanager
-def metered(meter: RunMeter) -> Iterator[RunMeter]:
-    """Install `meter` for the calls made inside the block (the run facade does this for you)."""
-    token = _meter.set(meter)
-    try:
-        yield meter
-    finally:
-        _meter.reset(token)

@@ -26,9 +26,17 @@ from langchain_core.load import dumps, loads
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, Generation
 
+from switchyard.core.tokens import CACHE_HIT_KEY
+
 CACHE_ENV = "SWITCHYARD_CACHE"
-CACHE_HIT_KEY = "switchyard_cache_hit"
-"""`response_metadata` key set on replies served from the cache."""
+__all__ = [
+    "CACHE_ENV",
+    "CACHE_HIT_KEY",
+    "SQLiteResponseCache",
+    "cache_from_environment",
+    "disable_response_cache",
+    "enable_response_cache",
+]
 
 
 class SQLiteResponseCache(BaseCache):

@@ -16,24 +16,19 @@ from typing import Any
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
-from langgraph.errors import GraphRecursionError
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Durability, StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchyard.core.errors import InvalidInputError, SessionAccessError
+from switchyard.core.errors import InvalidInputError, SessionAccessError, describe_error
 from switchyard.core.models import default_model, load_chat_model
-from switchyard.guardrails.budgets import (
-    BudgetExceededError,
-    DeadlineExceededError,
-    RunMeter,
-    Spend,
-    metered,
-)
+from switchyard.graphs.guarded import open_scope, usage_in
+from switchyard.guardrails.scope import with_scope
 from switchyard.observability import telemetry
 from switchyard.observability.logs import correlation_scope
 from switchyard.runtime.stream import Progress
 from switchyard.state.context import Context
+from switchyard.state.outcomes import EndReason, end_reason_for
 from switchyard.state.usage import UsageLedger, ledger_delta
 from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
 
@@ -78,7 +73,7 @@ class RunResult(BaseModel):
     total_tokens: int
     cost_usd: float
     usage: UsageLedger = Field(default_factory=dict)
-    end_reason: str
+    end_reason: EndReason
     error: str | None = None
     interrupt: Any = None
     dead_letter_id: str | None = None
@@ -218,7 +213,7 @@ def _session_head(
         snapshot = graph.get_state(config) if saver is not None else None
         return snapshot, _usage_of(snapshot)
     head = saver.get_tuple(config)
-    return head, _usage_in(head)
+    return head, usage_in(head)
 
 
 async def _asession_head(
@@ -230,14 +225,7 @@ async def _asession_head(
         snapshot = await graph.aget_state(config) if saver is not None else None
         return snapshot, _usage_of(snapshot)
     head = await saver.aget_tuple(config)
-    return head, _usage_in(head)
-
-
-def _usage_in(head: CheckpointTuple | None) -> UsageLedger:
-    if head is None:
-        return {}
-    usage: UsageLedger = head.checkpoint["channel_values"].get("usage") or {}
-    return usage
+    return head, usage_in(head)
 
 
 def _usage_of(snapshot: StateSnapshot | None) -> UsageLedger:
@@ -245,23 +233,6 @@ def _usage_of(snapshot: StateSnapshot | None) -> UsageLedger:
         return {}
     usage: UsageLedger = snapshot.values.get("usage") or {}
     return usage
-
-
-def _meter(context: Context, session_usage: UsageLedger) -> RunMeter:
-    """A fresh meter for this run, primed with what the session has spent so far."""
-    session = Spend()
-    agents: dict[str, Spend] = {}
-    for entry in session_usage.values():
-        session.add(entry["total_tokens"], entry["cost_usd"])
-        agents.setdefault(entry["agent"], Spend()).add(entry["total_tokens"], entry["cost_usd"])
-    deadline = None if context.deadline_s is None else time.monotonic() + context.deadline_s
-    return RunMeter(
-        run_budget=context.run_budget,
-        session_budget=context.session_budget,
-        session_spent=session,
-        agent_spent=agents,
-        deadline=deadline,
-    )
 
 
 _RESULT_CHANNELS = frozenset({"messages", "usage", "route", "end_reason", "end_detail"})
@@ -353,18 +324,13 @@ def _result(
     answer = next((m for m in reversed(messages) if isinstance(m, AIMessage)), None)
     answered_this_run = bool(messages) and not isinstance(messages[-1], HumanMessage)
     route = values.get("route") or {}
+    end_reason: EndReason
     if interrupt is not None:
         end_reason = "escalated"
     elif error is None:
         end_reason = values.get("end_reason") or "completed"
-    elif isinstance(error, GraphRecursionError):
-        end_reason = "recursion_limit"
-    elif isinstance(error, BudgetExceededError):
-        end_reason = "budget_exceeded"
-    elif isinstance(error, DeadlineExceededError):
-        end_reason = "deadline"
     else:
-        end_reason = "error"
+        end_reason = end_reason_for(error, default="error")
     answered_by = answer.name if answer is not None and answered_this_run else None
     metadata = prepared.config.get("metadata", {})
     return RunResult(
@@ -381,7 +347,7 @@ def _result(
         usage=usage,
         end_reason=end_reason,
         error=(
-            _describe(error)
+            describe_error(error)
             if error is not None
             else values.get("end_detail") or _early_end(end_reason, answer)
         ),
@@ -393,16 +359,11 @@ def _result(
     )
 
 
-def _early_end(end_reason: str, answer: AIMessage | None) -> str | None:
+def _early_end(end_reason: EndReason, answer: AIMessage | None) -> str | None:
     """For a run a pattern ended early, the explanation it left as the last message."""
     if end_reason in ("completed", "escalated"):
         return None
     return answer.text if answer is not None else end_reason
-
-
-def _describe(error: BaseException) -> str:
-    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 class _Default:
@@ -460,7 +421,9 @@ def _execute(
     # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
     durability: Durability | None = prepared.context.durability if persistent else None
     correlation = config["metadata"]["correlation_id"]
-    with correlation_scope(correlation), metered(_meter(prepared.context, before)):
+    # The run's scope (budgets, deadline) primed with the session's spend, read above anyway.
+    run_config = with_scope(run_config, open_scope(prepared.context, before))
+    with correlation_scope(correlation):
         try:
             if progress is not None:  # the same run, streamed step by step
                 output = progress.invoke(
@@ -513,7 +476,8 @@ async def _aexecute(
     # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
     durability: Durability | None = prepared.context.durability if persistent else None
     correlation = config["metadata"]["correlation_id"]
-    with correlation_scope(correlation), metered(_meter(prepared.context, before)):
+    run_config = with_scope(run_config, open_scope(prepared.context, before))
+    with correlation_scope(correlation):
         try:
             if progress is not None:  # the same run, streamed step by step
                 output = await progress.ainvoke(

@@ -28,10 +28,9 @@ from switchyard.guardrails.budgets import (
     RunMeter,
     Spend,
     add_cost_alert,
-    current_meter,
-    metered,
     remove_cost_alert,
 )
+from switchyard.guardrails.scope import RunScope, current_meter, with_scope
 from switchyard.runtime.run import run
 from switchyard.state import Context
 
@@ -227,15 +226,20 @@ def test_concurrent_charges_are_all_counted() -> None:
 # --- the meter reaches every task of a run ------------------------------------------------------
 
 
-def test_metered_installs_the_meter_for_the_block_only() -> None:
-    outer, inner = RunMeter(), RunMeter()
-    assert current_meter() is None
-    with metered(outer):
-        assert current_meter() is outer
-        with metered(inner):
-            assert current_meter() is inner
-        assert current_meter() is outer
-    assert current_meter() is None
+def test_the_meter_is_the_run_scopes_and_only_inside_the_run() -> None:
+    scope = RunScope(meter=RunMeter())
+    seen: list[RunMeter | None] = []
+
+    def look(state: _FanState) -> dict[str, Any]:
+        seen.append(current_meter())
+        return {}
+
+    builder = StateGraph(_FanState)
+    builder.add_node("look", look)
+    builder.add_edge(START, "look")
+    builder.compile().invoke({"items": [], "seen": []}, with_scope(None, scope))
+    assert seen == [scope.meter]
+    assert current_meter() is None  # outside any run
 
 
 class _FanState(TypedDict):
@@ -266,20 +270,18 @@ def _fan_graph(seen: list[RunMeter | None]) -> Any:
 
 def test_parallel_tasks_see_the_runs_meter() -> None:
     seen: list[RunMeter | None] = []
-    meter = RunMeter()
-    with metered(meter):
-        _fan_graph(seen).invoke({"items": [1, 2, 3, 4], "seen": []})
+    scope = RunScope(meter=RunMeter())
+    _fan_graph(seen).invoke({"items": [1, 2, 3, 4], "seen": []}, with_scope(None, scope))
     assert len(seen) == 4
-    assert all(m is meter for m in seen)
+    assert all(m is scope.meter for m in seen)
 
 
 async def test_parallel_async_tasks_see_the_runs_meter() -> None:
     seen: list[RunMeter | None] = []
-    meter = RunMeter()
-    with metered(meter):
-        await _fan_graph(seen).ainvoke({"items": [1, 2, 3], "seen": []})
+    scope = RunScope(meter=RunMeter())
+    await _fan_graph(seen).ainvoke({"items": [1, 2, 3], "seen": []}, with_scope(None, scope))
     assert len(seen) == 3
-    assert all(m is meter for m in seen)
+    assert all(m is scope.meter for m in seen)
 
 
 # --- dollars through a run (an offline model with a price) --------------------------------------

@@ -250,7 +250,7 @@ def test_llm_classifier_offline_returns_a_valid_decision_and_usage() -> None:
     (entry,) = decision.usage.values()
     assert (entry["agent"], entry["model"], entry["cost_usd"]) == ("router", "offline", 0.0)
     assert entry["input_tokens"] == count_tokens_approximately(
-        [classifier._system, HumanMessage(text)]
+        [SystemMessage(classifier.spec.system_prompt), HumanMessage(text)]
     )
     assert entry["output_tokens"] > 0
 

@@ -73,12 +73,9 @@ def fakes(**replies: Sequence[Any]) -> Iterator[dict[str, ScriptedChatModel]]:
 
 
 def publishing(reply: str, *events: tuple[str, str]) -> list[Any]:
-    """A publishing handler's two model replies: its answer, then its `HandlerOutput`."""
+    """A publishing handler's model reply: its `HandlerOutput`, in one structured call."""
     args = {"reply": reply, "publish": [{"type": t, "content": c} for t, c in events]}
-    return [
-        reply,
-        AIMessage(content="", tool_calls=[{"name": "HandlerOutput", "args": args, "id": "h"}]),
-    ]
+    return [AIMessage(content="", tool_calls=[{"name": "HandlerOutput", "args": args, "id": "h"}])]
 
 
 def compile_bus(
@@ -281,7 +278,7 @@ def test_trace_article_flows_through_review_edit_and_publish() -> None:
     assert root["causation_id"] is None
     datetime.fromisoformat(root["timestamp"])
     assert [type(m) for m in models["reviewer"].calls[0].messages] == [SystemMessage, HumanMessage]
-    assert models["reviewer"].calls[1].tools == ["HandlerOutput"]
+    assert models["reviewer"].calls[0].tools == ["HandlerOutput"]  # one structured call
 
     review = seen(models["editor"])["event"]
     assert (review["type"], review["data"], review["source"], review["depth"]) == (
@@ -469,11 +466,11 @@ def test_a_publication_of_an_undeclared_type_is_re_asked_then_dead_lettered() ->
     with fakes(
         reviewer=[
             *publishing("ok", ("article.deleted", "oops")),
-            publishing("ok", ("article.deleted", "again"))[1],
+            *publishing("ok", ("article.deleted", "again")),
         ]
     ) as models:
         out = bus.invoke({"messages": [HumanMessage("Article")]}, config())
-    retry = models["reviewer"].calls[2].messages[-1]
+    retry = models["reviewer"].calls[1].messages[-1]
     assert retry.text.startswith("Your previous answer did not match the required schema")
     [letter] = out["dead_letters"]
     assert letter["error"].startswith("OutputValidationError: agent 'reviewer' returned output")

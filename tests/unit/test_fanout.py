@@ -245,9 +245,9 @@ def test_output_that_fails_the_schema_is_a_recorded_failure(models: Script) -> N
     typed = tuple(agent(name, output_schema=Verdict) for name in ("alpha", "beta", "gamma"))
     invalid = verdict(verdict="perhaps", why="unsure")
     models(
-        alpha=["thinking", invalid, invalid],  # fails, and fails again when re-asked
-        beta=["thinking", verdict(verdict="yes", why="fast")],
-        gamma=["thinking", verdict(verdict="yes", why="cheap")],
+        alpha=[invalid, invalid],  # fails, and fails again when re-asked
+        beta=[verdict(verdict="yes", why="fast")],
+        gamma=[verdict(verdict="yes", why="cheap")],
     )
     out = ask(build_fanout_graph(typed, strategy="vote").compile())
 

@@ -7,12 +7,10 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-import switchyard.graphs.fanout as fanout
 from switchyard.core.offline import SimulatedProviderError
 from switchyard.graphs.fanout import QUORUM_FAILED, SHARD, build_fanout_graph, shards_of
 from switchyard.state import AgentSpec
 from tests.fakes import Reply
-from tests.faultserver import fast_retry_policy
 from tests.unit.conftest import Script
 
 QUESTION = "Should we move billing to PostgreSQL?"
@@ -30,12 +28,6 @@ def agent(name: str, **fields: Any) -> AgentSpec:
 
 
 WORKERS = tuple(agent(name) for name in NAMES)
-
-
-@pytest.fixture(autouse=True)
-def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Shards retry with each worker's policy; keep its attempts and filter, not its waits."""
-    monkeypatch.setattr(fanout, "model_retry_policy", fast_retry_policy)
 
 
 def config(thread: str = "t") -> Any:

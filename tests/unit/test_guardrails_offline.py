@@ -28,19 +28,20 @@ from pydantic import BaseModel, ValidationError
 from switchyard.core.errors import AgentConfigError, InvalidInputError
 from switchyard.core.models import register_chat_model, unregister_chat_model
 from switchyard.core.offline import OfflineChatModel, SimulatedProviderError
-from switchyard.core.resilience import is_transient, model_retry_policy
+from switchyard.core.resilience import TransientRetry, configure_retries, is_transient
 from switchyard.graphs.demos import ROUTER_AGENTS
 from switchyard.graphs.router import build_router_graph
 from switchyard.guardrails import budgets as budgets_module
 from switchyard.guardrails.breaker import CircuitOpenError, breaker_for, configure_breakers
 from switchyard.guardrails.budgets import Budget, BudgetExceededError, DeadlineExceededError
-from switchyard.nodes.agent import AgentTimeoutError, OutputValidationError, acall_agent, call_agent
+from switchyard.guardrails.limits import AgentTimeoutError
+from switchyard.nodes.call import acall_agent, call_agent
+from switchyard.nodes.record import OutputValidationError
 from switchyard.runtime.registry import PATTERNS, load_graph
 from switchyard.runtime.run import RunResult, arun, replay, resume, run
 from switchyard.state import AgentSpec, Context, make_agent
 from switchyard.storage.dlq import DeadLetterQueue
 from tests.fakes import scripted
-from tests.faultserver import fast_retry_policy, with_fast_retries
 
 Compiled = CompiledStateGraph[Any, Any, Any, Any]
 Register = Callable[..., OfflineChatModel]
@@ -70,7 +71,7 @@ def offline() -> Iterator[Register]:
 def compiled(pattern: str) -> Compiled:
     """A registered pattern's demo graph with fast retries and its own in-memory checkpointer."""
     demo = load_graph(pattern)
-    return with_fast_retries(demo.builder).compile(checkpointer=InMemorySaver(), name=demo.name)
+    return demo.builder.compile(checkpointer=InMemorySaver(), name=demo.name)
 
 
 def thread_messages(graph: Compiled, result: RunResult) -> list[Any]:
@@ -190,13 +191,15 @@ def spec(base: AgentSpec, **changes: Any) -> AgentSpec:
 
 def router(*agents: AgentSpec, default_agent: str = "support") -> Compiled:
     builder = build_router_graph(agents or ROUTER_AGENTS, default_agent=default_agent)
-    return with_fast_retries(builder).compile(checkpointer=InMemorySaver(), name="router")
+    return builder.compile(checkpointer=InMemorySaver(), name="router")
 
 
-def test_fast_retry_policy_keeps_attempts_and_the_transient_filter() -> None:
-    fast, real = fast_retry_policy(4), model_retry_policy(4)
-    assert (fast.max_attempts, fast.retry_on) == (real.max_attempts, real.retry_on)
-    assert (fast.initial_interval, fast.jitter) == (0.001, False)
+def test_fast_retries_keep_attempts_and_the_transient_filter() -> None:
+    retry = TransientRetry(4)
+    assert (retry.max_retries, retry.retry_on) == (3, is_transient)
+    assert (retry.initial_delay, retry.max_delay, retry.jitter) == (0.001, 0.001, False)
+    configure_retries(None)
+    assert (retry.initial_delay, retry.max_delay, retry.jitter) == (0.5, 8.0, True)
 
 
 def test_attempts_stop_at_max_attempts(offline: Register) -> None:
@@ -226,8 +229,16 @@ def test_the_fallback_chain_tries_fallback_models_in_order(offline: Register) ->
     result = run(graph, TEXT, user_id="ada", session_id="s")
     assert result.ok, result.error
     assert result.agent_name == "support"
-    assert list(result.usage) == ["support/offline:backup"]
-    assert result.usage["support/offline:backup"]["fallbacks"] == 1
+    # every call is in the ledger, failed ones too: (calls, retries, fallbacks, billed tokens)
+    ledger = {
+        key: (e["calls"], e["retries"], e["fallbacks"], e["total_tokens"] > 0)
+        for key, e in result.usage.items()
+    }
+    assert ledger == {
+        "support/offline:down": (3, 2, 0, False),  # 503s, retried up to max_attempts
+        "support/offline:also_down": (1, 0, 1, False),  # a 400 is not retried
+        "support/offline:backup": (1, 0, 1, True),
+    }
     assert backup.calls == 1
     assert_nothing_lost(graph, result, [(TEXT, result.output)])
 
@@ -240,7 +251,9 @@ def test_an_exhausted_agent_hands_the_turn_to_the_default_agent(offline: Registe
     result = run(graph, question, user_id="ada", session_id="s")
     assert result.ok, result.error
     assert result.agent_name == "support"
-    assert list(result.usage) == ["support/offline"]
+    assert list(result.usage) == ["docs/offline:down", "support/offline"]
+    failed = result.usage["docs/offline:down"]
+    assert (failed["calls"], failed["fallbacks"], failed["total_tokens"]) == (2, 1, 0)
     assert_nothing_lost(graph, result, [(question, result.output)])
 
 
@@ -473,17 +486,17 @@ def test_output_failing_the_schema_is_re_asked_with_the_error() -> None:
     agent = spec(SUPPORT, model="scripted:support", output_schema=Ticket)
     with scripted(
         "scripted:support",
-        "Drafting the ticket.",
         ticket_call({"summary": "refund"}, "t1"),
         ticket_call({"summary": "refund", "priority": 2}, "t2"),
     ) as model:
         reply = call_agent(agent, [HumanMessage(TEXT)])
     assert reply.output == Ticket(summary="refund", priority=2)
-    reask = model.calls[2].messages[-1]
+    reask = model.calls[1].messages[-1]
     assert isinstance(reask, HumanMessage)
     assert "did not match the required schema" in reask.text
     assert "priority" in reask.text
-    assert reply.usage["support/scripted:support"]["calls"] == 3
+    assert reply.usage["support/scripted:support"]["calls"] == 2
+    assert reply.rejections == ["priority: Field required"]
     assert json.loads(reply.messages[-1].text) == {"summary": "refund", "priority": 2}
 
 
@@ -492,11 +505,10 @@ def test_output_failing_twice_raises_output_validation_error() -> None:
     with (
         scripted(
             "scripted:support",
-            "Drafting.",
             ticket_call({"summary": "refund"}, "t1"),
             ticket_call({"priority": "high"}, "t2"),
         ),
-        pytest.raises(OutputValidationError, match="does not match Ticket after 2 attempts"),
+        pytest.raises(OutputValidationError, match=r"does not match Ticket: .*\(asked 2 times\)"),
     ):
         call_agent(agent, [HumanMessage(TEXT)])
 
@@ -509,7 +521,6 @@ def test_output_failing_twice_in_a_graph_falls_back(offline: Register) -> None:
     graph = router(agent, DOCS, CODE)
     with scripted(
         "scripted:support",
-        "Drafting.",
         ticket_call({"summary": "refund"}, "t1"),
         ticket_call({"summary": "refund"}, "t2"),
     ):

@@ -264,7 +264,7 @@ def test_step_results_merge_by_step_id() -> None:
             (WORKERS[0], tiny_sub_team(), spec("coder")),
             MANAGER,
             {},
-            r"duplicate names: coder",
+            r"duplicate agent names: coder",
             id="sub-team-duplicate",
         ),
         pytest.param((spec("plan"),), MANAGER, {}, r"reserved", id="reserved-name"),
@@ -289,9 +289,9 @@ def test_sub_team_checks_its_name_description_and_graph() -> None:
     compiled = tiny_sub_team().graph
     with pytest.raises(AgentConfigError, match=r"must be snake_case"):
         SubTeam(name="Code Team", description="x", graph=compiled)
-    with pytest.raises(AgentConfigError, match=r"needs a description"):
+    with pytest.raises(AgentConfigError, match=r"description must not be empty"):
         SubTeam(name="code", description=" ", graph=compiled)
-    with pytest.raises(AgentConfigError, match=r"needs a compiled graph"):
+    with pytest.raises(AgentConfigError, match=r"must be a compiled LangGraph graph"):
         SubTeam(name="code", description="x", graph=StateGraph(dict))  # type: ignore[arg-type]
 
     class Numbers(BaseModel):
@@ -310,7 +310,7 @@ def test_sub_team_checks_its_name_description_and_graph() -> None:
 def test_trace_plan_waves_and_synthesis() -> None:
     team = compile_team()
     with fakes(
-        manager=["planning notes", plan_call(RESEARCH, CODE, WRITE), "Final article."],
+        manager=[plan_call(RESEARCH, CODE, WRITE), "Final article."],
         researcher=["asyncio facts"],
         coder=["async def main(): ..."],
         writer=["draft article"],
@@ -330,7 +330,7 @@ def test_trace_plan_waves_and_synthesis() -> None:
     request = payload(planner[0].messages[1])
     assert request["request"] == "Write about asyncio"
     assert [w["name"] for w in request["workers"]] == list(WORKER_NAMES)
-    assert planner[1].tools == ["Plan"]  # the structured-output call
+    assert planner[0].tools == ["Plan"]  # one structured-output call plans
 
     seen = {name: payload(models[name].calls[0].messages[-1]) for name in WORKER_NAMES}
     assert seen["researcher"] == {
@@ -346,7 +346,7 @@ def test_trace_plan_waves_and_synthesis() -> None:
     for name in WORKER_NAMES:  # a worker sees its system prompt and its payload, nothing else
         assert [type(m) for m in models[name].calls[0].messages] == [SystemMessage, HumanMessage]
 
-    synthesis = payload(planner[2].messages[-1])
+    synthesis = payload(planner[1].messages[-1])
     assert [(r["step"], r["status"], r["output"]) for r in synthesis["results"]] == [
         ("research", "ok", "asyncio facts"),
         ("code", "ok", "async def main(): ..."),
@@ -360,13 +360,13 @@ def test_trace_plan_waves_and_synthesis() -> None:
     assert (answer.name, answer.text) == ("manager", "Final article.")
     assert [type(m) for m in state["messages"]] == [HumanMessage, AIMessage]
     assert set(state["usage"]) == {f"{n}/scripted:{n}" for n in ("manager", *WORKER_NAMES)}
-    assert state["usage"]["manager/scripted:manager"]["calls"] == 3
+    assert state["usage"]["manager/scripted:manager"]["calls"] == 2
 
 
 async def test_trace_is_the_same_under_ainvoke() -> None:
     team = compile_team()
     with fakes(
-        manager=["notes", plan_call(RESEARCH, CODE, WRITE), "Final."],
+        manager=[plan_call(RESEARCH, CODE, WRITE), "Final."],
         researcher=["facts"],
         coder=["code"],
         writer=["draft"],
@@ -381,11 +381,11 @@ def test_invalid_plan_is_re_asked_with_the_error_for_a_real_model() -> None:
     team = compile_team()
     bad = ("research", "librarian", "Find facts", [])
     with fakes(
-        manager=["notes", plan_call(bad), "notes again", plan_call(RESEARCH), "Done."],
+        manager=[plan_call(bad), plan_call(RESEARCH), "Done."],
         researcher=["facts"],
     ) as models:
         out = team.invoke({"messages": [HumanMessage("Research asyncio")]}, config())
-    second = models["manager"].calls[2].messages
+    second = models["manager"].calls[1].messages
     assert isinstance(second[-2], AIMessage)
     assert json.loads(second[-2].text)["steps"][0]["worker"] == "librarian"
     assert second[-1].text.startswith(
@@ -400,7 +400,7 @@ def test_invalid_plan_is_re_asked_with_the_error_for_a_real_model() -> None:
 def test_a_plan_that_stays_invalid_ends_the_run_with_plan_invalid() -> None:
     team = compile_team(fallback_plan="offline")  # a scripted model is not the offline model
     cycle = [("a", "coder", "x", ["b"]), ("b", "coder", "y", ["a"])]
-    with fakes(manager=["n1", plan_call(*cycle), "n2", plan_call(*cycle)]):
+    with fakes(manager=[plan_call(*cycle), plan_call(*cycle)]):
         result = run(team, "Build it", user_id="u", session_id="s", context=Context())
     assert not result.ok
     assert result.end_reason == "plan_invalid"
@@ -415,7 +415,7 @@ def test_a_plan_that_stays_invalid_ends_the_run_with_plan_invalid() -> None:
 def test_fallback_plan_always_replaces_a_plan_that_stays_invalid() -> None:
     team = compile_team(fallback_plan="always", max_plan_attempts=1)
     with fakes(
-        manager=["notes", plan_call(("a", "ghost", "x", [])), "Final."],
+        manager=[plan_call(("a", "ghost", "x", [])), "Final."],
         researcher=["facts"],
         coder=["code"],
         writer=["draft"],
@@ -435,9 +435,9 @@ def test_a_worker_whose_output_fails_its_schema_is_a_failed_step_and_its_depende
     bad = AIMessage(content="", tool_calls=[{"name": "Snippet", "args": {"code": 1}, "id": "x"}])
     team = compile_team((WORKERS[0], coder, WORKERS[2]))
     with fakes(
-        manager=["notes", plan_call(RESEARCH, CODE, WRITE), "Partial answer."],
+        manager=[plan_call(RESEARCH, CODE, WRITE), "Partial answer."],
         researcher=["facts"],
-        coder=["some code", bad, bad],
+        coder=[bad, bad],  # the answer fails its schema, and so does the re-ask
     ) as models:
         result = run(team, "Write about asyncio", user_id="u", session_id="s")
     assert result.end_reason == "step_failed"
@@ -449,7 +449,7 @@ def test_a_worker_whose_output_fails_its_schema_is_a_failed_step_and_its_depende
     assert results["code"]["error"].startswith("OutputValidationError: agent 'coder' returned")
     assert results["write"]["status"] == "skipped"
     assert results["write"]["error"] == "skipped: step(s) code did not complete"
-    synthesis = payload(models["manager"].calls[2].messages[-1])
+    synthesis = payload(models["manager"].calls[1].messages[-1])
     assert [r["status"] for r in synthesis["results"]] == ["ok", "failed", "skipped"]
     assert state["messages"][-1].text == "Partial answer."
     assert "step 'code' failed" in state["end_detail"]
@@ -467,7 +467,7 @@ def test_a_structured_worker_output_reaches_its_dependents_as_data() -> None:
     )
     team = compile_team((coder, WORKERS[2]))
     with fakes(
-        manager=["n", plan_call(CODE, ("write", "writer", "Explain", ["code"])), "Final."],
+        manager=[plan_call(CODE, ("write", "writer", "Explain", ["code"])), "Final."],
         coder=["text", good],
         writer=["draft"],
     ) as models:
@@ -482,7 +482,7 @@ def test_a_failing_worker_falls_back_to_its_fallback_model() -> None:
     researcher = spec("researcher", fallback_models=("scripted:backup",))
     team = compile_team((researcher, WORKERS[2]))
     with fakes(
-        manager=["n", plan_call(RESEARCH), "Final."],
+        manager=[plan_call(RESEARCH), "Final."],
         researcher=[ValueError("provider refused the request")],
         backup=["facts from the backup model"],
     ) as models:
@@ -496,14 +496,14 @@ def test_a_failing_worker_falls_back_to_its_fallback_model() -> None:
 def test_results_are_per_run_and_the_manager_sees_its_own_earlier_turns() -> None:
     team = compile_team()
     with fakes(
-        manager=["n", plan_call(RESEARCH), "First answer.", "n", plan_call(CODE), "Second."],
+        manager=[plan_call(RESEARCH), "First answer.", plan_call(CODE), "Second."],
         researcher=["facts"],
         coder=["code"],
     ) as models:
         team.invoke({"messages": [HumanMessage("Research asyncio")]}, config())
         out = team.invoke({"messages": [HumanMessage("Now code it")]}, config())
     assert list(out["results"]) == ["code"]
-    second_plan = models["manager"].calls[3].messages
+    second_plan = models["manager"].calls[2].messages
     assert [type(m) for m in second_plan] == [SystemMessage, HumanMessage, AIMessage, HumanMessage]
     assert second_plan[2].text == "First answer."
     assert payload(second_plan[3])["request"] == "Now code it"
@@ -515,7 +515,7 @@ def test_results_are_per_run_and_the_manager_sees_its_own_earlier_turns() -> Non
 def test_a_sub_team_worker_receives_the_step_payload_and_its_usage_joins_the_ledger() -> None:
     team = compile_team((WORKERS[0], tiny_sub_team(), WORKERS[2]))
     with fakes(
-        manager=["n", plan_call(RESEARCH, CODE, WRITE), "Final."],
+        manager=[plan_call(RESEARCH, CODE, WRITE), "Final."],
         researcher=["facts"],
         python_dev=["def main(): pass"],
         writer=["draft"],
@@ -537,7 +537,7 @@ def test_a_sub_team_worker_receives_the_step_payload_and_its_usage_joins_the_led
 
 async def test_a_sub_team_runs_under_ainvoke_too() -> None:
     team = compile_team((tiny_sub_team(),))
-    with fakes(manager=["n", plan_call(CODE), "Final."], python_dev=["code"]):
+    with fakes(manager=[plan_call(CODE), "Final."], python_dev=["code"]):
         out = await team.ainvoke({"messages": [HumanMessage("Code it")]}, config())
     assert out["results"]["code"]["output"] == "code"
 
@@ -548,13 +548,13 @@ def test_a_sub_team_that_ends_early_is_a_failed_step() -> None:
     ).compile(name="inner")
     team = compile_team((SubTeam(name="squad", description="A nested team.", graph=inner),))
     with fakes(
-        manager=["n", plan_call(("s", "squad", "do it", [])), "Final."],
-        lead=["n", plan_call(("x", "nobody", "y", []))],
+        manager=[plan_call(("s", "squad", "do it", [])), "Final."],
+        lead=[plan_call(("x", "nobody", "y", []))],
     ):
         out = team.invoke({"messages": [HumanMessage("Do it")]}, config())
     assert out["results"]["s"]["status"] == "failed"
     assert (
-        out["results"]["s"]["error"] == "SubTeamError: sub-team 'squad' ended early: plan_invalid"
+        out["results"]["s"]["error"] == "GraphAgentError: agent 'squad' ended early: plan_invalid"
     )
     assert out["end_reason"] == "step_failed"
 
@@ -568,7 +568,7 @@ def chain(n: int) -> list[tuple[str, str, str, list[str]]]:
 
 def test_a_plan_that_fits_the_recursion_limit_exactly_runs() -> None:
     team = compile_team(fallback_plan="never", max_plan_attempts=1)
-    with fakes(manager=["n", plan_call(*chain(3)), "Final."], writer=["a", "b", "c"]):
+    with fakes(manager=[plan_call(*chain(3)), "Final."], writer=["a", "b", "c"]):
         out = team.invoke({"messages": [HumanMessage("Go")]}, config(limit=2 * 3 + 4))
     assert out["end_reason"] is None
     assert [r["status"] for r in out["results"].values()] == ["ok", "ok", "ok"]
@@ -576,7 +576,7 @@ def test_a_plan_that_fits_the_recursion_limit_exactly_runs() -> None:
 
 def test_a_plan_too_long_for_the_recursion_limit_is_invalid_not_a_crash() -> None:
     team = compile_team(fallback_plan="never", max_plan_attempts=1)
-    with fakes(manager=["n", plan_call(*chain(3))]):
+    with fakes(manager=[plan_call(*chain(3))]):
         out = team.invoke({"messages": [HumanMessage("Go")]}, config(limit=2 * 3 + 3))
     assert out["end_reason"] == "plan_invalid"
     assert "3 sequential waves, which needs 8 graph steps; this run allows 7" in out["end_detail"]
@@ -611,7 +611,7 @@ def test_the_exported_graph_runs_offline_without_a_checkpointer() -> None:
 async def test_a_failed_step_is_recorded_under_ainvoke_too() -> None:
     team = compile_team((WORKERS[0], WORKERS[2]))
     with fakes(
-        manager=["n", plan_call(RESEARCH, ("write", "writer", "Write", ["research"])), "Sorry."],
+        manager=[plan_call(RESEARCH, ("write", "writer", "Write", ["research"])), "Sorry."],
         researcher=[ValueError("search is down")],
     ):
         out = await team.ainvoke({"messages": [HumanMessage("Go")]}, config())
@@ -651,5 +651,5 @@ async def test_demo_runs_offline_through_arun_and_continues_the_session() -> Non
     assert first.ok
     assert second.ok
     assert second.output.startswith(OFFLINE_MARKER)
-    # one plan (answer + structured output), never re-asked offline, and the synthesis
-    assert second.usage["manager/offline"]["calls"] == 3
+    # one plan (one structured call), never re-asked offline, and the synthesis
+    assert second.usage["manager/offline"]["calls"] == 2

@@ -103,9 +103,7 @@ def test_each_stage_sees_only_the_request_and_the_previous_validated_output() ->
     draft = {"title": "Heat pumps in the cold", "body": "They work, with caveats."}
     with scripted(
         "fake",
-        "research thoughts",
         structured(Notes, **notes),
-        "draft thoughts",
         structured(Draft, **draft),
         "Final note: heat pumps work in the cold.",
     ) as fake:
@@ -118,22 +116,23 @@ def test_each_stage_sees_only_the_request_and_the_previous_validated_output() ->
             "finish",
         ]
 
+    # a stage with an output schema and no tools answers in one structured call
     calls = fake.calls
-    assert len(calls) == 5
+    assert len(calls) == 3
     # research: its prompt and the request, nothing else
     assert [type(m) for m in calls[0].messages] == [SystemMessage, HumanMessage]
     assert calls[0].texts == ["You are the research stage.", REQUEST]
     # draft: the request plus research's validated output, as one JSON hand-off
-    assert calls[2].texts[0] == "You are the draft stage."
-    assert len(calls[2].messages) == 2
-    assert json.loads(calls[2].texts[1]) == {
+    assert calls[1].texts[0] == "You are the draft stage."
+    assert len(calls[1].messages) == 2
+    assert json.loads(calls[1].texts[1]) == {
         "request": REQUEST,
         "previous_stage": "research",
         "previous_output": {"points": notes["points"]},
     }
     # edit: draft's output only, not research's
-    assert len(calls[4].messages) == 2
-    assert json.loads(calls[4].texts[1]) == {
+    assert len(calls[2].messages) == 2
+    assert json.loads(calls[2].texts[1]) == {
         "request": REQUEST,
         "previous_stage": "draft",
         "previous_output": draft,
@@ -154,11 +153,11 @@ def test_each_stage_sees_only_the_request_and_the_previous_validated_output() ->
     assert all(r["duration_ms"] is not None for r in state["stages"].values())
     assert state["end_reason"] is None
     assert set(state["usage"]) == {"research/fake", "draft/fake", "edit/fake"}
-    assert state["usage"]["research/fake"]["calls"] == 2
+    assert state["usage"]["research/fake"]["calls"] == 1
 
 
 async def test_async_run_gives_the_same_trace() -> None:
-    with scripted("fake", "notes", structured(Notes, points=["p"]), "done") as fake:
+    with scripted("fake", structured(Notes, points=["p"]), "done") as fake:
         graph = build_pipeline_graph([STAGES[0], stage("edit")]).compile(
             checkpointer=InMemorySaver()
         )
@@ -166,7 +165,7 @@ async def test_async_run_gives_the_same_trace() -> None:
             {"messages": [HumanMessage(REQUEST)]}, config(), context=Context(model="fake")
         )
     assert out["messages"][-1].text == "done"
-    assert json.loads(fake.calls[2].texts[1])["previous_output"] == {"points": ["p"]}
+    assert json.loads(fake.calls[1].texts[1])["previous_output"] == {"points": ["p"]}
     assert out["end_reason"] is None
 
 
@@ -176,9 +175,7 @@ async def test_async_run_gives_the_same_trace() -> None:
 def test_output_that_fails_its_schema_stops_the_run_and_keeps_earlier_stages() -> None:
     with scripted(
         "fake",
-        "notes",
         structured(Notes, points=["p"]),
-        "draft thoughts",
         structured(Draft, title="only a title"),  # body missing
         structured(Draft, title="still no body"),  # the re-ask fails too
     ):
@@ -241,7 +238,7 @@ def test_a_fallback_model_answers_for_a_failed_stage_and_the_pipeline_goes_on() 
     research = stage("research", Notes, fallback_models=("fake:backup",))
     with (
         scripted("fake", ValueError("model retired"), "final") as primary,
-        scripted("fake:backup", "backup notes", structured(Notes, points=["from backup"])),
+        scripted("fake:backup", structured(Notes, points=["from backup"])),
     ):
         graph = compile_graph((research, stage("edit")))
         out = graph.invoke(
@@ -298,7 +295,7 @@ def test_an_empty_answer_fails_the_stage() -> None:
 
 
 def test_the_recursion_limit_ends_the_run_and_keeps_the_finished_stages() -> None:
-    with scripted("fake", "notes", structured(Notes, points=["p"])):
+    with scripted("fake", structured(Notes, points=["p"])):
         graph = compile_graph()
         # intake and research fit in two steps; draft would be the third
         result = run(graph, REQUEST, context=Context(model="fake", recursion_limit=2))
@@ -311,9 +308,7 @@ def test_a_new_turn_starts_from_a_clean_slate() -> None:
     with scripted(
         "fake",
         ValueError("rejected"),
-        "notes",
         structured(Notes, points=["p"]),
-        "draft thoughts",
         structured(Draft, title="t", body="b"),
         "final",
     ):

@@ -1,8 +1,9 @@
 """Switchyard: each pattern's public factory, compiled, run through `switchyard.runtime.run.arun`.
 
 Every guardrail is on, as a user gets it by default: explicit recursion limit, run budget and
-deadline metered on every model call (`RunMeter`), circuit breaker per model, `RetryPolicy` and
-fallback `error_handler` on every agent node, per-agent context windows, usage and cost ledger,
+deadline metered on every model call (`RunMeter`), circuit breaker per model, retries and fallback
+models in every agent's middleware chain and a fallback `error_handler` on every agent node,
+per-agent context windows, usage and cost ledger,
 handoff validation and limits (supervisor rounds, swarm max handoffs and ping-pong detection),
 session ownership checks and thread ids derived from (user, session). Telemetry callbacks are
 attached only when tracing or logging is switched on, which the benchmarks leave off (as the
@@ -141,9 +142,9 @@ class SwitchyardContender(Contender):
     def per_hop(self, pattern: str) -> str:
         """What Switchyard does per hop."""
         common = (
-            "agent node via `make_agent_node`/`acall_agent`: own view of the conversation "
-            "(window), budget admit + charge, breaker check, usage/cost ledger entry, retry "
-            "policy and error handler wired"
+            "agent node via `make_agent_node`: own view of the conversation (window), the "
+            "middleware chain on the model call (re-ask, retry, budget admit + charge, breaker, "
+            "timeout and deadline, tool authority, usage/cost ledger entry), error handler wired"
         )
         extra = {
             "pipeline": "; stage output validated and handed on as a typed `StageHandoff`",

@@ -1,0 +1,199 @@
+"""The guardrails that act on what one agent call records: schema re-asks, tool authority, usage.
+
+They are `AgentMiddleware` like the rest of the chain (`switchyard.nodes.chain`), and write to the
+call's `CallRecord`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from langchain.agents.middleware import AgentMiddleware, ModelRequest
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langgraph.prebuilt.tool_node import ToolCallRequest
+
+from switchyard.core.models import model_name_of
+from switchyard.core.pricing import cost_usd
+from switchyard.core.resilience import retry_attempt
+from switchyard.core.tokens import tokens_of
+from switchyard.guardrails.fallback import fallback_model
+from switchyard.guardrails.guard import AsyncModelCall, CallGuard, ModelCall
+from switchyard.nodes.record import OutputValidationError, current_record
+from switchyard.state.usage import usage_entry
+
+logger = logging.getLogger(__name__)
+
+MAX_VALIDATION_RETRIES = 1
+"""Times an agent is re-asked, with the validation error, when its output fails its schema."""
+
+
+def reask(request: ModelRequest[Any], error: OutputValidationError) -> ModelRequest[Any]:
+    """`request` again, with a message telling the model what was wrong with its answer.
+
+    The rejected answer itself is shown first (as plain text) when the error carries it.
+    """
+    note = HumanMessage(
+        error.reask
+        or f"Your previous answer did not match the required schema: {error.problem}. "
+        "Answer again, following the schema exactly."
+    )
+    shown = [AIMessage(error.answer)] if error.answer else []
+    return request.override(messages=[*request.messages, *shown, note])
+
+
+def _given_up(error: OutputValidationError, asked: int) -> OutputValidationError:
+    """`error`, saying how often the model was asked."""
+    if asked == 1:
+        return error
+    return OutputValidationError(
+        f"{error} (asked {asked} times)",
+        reply=error.reply,
+        problem=error.problem,
+        reask=error.reask,
+        answer=error.answer,
+    )
+
+
+def _reasks(default: int) -> int:
+    record = current_record()
+    return record.reasks if record is not None and record.reasks is not None else default
+
+
+def _reject(error: OutputValidationError) -> None:
+    record = current_record()
+    if record is not None:
+        record.rejections.append(error.problem)
+
+
+class SchemaReask(AgentMiddleware[Any, Any, Any]):
+    """Structured output that fails its schema is asked for again, once, with the error.
+
+    Only requests with a `response_format` are affected. The failed answer never reaches the
+    transcript; when the answer fails again, the `OutputValidationError` goes on to the fallback
+    models (outer in the chain), then to the pattern. A pattern may set how often one call asks
+    again (`CallRecord.reasks`: the hierarchical manager's plan attempts); every rejection is
+    recorded (`CallRecord.rejections`).
+
+    Args:
+        retries: Times the model is asked again.
+    """
+
+    def __init__(self, retries: int = MAX_VALIDATION_RETRIES) -> None:
+        super().__init__()
+        self.retries = retries
+
+    def wrap_model_call(self, request: ModelRequest[Any], handler: ModelCall) -> Any:
+        """Call the model; ask again with the error while the answer fails its schema."""
+        retries = _reasks(self.retries)
+        for attempt in range(retries + 1):
+            try:
+                return handler(request)
+            except OutputValidationError as exc:
+                if request.response_format is None:
+                    raise
+                _reject(exc)
+                if attempt == retries:
+                    raise _given_up(exc, attempt + 1) from exc
+                request = reask(request, exc)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncModelCall) -> Any:
+        """Async form of `wrap_model_call` (the same attempts, awaited)."""
+        retries = _reasks(self.retries)
+        for attempt in range(retries + 1):
+            try:
+                return await handler(request)
+            except OutputValidationError as exc:
+                if request.response_format is None:
+                    raise
+                _reject(exc)
+                if attempt == retries:
+                    raise _given_up(exc, attempt + 1) from exc
+                request = reask(request, exc)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+class ToolAuthority(AgentMiddleware[Any, Any, Any]):
+    """An agent calls only the tools it declared; any other call is refused, recorded and logged.
+
+    The refusal answers the call (an error `ToolMessage`), so the model can carry on, and the
+    run goes on. Handoffs to undeclared peers are refused the same way: a peer's handoff tool
+    is only offered to the agents that declare it.
+
+    Args:
+        agent: The agent whose calls this checks.
+    """
+
+    def __init__(self, agent: str) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def _refusal(self, request: ToolCallRequest) -> ToolMessage | None:
+        if request.tool is not None:
+            return None
+        call = request.tool_call
+        declared = ", ".join(t.name for t in request.runtime.tools) or "none"
+        note = f"refused: agent {self.agent!r} has no tool {call['name']!r} (its tools: {declared})"
+        logger.warning(note)
+        record = current_record()
+        if record is not None:
+            record.refusals.append(note)
+        return ToolMessage(note, tool_call_id=call["id"] or "", name=call["name"], status="error")
+
+    def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[..., Any]) -> Any:
+        """Refuse an undeclared tool; run a declared one."""
+        return self._refusal(request) or handler(request)
+
+    async def awrap_tool_call(self, request: ToolCallRequest, handler: Callable[..., Any]) -> Any:
+        """Async form of `wrap_tool_call`."""
+        return self._refusal(request) or await handler(request)
+
+
+class UsageRecorder(CallGuard):
+    """The usage ledger: one entry per model call actually made, failed ones included.
+
+    Innermost in the chain, so every attempt is seen with the model it really went to: a retry
+    (`retry_attempt() > 1`) and a fallback model are counted as such; a cached reply costs
+    nothing and counts as a cache hit.
+
+    Args:
+        agent: The agent whose calls are recorded.
+    """
+
+    def __init__(self, agent: str) -> None:
+        super().__init__()
+        self.agent = agent
+
+    def before(self, request: ModelRequest[Any]) -> tuple[ModelRequest[Any], Any]:
+        """Note when the call starts."""
+        return request, time.perf_counter()
+
+    def after(
+        self,
+        request: ModelRequest[Any],
+        ticket: Any,
+        reply: BaseMessage | None,
+        error: BaseException | None,
+    ) -> None:
+        """Add the call to the record's ledger."""
+        record = current_record()
+        if record is None:
+            return
+        model = model_name_of(request.model)
+        tokens = tokens_of(reply)
+        record.add_usage(
+            usage_entry(
+                self.agent,
+                model,
+                input_tokens=tokens.input,
+                output_tokens=tokens.output,
+                latency_ms=(time.perf_counter() - float(ticket)) * 1000,
+                cost_usd=cost_usd(model, tokens.input, tokens.output, tokens.cached) or 0.0,
+                cache_hits=int(tokens.cache_hit),
+                retries=int(retry_attempt() > 1),
+                fallbacks=int(fallback_model() is not None),
+            )
+        )

@@ -1,0 +1,56 @@
+"""How a run ends: one `EndReason` vocabulary for every pattern, the run facade and `RunResult`."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from langgraph.errors import GraphRecursionError
+
+from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
+
+EndReason = Literal[
+    # every pattern
+    "completed",
+    "error",
+    "escalated",
+    "recursion_limit",
+    "budget_exceeded",
+    "deadline",
+    "agent_failed",
+    # pipeline
+    "stage_failed",
+    # fan-out
+    "quorum_failed",
+    "no_majority",
+    # hierarchical
+    "plan_invalid",
+    "step_failed",
+    # events
+    "max_events",
+    "max_depth",
+    "handler_failed",
+    "unhandled",
+    # supervisor and swarm
+    "max_rounds",
+    "max_handoffs",
+    "ping_pong",
+]
+"""Why a run ended. `completed` is the only successful one; `escalated` waits for a person."""
+
+END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
+"""Every `EndReason`, in the order above."""
+
+
+def end_reason_for(error: BaseException, default: EndReason = "agent_failed") -> EndReason:
+    """The end reason of a run stopped by `error`: a guardrail's own, else `default`.
+
+    A budget and the run's deadline are guardrails that no fallback can get round, so they name
+    themselves in every pattern; a recursion limit is LangGraph's own stop.
+    """
+    if isinstance(error, BudgetExceededError):
+        return "budget_exceeded"
+    if isinstance(error, DeadlineExceededError):
+        return "deadline"
+    if isinstance(error, GraphRecursionError):
+        return "recursion_limit"
+    return default
