@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -36,7 +36,7 @@ from switchyard.graphs.guarded import PatternGraph
 from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.record import AgentReply, partial_usage
-from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context, steps_after_first_node
 from switchyard.state.events import (
     DeadLetter,
@@ -51,6 +51,7 @@ from switchyard.state.events import (
     make_event,
     now,
 )
+from switchyard.state.outcomes import EndReason, guardrail_stop
 
 INGEST: Final = "ingest"
 BUS: Final = "bus"
@@ -195,7 +196,7 @@ def ingest(state: EventsState, *, bus: Bus) -> dict[str, Any]:
 
 def limit_breach(
     outbox: Sequence[Event], accepted: int, bus: Bus, depth_limit: int
-) -> tuple[str, str] | None:
+) -> tuple[EndReason, str] | None:
     """The limit that accepting `outbox` would break, as (end_reason, explanation), or None."""
     if accepted + len(outbox) > bus.max_events:
         return "max_events", (
@@ -249,7 +250,7 @@ def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
         for letter in state.get("dead_letters") or []
         if letter["event"]["correlation_id"] == correlation_id
     ]
-    end_reason: str | None = None
+    end_reason: EndReason | None = None
     end_detail: str | None = None
     if breach is not None:
         end_reason, end_detail = breach
@@ -257,7 +258,9 @@ def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
         end_reason = "unhandled"
         end_detail = f"no agent subscribes to {outbox[0]['type']!r}; the event was logged"
     elif failed:
-        end_reason = "handler_failed"
+        # A budget or the deadline that stopped a handler ends the run with its own reason.
+        stops = [letter["stopped_by"] for letter in failed if "stopped_by" in letter]
+        end_reason = stops[0] if stops else "handler_failed"
         end_detail = "; ".join(
             f"{letter['agent']} failed on {letter['event']['type']} ({letter['error']})"
             for letter in failed
@@ -355,6 +358,9 @@ def dead_letter(delivery: Delivery, error: NodeError) -> Command[Literal["bus"]]
         error=describe_error(error.error),
         timestamp=now(),
     )
+    stopped_by = guardrail_stop(error.error)
+    if stopped_by is not None:
+        letter["stopped_by"] = stopped_by
     return Command(update={"dead_letters": [letter], "usage": partial_usage(error.error)}, goto=BUS)
 
 
@@ -477,7 +483,7 @@ def check_bus(
 
 
 def build_events_graph(
-    agents: Sequence[AgentSpec],
+    agents: Sequence[Agent],
     *,
     subscriptions: Mapping[str, Sequence[str]],
     publishes: Mapping[str, Sequence[str]] | None = None,
@@ -513,7 +519,7 @@ def build_events_graph(
         ```
     """
     by_name, bus = check_bus(
-        agents,
+        as_agents(agents),
         subscriptions=subscriptions,
         publishes=publishes,
         input_event=input_event,
@@ -538,7 +544,8 @@ def build_events_graph(
             accept=accept_handled,
             middleware=middleware,
         )
-        builder.add_node(name, node, error_handler=dead_letter)
+        # LangGraph calls error handlers with (input, error); its stubs type them as nodes.
+        builder.add_node(name, node, error_handler=cast(Any, dead_letter))
         builder.add_edge(name, BUS)
     builder.add_node(FINISH, finish)
     builder.add_edge(START, INGEST)

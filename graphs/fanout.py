@@ -37,7 +37,7 @@ from switchyard.graphs.pipeline import validated_output
 from switchyard.nodes.agent import NodeRunnable, make_agent_node
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.record import AgentReply, partial_usage
-from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.agents import Agent, AgentSpec, as_agent, as_agents, check_agents
 from switchyard.state.context import Context
 from switchyard.state.fanout import (
     MERGE_STRATEGIES,
@@ -52,6 +52,7 @@ from switchyard.state.fanout import (
     WorkerResult,
     WorkerTask,
 )
+from switchyard.state.outcomes import EndReason, guardrail_stop
 from switchyard.state.reducers import merge_usage
 from switchyard.state.usage import UsageLedger
 
@@ -165,6 +166,9 @@ def worker_failure(worker: str, error: BaseException) -> dict[str, Any]:
     result = WorkerResult(
         worker=worker, status="failed", output=None, duration_ms=None, error=describe_error(error)
     )
+    stopped_by = guardrail_stop(error)
+    if stopped_by is not None:
+        result["stopped_by"] = stopped_by
     return {"results": {worker: result}, "usage": partial_usage(error)}
 
 
@@ -364,7 +368,7 @@ class Merge:
     quorum: int | None
 
     @staticmethod
-    def stop(reason: str, detail: str) -> dict[str, Any]:
+    def stop(reason: EndReason, detail: str) -> dict[str, Any]:
         """The update that ends a run without an answer: the reason, and a message saying why."""
         return {
             "end_reason": reason,
@@ -389,7 +393,9 @@ class Merge:
                 f"{len(ok)} of {len(dispatched)} workers succeeded but the quorum is {needed} "
                 f"(failed: {failures or 'none'})"
             )
-            return {**outcome, **self.stop(QUORUM_FAILED, detail)}
+            # A budget or the deadline that stopped a worker ends the run with its own reason.
+            stops = [r["stopped_by"] for r in failed if "stopped_by" in r]
+            return {**outcome, **self.stop(stops[0] if stops else QUORUM_FAILED, detail)}
         if self.strategy == "collect":
             outcome["messages"] = [AIMessage(collected_answer(ok, failed), name=MERGE)]
         elif self.strategy == "vote":
@@ -487,9 +493,9 @@ def _check_options(
 
 
 def build_fanout_graph(
-    agents: Sequence[AgentSpec],
+    agents: Sequence[Agent],
     *,
-    merger: AgentSpec | None = None,
+    merger: Agent | None = None,
     strategy: MergeStrategy | None = None,
     quorum: int | None = None,
     shard_size: int | None = DEFAULT_SHARD_SIZE,
@@ -532,6 +538,8 @@ def build_fanout_graph(
         graph = builder.compile(checkpointer=InMemorySaver(), name="fanout")
         ```
     """
+    agents = as_agents(agents)
+    merger = as_agent(merger) if merger is not None else None
     strategy = _check_options(agents, merger, strategy, quorum, shard_size, max_concurrency)
     builder = PatternGraph(
         FanoutState, context_schema=Context, input_schema=FanoutInput, output_schema=FanoutOutput

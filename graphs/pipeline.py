@@ -28,7 +28,7 @@ from switchyard.graphs.guarded import PatternGraph
 from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.record import AgentReply, OutputValidationError, partial_usage
-from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context
 from switchyard.state.outcomes import end_reason_for
 from switchyard.state.pipeline import (
@@ -166,7 +166,7 @@ def finish(state: PipelineState) -> dict[str, Any]:
 
 
 def build_pipeline_graph(
-    agents: Sequence[AgentSpec],
+    agents: Sequence[Agent],
     *,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
 ) -> PatternGraph:
@@ -190,6 +190,7 @@ def build_pipeline_graph(
         graph = builder.compile(checkpointer=InMemorySaver(), name="pipeline")
         ```
     """
+    agents = as_agents(agents)
     check_agents(agents, reserved=(INTAKE, FINISH))
     builder = PatternGraph(
         PipelineState,

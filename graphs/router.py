@@ -19,7 +19,7 @@ from switchyard.nodes.calibration import Calibration
 from switchyard.nodes.classifiers import Classifier, default_classifier
 from switchyard.nodes.classify import make_classify_node
 from switchyard.nodes.fallback import fallback_destinations, make_fallback_handler
-from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.agents import Agent, as_agents, check_agents
 from switchyard.state.context import Context
 from switchyard.state.router import RouterInput, RouterOutput, RouterState
 
@@ -34,7 +34,7 @@ def route_to_agent(state: RouterState) -> str:
 
 
 def build_router_graph(
-    agents: Sequence[AgentSpec],
+    agents: Sequence[Agent],
     *,
     default_agent: str,
     classifier: Classifier | None = None,
@@ -67,6 +67,7 @@ def build_router_graph(
         graph = builder.compile(checkpointer=InMemorySaver(), name="router")
         ```
     """
+    agents = as_agents(agents)
     by_name = check_agents(agents, default_agent=default_agent, reserved=(CLASSIFY,))
     if classifier is not None and calibration is not None:
         raise ValueError("give the calibration to your classifier, or drop the classifier")

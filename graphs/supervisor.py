@@ -36,7 +36,7 @@ from switchyard.nodes.handoff import (
     transfer,
 )
 from switchyard.nodes.record import AgentReply
-from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context, current_context
 from switchyard.state.supervisor import (
     SupervisorInput,
@@ -230,7 +230,7 @@ def worker_report(spec: AgentSpec) -> Any:
 
 
 def build_supervisor_graph(
-    agents: Sequence[AgentSpec],
+    agents: Sequence[Agent],
     *,
     supervisor: AgentSpec | None = None,
     max_rounds: int | None = None,
@@ -260,6 +260,7 @@ def build_supervisor_graph(
     """
     if not agents:
         raise AgentConfigError("no workers given: a supervisor needs at least one worker AgentSpec")
+    agents = as_agents(agents)
     check_agents(agents)
     supervisor = supervisor or default_supervisor(agents)
     check_agents([*agents, supervisor])

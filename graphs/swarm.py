@@ -34,7 +34,7 @@ from switchyard.nodes.handoff import (
     transfer,
 )
 from switchyard.nodes.record import AgentReply
-from switchyard.state.agents import AgentSpec, check_agents
+from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context, current_context
 from switchyard.state.swarm import Handoff, SwarmInput, SwarmOutput, SwarmState
 
@@ -208,7 +208,7 @@ def move(
 
 
 def build_swarm_graph(
-    agents: Sequence[AgentSpec],
+    agents: Sequence[Agent],
     *,
     default_agent: str,
     max_handoffs: int | None = None,
@@ -238,6 +238,7 @@ def build_swarm_graph(
         graph = builder.compile(checkpointer=InMemorySaver(), name="swarm")
         ```
     """
+    agents = as_agents(agents)
     by_name = check_agents(agents, default_agent=default_agent)
     if max_handoffs is not None and max_handoffs <= 0:
         raise ValueError(f"max_handoffs must be positive, got {max_handoffs}")

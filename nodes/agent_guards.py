@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.prebuilt.tool_node import ToolCallRequest
 
 from switchyard.core.models import model_name_of
@@ -20,7 +20,7 @@ from switchyard.core.pricing import cost_usd
 from switchyard.core.resilience import retry_attempt
 from switchyard.core.tokens import tokens_of
 from switchyard.guardrails.fallback import fallback_model
-from switchyard.guardrails.guard import AsyncModelCall, CallGuard, ModelCall
+from switchyard.guardrails.guard import Attempt, Attempts, CallGuard, WrappingGuard
 from switchyard.nodes.record import OutputValidationError, current_record
 from switchyard.state.usage import usage_entry
 
@@ -68,7 +68,7 @@ def _reject(error: OutputValidationError) -> None:
         record.rejections.append(error.problem)
 
 
-class SchemaReask(AgentMiddleware[Any, Any, Any]):
+class SchemaReask(WrappingGuard):
     """Structured output that fails its schema is asked for again, once, with the error.
 
     Only requests with a `response_format` are affected. The failed answer never reaches the
@@ -85,34 +85,18 @@ class SchemaReask(AgentMiddleware[Any, Any, Any]):
         super().__init__()
         self.retries = retries
 
-    def wrap_model_call(self, request: ModelRequest[Any], handler: ModelCall) -> Any:
-        """Call the model; ask again with the error while the answer fails its schema."""
+    def plan(self, request: ModelRequest[Any]) -> Attempts:
+        """Ask; while the answer fails its schema, ask again with the error."""
         retries = _reasks(self.retries)
         for attempt in range(retries + 1):
-            try:
-                return handler(request)
-            except OutputValidationError as exc:
-                if request.response_format is None:
-                    raise
-                _reject(exc)
-                if attempt == retries:
-                    raise _given_up(exc, attempt + 1) from exc
-                request = reask(request, exc)
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncModelCall) -> Any:
-        """Async form of `wrap_model_call` (the same attempts, awaited)."""
-        retries = _reasks(self.retries)
-        for attempt in range(retries + 1):
-            try:
-                return await handler(request)
-            except OutputValidationError as exc:
-                if request.response_format is None:
-                    raise
-                _reject(exc)
-                if attempt == retries:
-                    raise _given_up(exc, attempt + 1) from exc
-                request = reask(request, exc)
+            outcome = yield request
+            error = outcome.error
+            if request.response_format is None or not isinstance(error, OutputValidationError):
+                return outcome.result()
+            _reject(error)
+            if attempt == retries:
+                raise _given_up(error, attempt + 1) from error
+            request = reask(request, error)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -171,26 +155,20 @@ class UsageRecorder(CallGuard):
         """Note when the call starts."""
         return request, time.perf_counter()
 
-    def after(
-        self,
-        request: ModelRequest[Any],
-        ticket: Any,
-        reply: BaseMessage | None,
-        error: BaseException | None,
-    ) -> None:
+    def after(self, attempt: Attempt) -> None:
         """Add the call to the record's ledger."""
         record = current_record()
         if record is None:
             return
-        model = model_name_of(request.model)
-        tokens = tokens_of(reply)
+        model = model_name_of(attempt.request.model)
+        tokens = tokens_of(attempt.reply)
         record.add_usage(
             usage_entry(
                 self.agent,
                 model,
                 input_tokens=tokens.input,
                 output_tokens=tokens.output,
-                latency_ms=(time.perf_counter() - float(ticket)) * 1000,
+                latency_ms=(time.perf_counter() - float(attempt.ticket)) * 1000,
                 cost_usd=cost_usd(model, tokens.input, tokens.output, tokens.cached) or 0.0,
                 cache_hits=int(tokens.cache_hit),
                 retries=int(retry_attempt() > 1),

@@ -177,10 +177,14 @@ class AgentCall:
             return False
         for key, value in update.items():
             if key == "messages":
+                messages = value if isinstance(value, list) else [value]
+                for message in messages:  # what a middleware answers, the agent answered
+                    if isinstance(message, AIMessage) and not message.name:
+                        message.name = self.spec.name
                 current: list[Any] = list(self.transcript)
-                merged: Any = add_messages(current, value)
+                merged: Any = add_messages(current, messages)
                 self.transcript = merged
-                self.new += [m for m in value if not isinstance(m, RemoveMessage)]
+                self.new += [m for m in messages if not isinstance(m, RemoveMessage)]
             elif key in self.chain.run_keys:
                 scope = current_scope()
                 if scope is not None:

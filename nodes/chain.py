@@ -29,8 +29,9 @@ import functools
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NotRequired, Required
 
+import typing_extensions
 from langchain.agents.middleware import (
     AgentMiddleware,
     AgentState,
@@ -40,6 +41,7 @@ from langchain.agents.middleware import (
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage
 from langgraph.channels import EphemeralValue, UntrackedValue
+from typing_extensions import ReadOnly
 
 from switchyard.core.models import load_chat_model
 from switchyard.core.resilience import TransientRetry
@@ -115,6 +117,8 @@ def state_keys(middleware: Sequence[AgentMiddleware[Any, Any, Any]]) -> tuple[fr
         for key, hint in hints.items():
             if key in _BASE_KEYS:
                 continue
+            while typing_extensions.get_origin(hint) in (NotRequired, Required, ReadOnly):
+                hint = typing_extensions.get_args(hint)[0]  # the Annotated[...] inside
             marks = getattr(hint, "__metadata__", ())
             if any(m is EphemeralValue or isinstance(m, EphemeralValue) for m in marks):
                 continue

@@ -23,6 +23,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AnyMessage, BaseMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
 
 from switchyard.core.errors import SwitchyardError
 from switchyard.core.pricing import cost_usd
@@ -122,9 +123,21 @@ PATTERN_MARK = "switchyard_pattern"
 
 
 def _config(spec: AgentSpec, record: CallRecord) -> tuple[RunnableConfig, bool]:
+    # The run's recursion limit holds inside the graph too (create_agent binds its own, 10,000).
+    config: RunnableConfig = {}
+    limit = _run_config().get("recursion_limit")
+    if isinstance(limit, int):
+        config["recursion_limit"] = limit
     if getattr(spec.graph, PATTERN_MARK, False):  # its own agents are guarded
-        return {}, True
-    return {"callbacks": [GraphCallGuard(spec, record)]}, False
+        return config, True
+    return {**config, "callbacks": [GraphCallGuard(spec, record)]}, False
+
+
+def _run_config() -> RunnableConfig:
+    try:
+        return get_config()
+    except RuntimeError:  # outside a graph run
+        return {}
 
 
 def _reply(

@@ -171,7 +171,11 @@ _MODEL_FIELDS = (
 _DEFAULTS = {name: AgentSpec.model_fields[name].default for name in _MODEL_FIELDS}
 
 
-def as_agent(agent: AgentSpec | Pregel[Any, Any, Any, Any]) -> AgentSpec:
+Agent = AgentSpec | Pregel[Any, Any, Any, Any]
+"""What a pattern accepts as an agent: an `AgentSpec`, or any compiled graph (named after it)."""
+
+
+def as_agent(agent: Agent) -> AgentSpec:
     """An agent as an `AgentSpec`: a compiled graph becomes one named after the graph.
 
     Raises:
@@ -195,7 +199,7 @@ def as_agent(agent: AgentSpec | Pregel[Any, Any, Any, Any]) -> AgentSpec:
     )
 
 
-def as_agents(agents: Sequence[AgentSpec | Pregel[Any, Any, Any, Any]]) -> list[AgentSpec]:
+def as_agents(agents: Sequence[Agent]) -> list[AgentSpec]:
     """`as_agent` of each agent, in order."""
     return [as_agent(agent) for agent in agents]
 

@@ -88,6 +88,12 @@ class Context:
     )
 
     def __post_init__(self) -> None:
+        # A context sent as JSON (the Agent Server, Studio, langgraph-sdk) arrives as a dict, and
+        # LangGraph builds `Context(**fields)`: its budgets are dicts until validated here.
+        for name in ("run_budget", "session_budget"):
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                setattr(self, name, Budget.model_validate(value))
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ValueError(
                 f"confidence_threshold must be between 0 and 1, got {self.confidence_threshold}"

@@ -112,12 +112,15 @@ class DeadLetter(TypedDict):
         event: The event it was handling.
         error: One line naming the error (and the failed fallback models, if any).
         timestamp: When the failure was recorded (ISO 8601, UTC).
+        stopped_by: The guardrail that stopped the handler (`budget_exceeded`, `deadline`),
+            when one did; the run then ends with that reason.
     """
 
     agent: str
     event: Event
     error: str
     timestamp: str
+    stopped_by: NotRequired[EndReason]
 
 
 def now() -> str:

@@ -57,6 +57,8 @@ class WorkerResult(TypedDict):
             when the worker failed.
         duration_ms: Wall time of the successful attempt; None when the worker failed.
         error: One line saying why the worker failed, else None.
+        stopped_by: The guardrail that stopped the worker (`budget_exceeded`, `deadline`),
+            when one did; the run then ends with that reason.
     """
 
     worker: str
@@ -64,6 +66,7 @@ class WorkerResult(TypedDict):
     output: JsonValue
     duration_ms: float | None
     error: str | None
+    stopped_by: NotRequired[EndReason]
 
 
 class Vote(TypedDict):

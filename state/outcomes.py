@@ -54,3 +54,13 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
     if isinstance(error, GraphRecursionError):
         return "recursion_limit"
     return default
+
+
+GUARDRAIL_STOPS: frozenset[EndReason] = frozenset({"budget_exceeded", "deadline"})
+"""End reasons of a guardrail no fallback can get round: they end the whole run."""
+
+
+def guardrail_stop(error: BaseException) -> EndReason | None:
+    """`budget_exceeded` or `deadline` when `error` is that guardrail's stop, else None."""
+    reason = end_reason_for(error)
+    return reason if reason in GUARDRAIL_STOPS else None

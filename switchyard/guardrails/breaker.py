@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from langchain.agents.middleware import ModelRequest
-from langchain_core.messages import BaseMessage
 
 from switchyard.core.errors import SwitchyardError
 from switchyard.core.models import model_name_of
 from switchyard.core.resilience import is_transient
-from switchyard.guardrails.guard import CallGuard
+from switchyard.guardrails.guard import Attempt, CallGuard
 
 REDIS_ENV = "SWITCHYARD_REDIS_URL"
 
@@ -271,16 +270,10 @@ class BreakerGuard(CallGuard):
         breaker.before_call()
         return request, breaker
 
-    def after(
-        self,
-        request: ModelRequest[Any],
-        ticket: Any,
-        reply: BaseMessage | None,
-        error: BaseException | None,
-    ) -> None:
+    def after(self, attempt: Attempt) -> None:
         """Close the breaker on success; count a transient failure."""
-        breaker: CircuitBreaker = ticket
-        if error is None:
+        breaker: CircuitBreaker = attempt.ticket
+        if attempt.error is None:
             breaker.on_success()
         else:
-            breaker.on_failure(error)
+            breaker.on_failure(attempt.error)

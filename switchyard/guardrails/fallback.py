@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from typing import Any
 
-from langchain.agents.middleware import AgentMiddleware, ModelRequest
+from langchain.agents.middleware import ModelRequest
 from langchain_core.language_models import BaseChatModel
 from langgraph.errors import GraphBubbleUp
 
 from switchyard.core.errors import describe_error
 from switchyard.core.models import load_chat_model
 from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.guardrails.guard import AsyncModelCall, ModelCall
+from switchyard.guardrails.guard import Attempts, WrappingGuard
 
 FINAL = (GraphBubbleUp, BudgetExceededError, DeadlineExceededError)
 """Failures no other model can get round: they are raised at once, never handed to a fallback."""
@@ -35,7 +35,7 @@ def exhausted(failures: list[tuple[str | None, Exception]]) -> Exception:
     return last
 
 
-class FallbackModels(AgentMiddleware[Any, Any, Any]):
+class FallbackModels(WrappingGuard):
     """The model half of the fallback chain: the agent's `fallback_models`, in order.
 
     LangChain's `ModelFallbackMiddleware` does the same loop, but loads its models when it is
@@ -60,37 +60,17 @@ class FallbackModels(AgentMiddleware[Any, Any, Any]):
         self.models = tuple(models)
         self.load = load
 
-    def _attempts(self, request: ModelRequest[Any]) -> Iterator[tuple[str | None, Any]]:
-        yield None, request
-        for name in self.models:
-            yield name, request.override(model=self.load(name))
-
-    def wrap_model_call(self, request: ModelRequest[Any], handler: ModelCall) -> Any:
-        """Call the model; on failure, each fallback model in turn; raise the last failure."""
+    def plan(self, request: ModelRequest[Any]) -> Attempts:
+        """The agent's model, then each fallback model in turn; the last failure is raised."""
         failures: list[tuple[str | None, Exception]] = []
-        for name, attempt in self._attempts(request):
+        for name in (None, *self.models):
+            attempt = request if name is None else request.override(model=self.load(name))
             token = _fallback.set(name)
             try:
-                return handler(attempt)
-            except FINAL:
-                raise
-            except Exception as exc:  # the next fallback model gets its chance
-                failures.append((name, exc))
+                outcome = yield attempt
             finally:
                 _fallback.reset(token)
-        raise exhausted(failures)
-
-    async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncModelCall) -> Any:
-        """Async form of `wrap_model_call` (the same attempts, awaited)."""
-        failures: list[tuple[str | None, Exception]] = []
-        for name, attempt in self._attempts(request):
-            token = _fallback.set(name)
-            try:
-                return await handler(attempt)
-            except FINAL:
-                raise
-            except Exception as exc:  # the next fallback model gets its chance
-                failures.append((name, exc))
-            finally:
-                _fallback.reset(token)
+            if outcome.error is None or isinstance(outcome.error, FINAL):
+                return outcome.result()
+            failures.append((name, outcome.error))
         raise exhausted(failures)

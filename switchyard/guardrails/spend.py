@@ -7,13 +7,12 @@ from typing import Any
 
 from langchain.agents.middleware import ModelRequest
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
 
 from switchyard.core.models import load_chat_model, model_name_of
 from switchyard.core.pricing import cost_usd
 from switchyard.core.tokens import expected_tokens, tokens_of
 from switchyard.guardrails.budgets import Budget
-from switchyard.guardrails.guard import CallGuard
+from switchyard.guardrails.guard import Attempt, CallGuard
 from switchyard.guardrails.scope import current_meter
 
 
@@ -64,18 +63,12 @@ class SpendGuard(CallGuard):
             request = request.override(model=self.load(chosen))
         return request, None
 
-    def after(
-        self,
-        request: ModelRequest[Any],
-        ticket: Any,
-        reply: BaseMessage | None,
-        error: BaseException | None,
-    ) -> None:
+    def after(self, attempt: Attempt) -> None:
         """Charge what the call used (nothing when no reply came back)."""
         meter = current_meter()
-        tokens = tokens_of(reply)
+        tokens = tokens_of(attempt.reply)
         if meter is None or not tokens.total:
             return
-        model = model_name_of(request.model)
+        model = model_name_of(attempt.request.model)
         cost = cost_usd(model, tokens.input, tokens.output, tokens.cached) or 0.0
         meter.charge(self.agent, tokens.total, cost, self.budget)
