@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, create_model
 
 from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
 from switchyard.graphs.guarded import PatternGraph
-from switchyard.nodes.agent import make_agent_node
+from switchyard.nodes.agent import NodeRunnable, make_agent_node
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
@@ -424,44 +424,8 @@ def check_bus(
         ValueError: A limit out of range.
     """
     by_name = check_agents(agents, reserved=(INGEST, BUS, FINISH))
-    known = ", ".join(by_name)
-    if not subscriptions:
-        raise AgentConfigError(
-            "no subscriptions given: map event types to the agents that handle them, e.g. "
-            "{'article.submitted': ['reviewer']}"
-        )
-    subs: dict[str, tuple[str, ...]] = {}
-    for event_type, names in subscriptions.items():
-        where = f"subscriptions[{event_type!r}]"
-        _check_type(event_type, where)
-        subs[event_type] = _names(names, where)
-        if not subs[event_type]:
-            raise AgentConfigError(
-                f"event type {event_type!r} has no subscribers; list its agents or remove it"
-            )
-        unknown = [name for name in subs[event_type] if name not in by_name]
-        if unknown:
-            raise AgentConfigError(
-                f"event type {event_type!r} is subscribed by unknown agents: "
-                f"{', '.join(unknown)}; known agents: {known}"
-            )
-    idle = [name for name in by_name if not any(name in names for names in subs.values())]
-    if idle:
-        raise AgentConfigError(
-            f"agents {', '.join(idle)} subscribe to no event type and would never run; add them "
-            "to subscriptions or remove them"
-        )
-    rights: dict[str, tuple[str, ...]] = {}
-    for agent, types in (publishes or {}).items():
-        where = f"publishes[{agent!r}]"
-        if agent not in by_name:
-            raise AgentConfigError(f"{where}: unknown agent {agent!r}; known agents: {known}")
-        rights[agent] = tuple(_check_type(t, where) for t in _names(types, where))
-        if rights[agent] and by_name[agent].output_schema is not None:
-            raise AgentConfigError(
-                f"agent {agent!r} publishes events, so its output is the publication schema; "
-                "remove its output_schema or its publishes entry"
-            )
+    subs = _check_subscriptions(subscriptions, by_name)
+    rights = _check_publications(publishes or {}, by_name)
     chosen = input_event if input_event is not None else next(iter(subs))
     if chosen not in subs:
         raise AgentConfigError(
@@ -480,6 +444,71 @@ def check_bus(
         max_depth=max_depth,
     )
     return by_name, bus
+
+
+def _check_subscriptions(
+    subscriptions: Mapping[str, Sequence[str]], by_name: Mapping[str, AgentSpec]
+) -> dict[str, tuple[str, ...]]:
+    """Event type -> its subscribers; every type has some, every agent subscribes to one."""
+    if not subscriptions:
+        raise AgentConfigError(
+            "no subscriptions given: map event types to the agents that handle them, e.g. "
+            "{'article.submitted': ['reviewer']}"
+        )
+    subs: dict[str, tuple[str, ...]] = {}
+    for event_type, names in subscriptions.items():
+        where = f"subscriptions[{event_type!r}]"
+        _check_type(event_type, where)
+        subs[event_type] = _names(names, where)
+        if not subs[event_type]:
+            raise AgentConfigError(
+                f"event type {event_type!r} has no subscribers; list its agents or remove it"
+            )
+        unknown = [name for name in subs[event_type] if name not in by_name]
+        if unknown:
+            raise AgentConfigError(
+                f"event type {event_type!r} is subscribed by unknown agents: "
+                f"{', '.join(unknown)}; known agents: {', '.join(by_name)}"
+            )
+    idle = [name for name in by_name if not any(name in names for names in subs.values())]
+    if idle:
+        raise AgentConfigError(
+            f"agents {', '.join(idle)} subscribe to no event type and would never run; add them "
+            "to subscriptions or remove them"
+        )
+    return subs
+
+
+def _check_publications(
+    publishes: Mapping[str, Sequence[str]], by_name: Mapping[str, AgentSpec]
+) -> dict[str, tuple[str, ...]]:
+    """Agent -> the event types it may publish; publishers have no output schema of their own."""
+    rights: dict[str, tuple[str, ...]] = {}
+    for agent, types in publishes.items():
+        where = f"publishes[{agent!r}]"
+        if agent not in by_name:
+            raise AgentConfigError(
+                f"{where}: unknown agent {agent!r}; known agents: {', '.join(by_name)}"
+            )
+        rights[agent] = tuple(_check_type(t, where) for t in _names(types, where))
+        if rights[agent] and by_name[agent].output_schema is not None:
+            raise AgentConfigError(
+                f"agent {agent!r} publishes events, so its output is the publication schema; "
+                "remove its output_schema or its publishes entry"
+            )
+    return rights
+
+
+def handler(
+    spec: AgentSpec,
+    may_publish: Sequence[str],
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]],
+) -> NodeRunnable:
+    """The node an agent handles its events in; a publisher answers in `publication_schema`."""
+    if may_publish:
+        spec = spec.model_copy(update={"output_schema": publication_schema(may_publish)})
+    view = partial(event_view, may_publish=may_publish)
+    return make_agent_node(spec, view=view, accept=accept_handled, middleware=middleware)
 
 
 def build_events_graph(
@@ -532,19 +561,8 @@ def build_events_graph(
     builder.add_node(INGEST, partial(ingest, bus=bus))
     builder.add_node(BUS, partial(collect, bus=bus))
     for name, spec in by_name.items():
-        may_publish = bus.publishes.get(name, ())
-        handler = (
-            spec.model_copy(update={"output_schema": publication_schema(may_publish)})
-            if may_publish
-            else spec
-        )
-        node = make_agent_node(
-            handler,
-            view=partial(event_view, may_publish=may_publish),
-            accept=accept_handled,
-            middleware=middleware,
-        )
         # LangGraph calls error handlers with (input, error); its stubs type them as nodes.
+        node = handler(spec, bus.publishes.get(name, ()), middleware)
         builder.add_node(name, node, error_handler=cast(Any, dead_letter))
         builder.add_edge(name, BUS)
     builder.add_node(FINISH, finish)

@@ -183,10 +183,10 @@ def record_worker_failure(
     return Command(update=worker_failure(worker, error.error), goto=MERGE)
 
 
-def make_worker(
+def worker_node(
     spec: AgentSpec, middleware: Sequence[AgentMiddleware[Any, Any, Any]]
 ) -> NodeRunnable:
-    """The node one worker runs as: its input is the `WorkerTask` it was sent."""
+    """The agent node of one worker (its input is the `WorkerTask` it was sent)."""
     return make_agent_node(
         spec,
         view=task_view,
@@ -284,6 +284,8 @@ class Shard:
         except BaseExceptionGroup as failure:
             raise failure.exceptions[0] from None
         return combined([done.result() for done in running])
+
+    # `work` and `awork` call the worker node's sync or async function; the rest is the node's.
 
     def work(self, worker: str, *, request: str) -> dict[str, Any]:
         """One worker: its node's update, or its failure record."""
@@ -513,13 +515,11 @@ def build_fanout_graph(
             (the merger agent's answer). Default: "synthesize" with a merger, else "collect".
         quorum: Workers that must succeed for the merge to go ahead (k of n). Default: a majority
             of the workers dispatched.
-        shard_size: With more workers than this, the graph runs them in shards of at most this
-            many (as even as can be): one graph task per shard instead of one per worker, which
-            keeps wide fan-outs fast (LangGraph's cost per step grows with the square of its
-            tasks). Results, usage, retries, fallbacks and failure records are the same; the
-            graph's steps differ (a `shard` node, not a node per worker, in streams and
-            traces), and a shard's results are checkpointed when its last worker finishes.
-            None never shards.
+        shard_size: With more workers than this, they run in shards of at most this many: one
+            graph task per shard instead of one per worker, which keeps wide fan-outs fast
+            (LangGraph's cost per step grows with the square of its tasks). Results, usage,
+            retries and failures are the same; streams show a `shard` node, and a shard's
+            results are checkpointed when its last worker finishes. None never shards.
         max_concurrency: Most workers of one shard calling their models at once (None: all of
             them). Graph tasks, and so the shards, are bounded by the run config's
             `max_concurrency`.
@@ -544,31 +544,52 @@ def build_fanout_graph(
     builder = PatternGraph(
         FanoutState, context_schema=Context, input_schema=FanoutInput, output_schema=FanoutOutput
     )
-    names = [spec.name for spec in agents]
-    builder.add_node(INTAKE, Intake(workers=tuple(names), quorum=quorum))
-    workers = {spec.name: make_worker(spec, middleware) for spec in agents}
-    if shard_size is not None and len(agents) > shard_size:
-        shard = Shard(workers=workers, max_concurrency=max_concurrency)
-        builder.add_node(SHARD, NodeRunnable(shard.run, shard.arun, name=SHARD))
-        builder.add_edge(SHARD, MERGE)
-        builder.add_conditional_edges(INTAKE, RouteToShards(shard_size), [SHARD])
-    else:
-        for name, node in workers.items():
-            builder.add_node(name, node, error_handler=partial(record_worker_failure, worker=name))
-            builder.add_edge(name, MERGE)
-        builder.add_conditional_edges(INTAKE, route_to_workers, names)
-    builder.add_node(MERGE, Merge(strategy=strategy, quorum=quorum))
+    builder.add_node(INTAKE, Intake(workers=tuple(spec.name for spec in agents), quorum=quorum))
     builder.add_edge(START, INTAKE)
+    workers = {spec.name: worker_node(spec, middleware) for spec in agents}
+    if shard_size is not None and len(agents) > shard_size:
+        _add_shards(builder, workers, shard_size, max_concurrency)
+    else:
+        _add_workers(builder, workers)
+    builder.add_node(MERGE, Merge(strategy=strategy, quorum=quorum))
+    _add_merger(builder, merger, middleware)
+    return builder
+
+
+def _add_workers(builder: PatternGraph, workers: Mapping[str, NodeRunnable]) -> None:
+    """One node per worker, each sent its `WorkerTask`, each recording its own failure."""
+    for name, node in workers.items():
+        builder.add_node(name, node, error_handler=partial(record_worker_failure, worker=name))
+        builder.add_edge(name, MERGE)
+    builder.add_conditional_edges(INTAKE, route_to_workers, list(workers))
+
+
+def _add_shards(
+    builder: PatternGraph,
+    workers: Mapping[str, NodeRunnable],
+    shard_size: int,
+    max_concurrency: int | None,
+) -> None:
+    """One `shard` node, sent one `ShardTask` per shard, running the same worker nodes."""
+    shard = Shard(workers=workers, max_concurrency=max_concurrency)
+    builder.add_node(SHARD, NodeRunnable(shard.run, shard.arun, name=SHARD))
+    builder.add_edge(SHARD, MERGE)
+    builder.add_conditional_edges(INTAKE, RouteToShards(shard_size), [SHARD])
+
+
+def _add_merger(
+    builder: PatternGraph,
+    merger: AgentSpec | None,
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]],
+) -> None:
+    """The end of the graph: after the merge, or after the merger agent ("synthesize")."""
     if merger is None:
         builder.add_edge(MERGE, END)
-    else:
-        # No error handler: without the merger there is no answer to give, so its failure (its
-        # retries and fallback models tried) fails the run; the workers' results stay checkpointed.
-        accept = partial(accept_merger_reply, merger)
-        builder.add_node(
-            merger.name,
-            make_agent_node(merger, view=merger_view, accept=accept, middleware=middleware),
-        )
-        builder.add_conditional_edges(MERGE, route_after_merge, {SYNTHESIZE: merger.name, END: END})
-        builder.add_edge(merger.name, END)
-    return builder
+        return
+    # No error handler: without the merger there is no answer to give, so its failure (its
+    # retries and fallback models tried) fails the run; the workers' results stay checkpointed.
+    accept = partial(accept_merger_reply, merger)
+    node = make_agent_node(merger, view=merger_view, accept=accept, middleware=middleware)
+    builder.add_node(merger.name, node)
+    builder.add_conditional_edges(MERGE, route_after_merge, {SYNTHESIZE: merger.name, END: END})
+    builder.add_edge(merger.name, END)

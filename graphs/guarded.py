@@ -88,19 +88,27 @@ class GuardedGraph(CompiledStateGraph[Any, Any, Any, Any]):
                 return True
         return False
 
-    def _prepare(self, config: RunnableConfig | None, context: Any) -> tuple[RunnableConfig, bool]:
-        """The run's config with its recursion limit, and whether it still needs a scope."""
+    def _prepare(
+        self, config: RunnableConfig | None, context: Any
+    ) -> tuple[RunnableConfig, BaseCheckpointSaver[Any] | None]:
+        """The run's config, and the saver to read the session's spend from (if it must be).
+
+        A run that already has a scope (inside an outer run, or opened by the run facade) is
+        left as it is. A new run gets the run's recursion limit unless its config names one.
+        """
         prepared: RunnableConfig = {**(config or {})}
-        if scope_of(prepared) is not None:  # joined an outer run, or opened by the run facade
-            return prepared, False
+        if scope_of(prepared) is not None:
+            return prepared, None
         if "recursion_limit" not in prepared:
             prepared["recursion_limit"] = as_context(context).recursion_limit
-        return prepared, True
+        saver = self.checkpointer
+        thread = (prepared.get("configurable") or {}).get("thread_id")
+        wanted = as_context(context).session_budget is not None or self._agent_budgets
+        reads = wanted and thread is not None and isinstance(saver, BaseCheckpointSaver)
+        return prepared, saver if reads and isinstance(saver, BaseCheckpointSaver) else None
 
-    def _needs_session(self, context: Context, config: RunnableConfig) -> bool:
-        thread = (config.get("configurable") or {}).get("thread_id")
-        wanted = context.session_budget is not None or self._agent_budgets
-        return wanted and thread is not None and isinstance(self.checkpointer, BaseCheckpointSaver)
+    # `stream` and `astream` differ only in how the session's head is read and how parts are
+    # passed on; `_prepare` and `open_run` hold what they do.
 
     def stream(
         self,
@@ -111,15 +119,11 @@ class GuardedGraph(CompiledStateGraph[Any, Any, Any, Any]):
         **kwargs: Any,
     ) -> Iterator[Any]:
         """`CompiledStateGraph.stream`, within the run's scope."""
-        config, fresh = self._prepare(config, context)
-        if fresh:
-            ctx = as_context(context)
-            head = None
-            if self._needs_session(ctx, config):
-                assert isinstance(self.checkpointer, BaseCheckpointSaver)
-                head = self.checkpointer.get_tuple(config)
-            config = with_scope(config, open_scope(ctx, usage_in(head)))
-        return super().stream(input, config, context=context, **kwargs)
+        prepared, saver = self._prepare(config, context)
+        if scope_of(prepared) is None:
+            head = saver.get_tuple(prepared) if saver is not None else None
+            prepared = open_run(prepared, context, head)
+        return super().stream(input, prepared, context=context, **kwargs)
 
     async def astream(
         self,
@@ -130,16 +134,17 @@ class GuardedGraph(CompiledStateGraph[Any, Any, Any, Any]):
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         """`CompiledStateGraph.astream`, within the run's scope."""
-        config, fresh = self._prepare(config, context)
-        if fresh:
-            ctx = as_context(context)
-            head = None
-            if self._needs_session(ctx, config):
-                assert isinstance(self.checkpointer, BaseCheckpointSaver)
-                head = await self.checkpointer.aget_tuple(config)
-            config = with_scope(config, open_scope(ctx, usage_in(head)))
-        async for part in super().astream(input, config, context=context, **kwargs):
+        prepared, saver = self._prepare(config, context)
+        if scope_of(prepared) is None:
+            head = await saver.aget_tuple(prepared) if saver is not None else None
+            prepared = open_run(prepared, context, head)
+        async for part in super().astream(input, prepared, context=context, **kwargs):
             yield part
+
+
+def open_run(config: RunnableConfig, context: Any, head: CheckpointTuple | None) -> RunnableConfig:
+    """`config` with a new run's scope, primed with the spend `head` (the session) records."""
+    return with_scope(config, open_scope(as_context(context), usage_in(head)))
 
 
 class PatternGraph(StateGraph[Any, Any, Any, Any]):

@@ -475,6 +475,32 @@ class Synthesis:
         return early if early is not None else dict(await self.manager.afunc(state))
 
 
+def planner(team: Team, middleware: Sequence[AgentMiddleware[Any, Any, Any]]) -> NodeRunnable:
+    """The plan node: the manager, asked for a `Plan` that `check_manager_plan` accepts."""
+    return make_agent_node(
+        team.manager.model_copy(update={"output_schema": Plan}),
+        view=partial(planning_view, team=team),
+        accept=partial(accept_plan, team=team),
+        validate=partial(check_manager_plan, team=team),
+        reasks=partial(plan_reasks, team=team),
+        middleware=middleware,
+        name=PLAN,
+    )
+
+
+def synthesiser(team: Team, middleware: Sequence[AgentMiddleware[Any, Any, Any]]) -> NodeRunnable:
+    """The synthesise node: why there is no plan, else the manager's answer from the results."""
+    answer = make_agent_node(
+        team.manager,
+        view=partial(synthesis_view, team=team),
+        accept=synthesis_update,
+        middleware=middleware,
+        name=SYNTHESISE,
+    )
+    synthesis = Synthesis(team=team, manager=answer)
+    return NodeRunnable(synthesis.run, synthesis.arun, name=SYNTHESISE, agent=team.manager)
+
+
 def check_team(
     workers: Sequence[Worker],
     manager: AgentSpec,
@@ -566,34 +592,14 @@ def build_hierarchical_graph(
         input_schema=HierarchicalInput,
         output_schema=HierarchicalOutput,
     )
-    planner = make_agent_node(
-        manager.model_copy(update={"output_schema": Plan}),
-        view=partial(planning_view, team=team),
-        accept=partial(accept_plan, team=team),
-        validate=partial(check_manager_plan, team=team),
-        reasks=partial(plan_reasks, team=team),
-        middleware=middleware,
-        name=PLAN,
-    )
-    builder.add_node(PLAN, planner, error_handler=partial(plan_failed, team=team))
+    builder.add_node(PLAN, planner(team, middleware), error_handler=partial(plan_failed, team=team))
     builder.add_node(SCHEDULE, schedule)
     for name, worker in team.workers.items():
         node = make_agent_node(worker, view=step_view, accept=step_done, middleware=middleware)
         builder.add_node(name, node, error_handler=record_step_failure)
         builder.add_edge(name, SCHEDULE)
-    answer = make_agent_node(
-        manager,
-        view=partial(synthesis_view, team=team),
-        accept=synthesis_update,
-        middleware=middleware,
-        name=SYNTHESISE,
-    )
-    synthesis = Synthesis(team=team, manager=answer)
-    builder.add_node(
-        SYNTHESISE,
-        NodeRunnable(synthesis.run, synthesis.arun, name=SYNTHESISE, agent=manager),
-        error_handler=make_stop_handler(manager.name),
-    )
+    stop = make_stop_handler(manager.name)
+    builder.add_node(SYNTHESISE, synthesiser(team, middleware), error_handler=stop)
     builder.add_edge(START, PLAN)
     builder.add_edge(PLAN, SCHEDULE)
     builder.add_conditional_edges(SCHEDULE, route_wave, [*team.workers, SYNTHESISE])

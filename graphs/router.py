@@ -19,7 +19,7 @@ from switchyard.nodes.calibration import Calibration
 from switchyard.nodes.classifiers import Classifier, default_classifier
 from switchyard.nodes.classify import make_classify_node
 from switchyard.nodes.fallback import fallback_destinations, make_fallback_handler
-from switchyard.state.agents import Agent, as_agents, check_agents
+from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context
 from switchyard.state.router import RouterInput, RouterOutput, RouterState
 
@@ -31,6 +31,30 @@ def route_to_agent(state: RouterState) -> str:
     route = state["route"]
     assert route is not None, "classify always writes a route before this edge"
     return route["agent"]
+
+
+def router_classifier(
+    agents: Sequence[AgentSpec],
+    default_agent: str,
+    classifier: Classifier | None,
+    calibration: Calibration | str | Path | None,
+) -> Classifier:
+    """The given classifier, checked against the agents, else the default one (calibrated).
+
+    Raises:
+        ValueError: Both a classifier and a calibration, or a classifier for other agents.
+    """
+    if classifier is not None and calibration is not None:
+        raise ValueError("give the calibration to your classifier, or drop the classifier")
+    classifier = classifier or default_classifier(
+        agents, default_agent=default_agent, calibration=calibration
+    )
+    if set(classifier.agents) != {spec.name for spec in agents}:
+        raise ValueError(
+            f"the classifier was built for agents {sorted(classifier.agents)}, but the graph "
+            f"has {sorted(spec.name for spec in agents)}; build it from the same AgentSpecs"
+        )
+    return classifier
 
 
 def build_router_graph(
@@ -69,16 +93,7 @@ def build_router_graph(
     """
     agents = as_agents(agents)
     by_name = check_agents(agents, default_agent=default_agent, reserved=(CLASSIFY,))
-    if classifier is not None and calibration is not None:
-        raise ValueError("give the calibration to your classifier, or drop the classifier")
-    classifier = classifier or default_classifier(
-        agents, default_agent=default_agent, calibration=calibration
-    )
-    if set(classifier.agents) != set(by_name):
-        raise ValueError(
-            f"the classifier was built for agents {sorted(classifier.agents)}, "
-            f"but the graph has {sorted(by_name)}; build it from the same AgentSpecs"
-        )
+    classifier = router_classifier(agents, default_agent, classifier, calibration)
     builder = PatternGraph(
         RouterState, context_schema=Context, input_schema=RouterInput, output_schema=RouterOutput
     )

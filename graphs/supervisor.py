@@ -229,6 +229,33 @@ def worker_report(spec: AgentSpec) -> Any:
     return accept
 
 
+def check_team(
+    workers: Sequence[Agent], supervisor: AgentSpec | None, max_rounds: int | None
+) -> tuple[list[AgentSpec], AgentSpec]:
+    """The workers as `AgentSpec`s and the supervisor (the default one when None), validated.
+
+    Raises:
+        AgentConfigError: No workers, duplicate names, or handoffs declared on any agent.
+        ValueError: `max_rounds` is not positive.
+    """
+    if not workers:
+        raise AgentConfigError("no workers given: a supervisor needs at least one worker AgentSpec")
+    agents = as_agents(workers)
+    check_agents(agents)
+    supervisor = supervisor or default_supervisor(agents)
+    check_agents([*agents, supervisor])
+    for spec in (*agents, supervisor):
+        if spec.handoffs:
+            raise AgentConfigError(
+                f"agent {spec.name!r} declares handoffs ({', '.join(spec.handoffs)}); in the "
+                "supervisor pattern the supervisor hands off to every worker and workers report "
+                "back to it: leave AgentSpec.handoffs empty"
+            )
+    if max_rounds is not None and max_rounds <= 0:
+        raise ValueError(f"max_rounds must be positive, got {max_rounds}")
+    return agents, supervisor
+
+
 def build_supervisor_graph(
     agents: Sequence[Agent],
     *,
@@ -258,21 +285,7 @@ def build_supervisor_graph(
         graph = builder.compile(checkpointer=InMemorySaver(), name="supervisor")
         ```
     """
-    if not agents:
-        raise AgentConfigError("no workers given: a supervisor needs at least one worker AgentSpec")
-    agents = as_agents(agents)
-    check_agents(agents)
-    supervisor = supervisor or default_supervisor(agents)
-    check_agents([*agents, supervisor])
-    for spec in (*agents, supervisor):
-        if spec.handoffs:
-            raise AgentConfigError(
-                f"agent {spec.name!r} declares handoffs ({', '.join(spec.handoffs)}); in the "
-                "supervisor pattern the supervisor hands off to every worker and workers report "
-                "back to it: leave AgentSpec.handoffs empty"
-            )
-    if max_rounds is not None and max_rounds <= 0:
-        raise ValueError(f"max_rounds must be positive, got {max_rounds}")
+    agents, supervisor = check_team(agents, supervisor, max_rounds)
     builder = PatternGraph(
         SupervisorState,
         context_schema=Context,
@@ -281,26 +294,23 @@ def build_supervisor_graph(
     )
     tools = make_handoff_tools(agents, args_schema=TaskArgs)
     decide = partial(delegate, supervisor=supervisor.name, tools=tools, max_rounds=max_rounds)
+    node = make_agent_node(
+        supervisor,
+        view=supervisor_view(supervisor),
+        accept=decide,
+        handoffs=tools,
+        middleware=middleware,
+    )
     builder.add_node(
         supervisor.name,
-        make_agent_node(
-            supervisor,
-            view=supervisor_view(supervisor),
-            accept=decide,
-            handoffs=tools,
-            middleware=middleware,
-        ),
+        node,
         error_handler=make_stop_handler(supervisor.name),
         destinations=(*(w.name for w in agents), END),
     )
     for spec in agents:
-        builder.add_node(
-            spec.name,
-            make_agent_node(
-                spec, view=worker_view(spec), accept=worker_report(spec), middleware=middleware
-            ),
-            error_handler=make_stop_handler(spec.name),
-        )
+        view, accept = worker_view(spec), worker_report(spec)
+        node = make_agent_node(spec, view=view, accept=accept, middleware=middleware)
+        builder.add_node(spec.name, node, error_handler=make_stop_handler(spec.name))
         builder.add_edge(spec.name, supervisor.name)
     builder.add_edge(START, supervisor.name)
     return builder

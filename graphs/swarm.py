@@ -207,6 +207,16 @@ def move(
     return relay(state, reply, agent=agent, tools=tools, max_handoffs=limit, repeats=repeats)
 
 
+def _check_limits(max_handoffs: int | None, ping_pong_repeats: int) -> None:
+    if max_handoffs is not None and max_handoffs <= 0:
+        raise ValueError(f"max_handoffs must be positive, got {max_handoffs}")
+    if ping_pong_repeats < 2:
+        raise ValueError(
+            f"ping_pong_repeats must be at least 2 (1 would refuse every handoff), "
+            f"got {ping_pong_repeats}"
+        )
+
+
 def build_swarm_graph(
     agents: Sequence[Agent],
     *,
@@ -240,30 +250,23 @@ def build_swarm_graph(
     """
     agents = as_agents(agents)
     by_name = check_agents(agents, default_agent=default_agent)
-    if max_handoffs is not None and max_handoffs <= 0:
-        raise ValueError(f"max_handoffs must be positive, got {max_handoffs}")
-    if ping_pong_repeats < 2:
-        raise ValueError(
-            f"ping_pong_repeats must be at least 2 (1 would refuse every handoff), "
-            f"got {ping_pong_repeats}"
-        )
+    _check_limits(max_handoffs, ping_pong_repeats)
     builder = PatternGraph(
         SwarmState, context_schema=Context, input_schema=SwarmInput, output_schema=SwarmOutput
     )
     for spec in agents:
-        tools = make_handoff_tools(
-            [by_name[peer] for peer in spec.handoffs], args_schema=TransferArgs
-        )
+        tools = make_handoff_tools([by_name[p] for p in spec.handoffs], args_schema=TransferArgs)
         accept = partial(
             move, agent=spec.name, tools=tools, max_handoffs=max_handoffs, repeats=ping_pong_repeats
         )
+        node = make_agent_node(
+            spec, view=shared_view(spec), accept=accept, handoffs=tools, middleware=middleware
+        )
+        # A failing agent's fallback models were tried in its call; then the run stops cleanly
+        # (its peers are not a fallback: handing the turn on is the agent's own decision).
         builder.add_node(
             spec.name,
-            make_agent_node(
-                spec, view=shared_view(spec), accept=accept, handoffs=tools, middleware=middleware
-            ),
-            # A failing agent's fallback models were tried in its call; then the run stops cleanly
-            # (its peers are not a fallback: handing the turn on is the agent's own decision).
+            node,
             error_handler=make_fallback_handler(spec),
             destinations=(*spec.handoffs, END),
         )

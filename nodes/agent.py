@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware
@@ -34,7 +35,7 @@ from langchain_core.runnables.utils import coro_with_context
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel
 
-from switchyard.nodes.call import Validate, acall_agent, call_agent
+from switchyard.nodes.call import CallOptions, Validate, acall_agent, call_agent
 from switchyard.nodes.chain import AgentChain
 from switchyard.nodes.record import AgentReply
 from switchyard.state.agents import AgentSpec
@@ -155,6 +156,59 @@ class NodeRunnable(Runnable[Any, Any]):
         return output
 
 
+@dataclass(frozen=True)
+class AgentNode:
+    """What one agent node does, for `invoke` (`run`) and `ainvoke` (`arun`); see `make_agent_node`.
+
+    Attributes:
+        agent: The agent.
+        chain: Its middleware, built once.
+        view: What it sees.
+        accept: What the node returns.
+        handoffs: The handoff tools it is offered.
+        validate: The pattern's check of its structured output.
+        reasks: How often, in a run, a rejected structured answer is asked for again.
+    """
+
+    agent: AgentSpec
+    chain: AgentChain
+    view: View
+    accept: Accept
+    handoffs: Sequence[BaseTool] = ()
+    validate: Validate | None = None
+    reasks: Callable[[Context], int] | None = None
+
+    def _options(self, state: Any, context: Context) -> CallOptions:
+        return CallOptions(
+            chain=self.chain,
+            handoff_tools=self.handoffs,
+            state=dict(state) if isinstance(state, dict) else {},
+            validate=self.validate,
+            reasks=self.reasks(context) if self.reasks is not None else None,
+        )
+
+    def _finish(self, state: Any, reply: AgentReply) -> Any:
+        update = self.accept(state, reply)
+        if isinstance(update, dict) and reply.memory:
+            update = {**update, **memory_update(self.agent.name, reply)}
+        return update
+
+    def run(self, state: Any) -> Any:
+        """Call the agent on its view of `state`; the update `accept` makes of the reply."""
+        context = current_context()
+        messages = self.view(state, context)
+        return self._finish(
+            state, call_agent(self.agent, messages, context, **self._options(state, context))
+        )
+
+    async def arun(self, state: Any) -> Any:
+        """Async form of `run`."""
+        context = current_context()
+        messages = self.view(state, context)
+        reply = await acall_agent(self.agent, messages, context, **self._options(state, context))
+        return self._finish(state, reply)
+
+
 def make_agent_node(
     agent: AgentSpec,
     *,
@@ -189,39 +243,16 @@ def make_agent_node(
         builder.add_node(spec.name, make_agent_node(spec))
         ```
     """
-    chain = AgentChain.of(agent, middleware)
-    see = view or transcript_view(agent)
-
-    def finish(state: Any, reply: AgentReply) -> Any:
-        update = accept(state, reply)
-        if isinstance(update, dict) and reply.memory:
-            update = {**update, **memory_update(agent.name, reply)}
-        return update
-
-    def options(state: Any, context: Context) -> dict[str, Any]:
-        return {
-            "chain": chain,
-            "handoff_tools": handoffs,
-            "state": _as_state(state),
-            "validate": validate,
-            "reasks": reasks(context) if reasks is not None else None,
-        }
-
-    def run(state: Any) -> Any:
-        context = current_context()
-        reply = call_agent(agent, see(state, context), context, **options(state, context))
-        return finish(state, reply)
-
-    async def arun(state: Any) -> Any:
-        context = current_context()
-        reply = await acall_agent(agent, see(state, context), context, **options(state, context))
-        return finish(state, reply)
-
-    return NodeRunnable(run, arun, name=name or agent.name, agent=agent)
-
-
-def _as_state(state: Any) -> dict[str, Any]:
-    return dict(state) if isinstance(state, dict) else {}
+    node = AgentNode(
+        agent=agent,
+        chain=AgentChain.of(agent, middleware),
+        view=view or transcript_view(agent),
+        accept=accept,
+        handoffs=handoffs,
+        validate=validate,
+        reasks=reasks,
+    )
+    return NodeRunnable(node.run, node.arun, name=name or agent.name, agent=agent)
 
 
 def render_output(output: str | BaseModel) -> str:

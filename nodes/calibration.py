@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -339,6 +339,20 @@ def choose_threshold(
     return best
 
 
+def _truth(index: Mapping[str, int], labels: Sequence[str], *, rows: int) -> np.ndarray[Any, Any]:
+    """The column of each label's agent.
+
+    Raises:
+        CalibrationError: Labels that are not agents, or not one label per score row.
+    """
+    unknown = sorted({label for label in labels if label not in index})
+    if unknown:
+        raise CalibrationError(f"validation labels are not agents: {', '.join(unknown[:5])}")
+    if len(labels) != rows:
+        raise CalibrationError(f"{rows} score rows but {len(labels)} labels")
+    return np.asarray([index[label] for label in labels])
+
+
 def fit_calibration(
     classifier: str,
     agents: Sequence[str],
@@ -369,13 +383,8 @@ def fit_calibration(
     """
     names = tuple(agents)
     index = {name: i for i, name in enumerate(names)}
-    unknown = sorted({label for label in labels if label not in index})
-    if unknown:
-        raise CalibrationError(f"validation labels are not agents: {', '.join(unknown[:5])}")
     top, features = evidence(scores)
-    if len(labels) != len(top):
-        raise CalibrationError(f"{len(top)} score rows but {len(labels)} labels")
-    truth = np.asarray([index[label] for label in labels])
+    truth = _truth(index, labels, rows=len(top))
     top_correct = top == truth
     confidence_map = fit_platt(features, top_correct)
     info: dict[str, Any] = dict(fitted_on or {})

@@ -44,6 +44,7 @@ from langgraph.graph.message import add_messages
 from langgraph.prebuilt.tool_node import ToolCallRequest, ToolRuntime
 from langgraph.runtime import Runtime, get_runtime
 from pydantic import BaseModel, ValidationError
+from typing_extensions import TypedDict, Unpack
 
 from switchyard.core.models import default_model, load_chat_model
 from switchyard.core.resilience import ATTEMPT_KEY, retry_attempt
@@ -125,6 +126,58 @@ class _Tool:
 
 
 _Effect = _Hook | _Model | _Tool
+
+
+def bound_request(request: ModelRequest[Any]) -> tuple[Runnable[Any, Any], list[BaseMessage]]:
+    """The runnable a request goes to (bound to its tools or schema) and the messages it sends."""
+    model = request.model
+    runnable: Runnable[Any, Any] = model
+    if request.response_format is not None:
+        runnable = bound_model(model, "schema", (schema_of(request),))
+    elif request.tools:
+        runnable = bound_model(model, "tools", tuple(request.tools))
+    messages: list[BaseMessage] = list(request.messages)
+    if request.system_message is not None:
+        messages.insert(0, request.system_message)
+    return runnable, messages
+
+
+def model_response(
+    request: ModelRequest[Any], output: Any, agent: str, validate: Validate | None
+) -> ModelResponse[Any]:
+    """The innermost result: the reply, or the validated structured output."""
+    if request.response_format is None:
+        reply = output if isinstance(output, AIMessage) else AIMessage(content=output.content)
+        return ModelResponse(result=[reply])
+    raw = output.get("raw")
+    raw = raw if isinstance(raw, AIMessage) else None
+    parsed = output.get("parsed")
+    if not isinstance(parsed, BaseModel):
+        problem = parse_problem(output.get("parsing_error"))
+        raise OutputValidationError(
+            f"agent {agent!r} returned output that does not match "
+            f"{schema_name(request)}: {problem}",
+            reply=raw,
+            problem=problem,
+        )
+    if validate is not None:
+        try:
+            validate(parsed)
+        except OutputValidationError as exc:
+            exc.reply = exc.reply or raw
+            raise
+    return ModelResponse(result=[raw or AIMessage(content="")], structured_response=parsed)
+
+
+def parse_failure(request: ModelRequest[Any], exc: Exception, agent: str) -> OutputValidationError:
+    """A client that validates inside the call (ChatOpenAI's `json_schema`) raised: re-ask."""
+    if request.response_format is None:
+        raise exc
+    problem = parse_problem(exc)
+    return OutputValidationError(
+        f"agent {agent!r} returned output that does not match {schema_name(request)}: {problem}",
+        problem=problem,
+    )
 
 
 class AgentCall:
@@ -223,18 +276,6 @@ class AgentCall:
             runtime=self.runtime,
         )
 
-    def _bound(self, request: ModelRequest[Any]) -> tuple[Runnable[Any, Any], list[BaseMessage]]:
-        model = request.model
-        runnable: Runnable[Any, Any] = model
-        if request.response_format is not None:
-            runnable = bound_model(model, "schema", (schema_of(request),))
-        elif request.tools:
-            runnable = bound_model(model, "tools", tuple(request.tools))
-        messages: list[BaseMessage] = list(request.messages)
-        if request.system_message is not None:
-            messages.insert(0, request.system_message)
-        return runnable, messages
-
     def _call_config(self) -> RunnableConfig:
         # Name the agent (and the attempt) on the model call, so traces (OpenTelemetry,
         # LangSmith) group calls per agent even when the node calling it has another name, and
@@ -242,58 +283,23 @@ class AgentCall:
         metadata = {"agent": self.spec.name, ATTEMPT_KEY: retry_attempt()}
         return {"metadata": metadata, "tags": [f"agent:{self.spec.name}"]}
 
-    def _response(self, request: ModelRequest[Any], output: Any) -> ModelResponse[Any]:
-        """The innermost result: the reply, or the validated structured output."""
-        if request.response_format is None:
-            reply = output if isinstance(output, AIMessage) else AIMessage(content=output.content)
-            return ModelResponse(result=[reply])
-        raw = output.get("raw")
-        raw = raw if isinstance(raw, AIMessage) else None
-        parsed = output.get("parsed")
-        if not isinstance(parsed, BaseModel):
-            problem = parse_problem(output.get("parsing_error"))
-            raise OutputValidationError(
-                f"agent {self.spec.name!r} returned output that does not match "
-                f"{schema_name(request)}: {problem}",
-                reply=raw,
-                problem=problem,
-            )
-        if self.validate is not None:
-            try:
-                self.validate(parsed)
-            except OutputValidationError as exc:
-                exc.reply = exc.reply or raw
-                raise
-        return ModelResponse(result=[raw or AIMessage(content="")], structured_response=parsed)
-
-    def _parse_failure(self, request: ModelRequest[Any], exc: Exception) -> OutputValidationError:
-        """A client that validates inside the call (ChatOpenAI's `json_schema`) raised: re-ask."""
-        if request.response_format is None:
-            raise exc
-        problem = parse_problem(exc)
-        return OutputValidationError(
-            f"agent {self.spec.name!r} returned output that does not match "
-            f"{schema_name(request)}: {problem}",
-            problem=problem,
-        )
-
     def execute(self, request: ModelRequest[Any]) -> ModelResponse[Any]:
         """Call the model (the chain's innermost handler)."""
-        runnable, messages = self._bound(request)
+        runnable, messages = bound_request(request)
         try:
             output = runnable.invoke(messages, self._call_config())
         except _PARSE_ERRORS as exc:
-            raise self._parse_failure(request, exc) from exc
-        return self._response(request, output)
+            raise parse_failure(request, exc, self.spec.name) from exc
+        return model_response(request, output, self.spec.name, self.validate)
 
     async def aexecute(self, request: ModelRequest[Any]) -> ModelResponse[Any]:
         """Async form of `execute`."""
-        runnable, messages = self._bound(request)
+        runnable, messages = bound_request(request)
         try:
             output = await runnable.ainvoke(messages, self._call_config())
         except _PARSE_ERRORS as exc:
-            raise self._parse_failure(request, exc) from exc
-        return self._response(request, output)
+            raise parse_failure(request, exc, self.spec.name) from exc
+        return model_response(request, output, self.spec.name, self.validate)
 
     def answer(self, response: ModelResponse[Any]) -> AIMessage:
         """Take the model's reply into the transcript (named after the agent)."""
@@ -514,30 +520,57 @@ async def _adrive(call: AgentCall) -> AgentReply:
             result = await _arun(call, effect)
 
 
+class CallOptions(TypedDict, total=False):
+    """How a pattern calls an agent (`call_agent`'s keyword arguments).
+
+    Attributes:
+        chain: The agent's middleware; `AgentChain.of(spec)` when missing (build it once per
+            agent and pass it: agent nodes do).
+        handoff_tools: Tools that hand control to another agent. They are offered to the model
+            but not run: the call stops at the first one and returns it as `AgentReply.handoff`.
+        state: The graph state the node was given (middleware hooks see it).
+        validate: The pattern's own check of structured output, run after the schema's.
+        reasks: How often a rejected structured answer is asked for again (missing: once).
+    """
+
+    chain: AgentChain
+    handoff_tools: Sequence[BaseTool]
+    state: Mapping[str, Any]
+    validate: Validate | None
+    reasks: int | None
+
+
+def _start(
+    spec: AgentSpec, messages: Sequence[BaseMessage], context: Context | None, options: CallOptions
+) -> AgentCall:
+    return AgentCall(
+        spec,
+        messages,
+        context or current_context(),
+        chain=options.get("chain") or AgentChain.of(spec),
+        handoff_tools=options.get("handoff_tools", ()),
+        state=options.get("state"),
+        validate=options.get("validate"),
+        reasks=options.get("reasks"),
+    )
+
+
+# `call_agent` and `acall_agent` share their signature only: the loop is `_steps`, written once.
+
+
 def call_agent(
     spec: AgentSpec,
     messages: Sequence[BaseMessage],
     context: Context | None = None,
-    *,
-    chain: AgentChain | None = None,
-    handoff_tools: Sequence[BaseTool] = (),
-    state: Mapping[str, Any] | None = None,
-    validate: Validate | None = None,
-    reasks: int | None = None,
+    **options: Unpack[CallOptions],
 ) -> AgentReply:
     """Run one agent on `messages` (its view; the system prompt is added here).
 
     Args:
-        spec: The agent.
+        spec: The agent (a model agent, or a graph agent: `AgentSpec.graph`).
         messages: What the agent sees, oldest first, without a system message.
         context: The run's context (model override, windows); the current run's when None.
-        chain: The agent's middleware; `AgentChain.of(spec)` when None (build it once per agent
-            and pass it: agent nodes do).
-        handoff_tools: Tools that hand control to another agent. They are offered to the model but
-            not run: the call stops at the first one and returns it as `AgentReply.handoff`.
-        state: The graph state the node was given (middleware hooks see it).
-        validate: The pattern's own check of structured output, run after the schema's.
-        reasks: How often a rejected structured answer is asked for again (None: once).
+        **options: See `CallOptions`.
 
     Raises:
         OutputValidationError: The agent has an output schema and its answer failed it, re-asked.
@@ -547,41 +580,16 @@ def call_agent(
     """
     if spec.graph is not None:
         return call_graph_agent(spec, messages)
-    call = AgentCall(
-        spec,
-        messages,
-        context or current_context(),
-        chain=chain or AgentChain.of(spec),
-        handoff_tools=handoff_tools,
-        state=state,
-        validate=validate,
-        reasks=reasks,
-    )
-    return _drive(call)
+    return _drive(_start(spec, messages, context, options))
 
 
 async def acall_agent(
     spec: AgentSpec,
     messages: Sequence[BaseMessage],
     context: Context | None = None,
-    *,
-    chain: AgentChain | None = None,
-    handoff_tools: Sequence[BaseTool] = (),
-    state: Mapping[str, Any] | None = None,
-    validate: Validate | None = None,
-    reasks: int | None = None,
+    **options: Unpack[CallOptions],
 ) -> AgentReply:
     """Async form of `call_agent`."""
     if spec.graph is not None:
         return await acall_graph_agent(spec, messages)
-    call = AgentCall(
-        spec,
-        messages,
-        context or current_context(),
-        chain=chain or AgentChain.of(spec),
-        handoff_tools=handoff_tools,
-        state=state,
-        validate=validate,
-        reasks=reasks,
-    )
-    return await _adrive(call)
+    return await _adrive(_start(spec, messages, context, options))

@@ -171,24 +171,8 @@ def merge_step_results(
     return {**(left or {}), **(right or {})}
 
 
-def check_plan(
-    plan: Plan, workers: Collection[str], *, max_steps: int
-) -> tuple[list[StepSpec], list[list[str]]]:
-    """Validate a plan against the team and order its steps into waves.
-
-    Args:
-        plan: The manager's plan.
-        workers: Names of the workers steps may be assigned to.
-        max_steps: Most steps a plan may have.
-
-    Returns:
-        The steps as stored in state, and the step ids grouped into waves (each wave depends only
-        on earlier waves; ids within a wave keep the plan's order).
-
-    Raises:
-        PlanValidationError: Every problem found, each naming the step: too many steps, an empty
-            or duplicate id, an empty task, an unknown worker or dependency, or a cycle.
-    """
+def plan_problems(plan: Plan, workers: Collection[str], *, max_steps: int) -> list[str]:
+    """Every problem of a plan that a schema cannot catch, each naming its step."""
     problems: list[str] = []
     if len(plan.steps) > max_steps:
         problems.append(f"the plan has {len(plan.steps)} steps; at most {max_steps} are allowed")
@@ -213,6 +197,28 @@ def check_plan(
         for dependency in step.depends_on:
             if dependency not in positions:
                 problems.append(f"{label} depends on unknown step {dependency!r}")
+    return problems
+
+
+def check_plan(
+    plan: Plan, workers: Collection[str], *, max_steps: int
+) -> tuple[list[StepSpec], list[list[str]]]:
+    """Validate a plan against the team and order its steps into waves.
+
+    Args:
+        plan: The manager's plan.
+        workers: Names of the workers steps may be assigned to.
+        max_steps: Most steps a plan may have.
+
+    Returns:
+        The steps as stored in state, and the step ids grouped into waves (each wave depends only
+        on earlier waves; ids within a wave keep the plan's order).
+
+    Raises:
+        PlanValidationError: Every problem found, each naming the step: too many steps, an empty
+            or duplicate id, an empty task, an unknown worker or dependency, or a cycle.
+    """
+    problems = plan_problems(plan, workers, max_steps=max_steps)
     if problems:
         raise PlanValidationError("; ".join(problems))
     sorter = TopologicalSorter({step.id: step.depends_on for step in plan.steps})

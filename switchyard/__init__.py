@@ -53,8 +53,19 @@ if TYPE_CHECKING:
         add_cost_alert,
     )
     from switchyard.guardrails.idempotency import aonce, idempotency_key, once
+    from switchyard.nodes.agent import make_agent_node
+    from switchyard.nodes.chain import default_middleware
     from switchyard.runtime.resume import aresume_thread, resume_thread
-    from switchyard.runtime.run import RunResult, arun, replay, resume, run, thread_id_for
+    from switchyard.runtime.run import (
+        RunResult,
+        areplay,
+        aresume,
+        arun,
+        replay,
+        resume,
+        run,
+        thread_id_for,
+    )
     from switchyard.state.agents import AgentSpec
     from switchyard.state.context import Context
     from switchyard.state.hierarchical import (
@@ -64,6 +75,7 @@ if TYPE_CHECKING:
         SubTeam,
         check_plan,
     )
+    from switchyard.state.outcomes import EndReason
     from switchyard.storage.dlq import DeadLetterQueue
     from switchyard.storage.persistence import open_async_persistence, open_persistence
     from switchyard.storage.retention import RetentionPolicy, aprune, prune
@@ -95,9 +107,15 @@ _EXPORTS: dict[str, str] = {
     "arun": "switchyard.runtime.run",
     "resume": "switchyard.runtime.run",
     "replay": "switchyard.runtime.run",
+    "aresume": "switchyard.runtime.run",
+    "areplay": "switchyard.runtime.run",
     "thread_id_for": "switchyard.runtime.run",
     "resume_thread": "switchyard.runtime.resume",
     "aresume_thread": "switchyard.runtime.resume",
+    # agents in graphs of your own, and their middleware
+    "make_agent_node": "switchyard.nodes.agent",
+    "default_middleware": "switchyard.nodes.chain",
+    "EndReason": "switchyard.state.outcomes",
     # guardrails configured per process
     "configure_breakers": "switchyard.guardrails.breaker",
     "add_cost_alert": "switchyard.guardrails.budgets",
@@ -137,6 +155,7 @@ __all__ = [
     "Context",
     "DeadLetterQueue",
     "DeadlineExceededError",
+    "EndReason",
     "GraphNotFoundError",
     "InvalidInputError",
     "ModelConfigError",
@@ -153,6 +172,8 @@ __all__ = [
     "add_cost_alert",
     "aonce",
     "aprune",
+    "areplay",
+    "aresume",
     "aresume_thread",
     "arun",
     "build_events_graph",
@@ -164,9 +185,11 @@ __all__ = [
     "build_swarm_graph",
     "check_plan",
     "configure_breakers",
+    "default_middleware",
     "demos",
     "idempotency_key",
     "load_chat_model",
+    "make_agent_node",
     "once",
     "open_async_persistence",
     "open_persistence",

@@ -21,16 +21,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
-from langchain_core.runnables import RunnableConfig
-from langgraph.pregel import Pregel
-from langgraph.types import Durability
 from rich.console import Console, Group
 from rich.live import Live
 from rich.spinner import Spinner
 from rich.text import Text
 
 from switchyard.core.redact import redact
-from switchyard.runtime.stream import astream_graph, stream_graph
 
 _TAIL_CHARS = 240  # how much of a reply being written the live display shows
 
@@ -89,45 +85,10 @@ class StreamProgress:
         self._reply: dict[str, str] = {}  # path -> text so far
         self._display: Live | None = None
 
-    # ----------------------------------------------------------------- driving a run
+    # ----------------------------------------------------------------- a run
 
-    def invoke(
-        self,
-        graph: Pregel[Any, Any, Any, Any],
-        payload: Any,
-        config: RunnableConfig | None = None,
-        *,
-        context: Any = None,
-        durability: Durability | None = None,
-    ) -> Any:
-        """Run `graph` as `graph.invoke` would, showing progress; returns the same value."""
-        self._begin()
-        try:
-            return stream_graph(
-                graph, payload, config, context=context, on_part=self.handle, durability=durability
-            )
-        finally:
-            self._end()
-
-    async def ainvoke(
-        self,
-        graph: Pregel[Any, Any, Any, Any],
-        payload: Any,
-        config: RunnableConfig | None = None,
-        *,
-        context: Any = None,
-        durability: Durability | None = None,
-    ) -> Any:
-        """Async form of `invoke`."""
-        self._begin()
-        try:
-            return await astream_graph(
-                graph, payload, config, context=context, on_part=self.handle, durability=durability
-            )
-        finally:
-            self._end()
-
-    def _begin(self) -> None:
+    def __enter__(self) -> StreamProgress:
+        """A run starts: clear what the last one showed, start the live display."""
         self._running.clear()
         self._reply.clear()
         if self.live:
@@ -135,8 +96,10 @@ class StreamProgress:
                 self._renderable(), console=self.console, transient=True, refresh_per_second=10
             )
             self._display.start()
+        return self
 
-    def _end(self) -> None:
+    def __exit__(self, *exc: object) -> None:
+        """The run ended: stop the live display."""
         if self._display is not None:
             self._display.stop()
             self._display = None

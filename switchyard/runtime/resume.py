@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
@@ -27,17 +28,17 @@ from switchyard.core.errors import (
     SwitchyardError,
 )
 from switchyard.core.models import default_model, load_chat_model
+from switchyard.runtime.effects import State, Steps, adrive, drive
 from switchyard.runtime.run import (
     DEFAULT_DLQ,
     DLQArg,
+    Prepared,
     RunResult,
-    _aexecute,
-    _check_owner,
-    _execute,
-    _Prepared,
-    _result,
-    _usage_of,
+    check_owner,
+    execution,
     run_config,
+    run_result,
+    usage_of,
 )
 from switchyard.state.context import Context
 
@@ -93,12 +94,16 @@ def _not_found(thread_id: str) -> str:
     )
 
 
-def _latest(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> StateSnapshot:
+def _thread_config(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> RunnableConfig:
     if graph.checkpointer is None:
         raise ValueError(_NO_CHECKPOINTER)
     if not isinstance(thread_id, str) or not thread_id.strip():
         raise ThreadNotFoundError(f"thread id must be a non-empty string, got {thread_id!r}")
-    snapshot = graph.get_state({"configurable": {"thread_id": thread_id}})
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def _latest(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> StateSnapshot:
+    snapshot = graph.get_state(_thread_config(graph, thread_id))
     if snapshot.created_at is None:
         raise ThreadNotFoundError(_not_found(thread_id))
     return snapshot
@@ -137,8 +142,8 @@ def _prepare(
     user_id: str,
     context: Context | None,
     correlation_id: str | None,
-) -> _Prepared:
-    _check_owner(snapshot, user_id)
+) -> Prepared:
+    check_owner(snapshot, user_id)
     if snapshot.interrupts:
         raise ThreadInterruptedError(
             f"thread {thread_id!r} is waiting for a person's answer; give it with "
@@ -157,7 +162,31 @@ def _prepare(
         correlation_id=correlation_id or uuid.uuid4().hex,
         resumed=True,
     )
-    return _Prepared(context, config, user_id, session, "")
+    return Prepared(context, config, user_id, session, "")
+
+
+def resuming(
+    graph: Pregel[Any, Any, Any, Any],
+    thread_id: str,
+    user_id: str,
+    context: Context | None,
+    correlation_id: str | None,
+    dlq: DLQArg,
+) -> Steps:
+    """`resume_thread` as steps (see `switchyard.runtime.effects`); its `RunResult`."""
+    snapshot = yield State(_thread_config(graph, thread_id))
+    if snapshot.created_at is None:
+        raise ThreadNotFoundError(_not_found(thread_id))
+    prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id)
+    if not _pending(snapshot):
+        return run_result(
+            snapshot.values, usage_of(snapshot), started=time.perf_counter(), prepared=prepared
+        )
+    result = yield from execution(graph, None, prepared, dlq)
+    return result
+
+
+# `resume_thread` and `aresume_thread` share their signature only: both carry out `resuming`.
 
 
 def resume_thread(
@@ -173,11 +202,11 @@ def resume_thread(
 
     Finished steps are not executed again; a thread whose last run completed is left as it is
     (the result reports its last answer, with no tokens spent). Budgets, the deadline and the
-    dead-letter queue apply as in `switchyard.runtime.run.run`.
+    dead-letter queue apply as in `switchyard.run`.
 
     Args:
         graph: The compiled graph that ran the thread, with the same checkpointer (and store,
-            if its nodes use `switchyard.guardrails.idempotency.once`).
+            if its nodes use `switchyard.once`).
         thread_id: The thread (`RunResult.thread_id`, or `thread_id_for(user, session)`).
         user_id: The caller; must own the thread.
         context: Run settings (model, limits); defaults when None.
@@ -189,19 +218,16 @@ def resume_thread(
         SessionAccessError: The thread belongs to another user (nothing is read or written).
         ThreadInterruptedError: The run waits for a person's answer.
         ModelConfigError: The model cannot be loaded (nothing is written).
+        ValueError: The graph has no checkpointer.
 
     Example:
         ```python
         result = resume_thread(graph, result.thread_id, user_id="ada")
         ```
     """
-    snapshot = _latest(graph, thread_id)
-    prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id)
-    if not _pending(snapshot):
-        return _result(
-            snapshot.values, _usage_of(snapshot), started=time.perf_counter(), prepared=prepared
-        )
-    return _execute(graph, None, prepared, dlq)
+    steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
+    result: RunResult = drive(graph, steps)
+    return result
 
 
 async def aresume_thread(
@@ -220,15 +246,8 @@ async def aresume_thread(
         SessionAccessError: As `resume_thread`.
         ThreadInterruptedError: As `resume_thread`.
         ModelConfigError: As `resume_thread`.
+        ValueError: As `resume_thread`.
     """
-    if graph.checkpointer is None:
-        raise ValueError(_NO_CHECKPOINTER)
-    snapshot = await graph.aget_state({"configurable": {"thread_id": thread_id}})
-    if snapshot.created_at is None:
-        raise ThreadNotFoundError(_not_found(thread_id))
-    prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id)
-    if not _pending(snapshot):
-        return _result(
-            snapshot.values, _usage_of(snapshot), started=time.perf_counter(), prepared=prepared
-        )
-    return await _aexecute(graph, None, prepared, dlq)
+    steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
+    result: RunResult = await adrive(graph, steps)
+    return result

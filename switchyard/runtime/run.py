@@ -15,7 +15,7 @@ from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
-from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.pregel import Pregel
 from langgraph.types import Command, Durability, StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,6 +26,16 @@ from switchyard.graphs.guarded import open_scope, usage_in
 from switchyard.guardrails.scope import with_scope
 from switchyard.observability import telemetry
 from switchyard.observability.logs import correlation_scope
+from switchyard.runtime.effects import (
+    Failed,
+    Head,
+    History,
+    Invoke,
+    State,
+    Steps,
+    adrive,
+    drive,
+)
 from switchyard.runtime.stream import Progress
 from switchyard.state.context import Context
 from switchyard.state.outcomes import EndReason, end_reason_for
@@ -122,7 +132,9 @@ def check_text(text: Any, max_chars: int) -> str:
 
 
 @dataclass(frozen=True)
-class _Prepared:
+class Prepared:
+    """A run ready to go: its context, config, owner, session and message."""
+
     context: Context
     config: RunnableConfig
     user_id: str
@@ -130,7 +142,7 @@ class _Prepared:
     text: str
 
 
-def _prepare(
+def prepare(
     graph: Pregel[Any, Any, Any, Any],
     text: Any,
     user_id: str,
@@ -139,7 +151,13 @@ def _prepare(
     correlation_id: str | None,
     *,
     check_input: bool = True,
-) -> _Prepared:
+) -> Prepared:
+    """Check the message and the model, and derive the run's thread and config.
+
+    Raises:
+        InvalidInputError: The message or ids are invalid.
+        ModelConfigError: The model cannot be loaded.
+    """
     context = context or Context()
     if check_input:
         text = check_text(text, context.max_input_chars)
@@ -155,7 +173,7 @@ def _prepare(
         session_id=session,
         correlation_id=correlation_id or uuid.uuid4().hex,
     )
-    return _Prepared(context, config, user_id, session, text if isinstance(text, str) else "")
+    return Prepared(context, config, user_id, session, text if isinstance(text, str) else "")
 
 
 def run_config(
@@ -193,42 +211,26 @@ def run_config(
     }
 
 
-def _check_owner(snapshot: StateSnapshot | CheckpointTuple | None, user_id: str) -> None:
+def check_owner(snapshot: StateSnapshot | CheckpointTuple | None, user_id: str) -> None:
+    """Refuse a thread recorded as another user's.
+
+    Raises:
+        SessionAccessError: The thread belongs to another user.
+    """
     owner = (snapshot.metadata or {}).get("user_id") if snapshot is not None else None
     if owner is not None and owner != user_id:
         raise SessionAccessError("this session belongs to another user; start a new session")
 
 
-def _session_head(
-    graph: Pregel[Any, Any, Any, Any], config: RunnableConfig
-) -> tuple[CheckpointTuple | StateSnapshot | None, UsageLedger]:
-    """The session's latest checkpoint (its metadata names the owner) and its usage so far.
-
-    Read with the checkpointer's `get_tuple`: one read of the newest checkpoint, where
-    `get_state` would also rebuild every channel and plan the next tasks (about a fifth of a
-    router run without a checkpointer). Owner and usage are the same either way.
-    """
-    saver = graph.checkpointer
-    if not isinstance(saver, BaseCheckpointSaver):
-        snapshot = graph.get_state(config) if saver is not None else None
-        return snapshot, _usage_of(snapshot)
-    head = saver.get_tuple(config)
-    return head, usage_in(head)
+def session_usage(head: CheckpointTuple | StateSnapshot | None) -> UsageLedger:
+    """The usage ledger of a thread's newest checkpoint (a tuple or a snapshot)."""
+    if isinstance(head, CheckpointTuple):
+        return usage_in(head)
+    return usage_of(head)
 
 
-async def _asession_head(
-    graph: Pregel[Any, Any, Any, Any], config: RunnableConfig
-) -> tuple[CheckpointTuple | StateSnapshot | None, UsageLedger]:
-    """Async form of `_session_head`."""
-    saver = graph.checkpointer
-    if not isinstance(saver, BaseCheckpointSaver):
-        snapshot = await graph.aget_state(config) if saver is not None else None
-        return snapshot, _usage_of(snapshot)
-    head = await saver.aget_tuple(config)
-    return head, usage_in(head)
-
-
-def _usage_of(snapshot: StateSnapshot | None) -> UsageLedger:
+def usage_of(snapshot: StateSnapshot | None) -> UsageLedger:
+    """The usage ledger a state snapshot holds (empty for none)."""
     if snapshot is None:
         return {}
     usage: UsageLedger = snapshot.values.get("usage") or {}
@@ -309,15 +311,19 @@ def _resume_point(history: Iterable[StateSnapshot], correlation_id: str) -> str 
     return pending
 
 
-def _result(
+def run_result(
     values: dict[str, Any] | None,
     before: UsageLedger,
     *,
     started: float,
-    prepared: _Prepared,
+    prepared: Prepared,
     error: BaseException | None = None,
     interrupt: Any = None,
 ) -> RunResult:
+    """The `RunResult` of a run that ended with `values` (its state), or failed with `error`.
+
+    `before` is the session's usage when the run started: the result reports this run's own.
+    """
     values = values or {}
     usage = ledger_delta(values.get("usage") or {}, before)
     messages: list[AnyMessage] = values.get("messages") or []
@@ -378,7 +384,7 @@ def _dead_letter(
     dlq: DLQArg,
     graph: Pregel[Any, Any, Any, Any],
     result: RunResult,
-    prepared: _Prepared,
+    prepared: Prepared,
     resume_from: str | None,
 ) -> RunResult:
     """Record a failed run in the dead-letter queue (not escalations: they wait for a person)."""
@@ -400,48 +406,41 @@ def _dead_letter(
     return result.model_copy(update={"dead_letter_id": letter.id})
 
 
-def _execute(
+def execution(
     graph: Pregel[Any, Any, Any, Any],
     payload: Any,
-    prepared: _Prepared,
+    prepared: Prepared,
     dlq: DLQArg,
     checkpoint_id: str | None = None,
     progress: Progress | None = None,
-) -> RunResult:
+) -> Steps:
+    """One run of `graph`, as the steps a driver carries out (`drive`, `adrive`); its `RunResult`.
+
+    The session's owner is checked and its spend read before anything runs; the run gets its
+    scope (budgets primed with that spend) and durable checkpoints; a failed run is recorded in
+    the dead-letter queue with the step a replay starts from.
+    """
     persistent = graph.checkpointer is not None
     config = prepared.config
-    head, before = _session_head(graph, config)
-    _check_owner(head, prepared.user_id)
-    error: BaseException | None = None
-    values: dict[str, Any] | None = None
-    output: Any = None
+    head = yield Head(config)
+    check_owner(head, prepared.user_id)
+    before = session_usage(head)
     started = time.perf_counter()
-    run_config = _with_checkpoint(config, checkpoint_id)
+    run_config = with_scope(
+        _with_checkpoint(config, checkpoint_id), open_scope(prepared.context, before)
+    )
     # A step's checkpoint is written before the next step starts, so a crash never loses the
     # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
     durability: Durability | None = prepared.context.durability if persistent else None
-    correlation = config["metadata"]["correlation_id"]
-    # The run's scope (budgets, deadline) primed with the session's spend, read above anyway.
-    run_config = with_scope(run_config, open_scope(prepared.context, before))
-    with correlation_scope(correlation):
-        try:
-            if progress is not None:  # the same run, streamed step by step
-                output = progress.invoke(
-                    graph, payload, run_config, context=prepared.context, durability=durability
-                )
-            else:
-                output = graph.invoke(
-                    payload, run_config, context=prepared.context, durability=durability
-                )
-            values = output
-        except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
-            error = exc
+    with correlation_scope(config["metadata"]["correlation_id"]):
+        output = yield Invoke(payload, run_config, prepared.context, durability, progress)
+    error = output.error if isinstance(output, Failed) else None
+    values = None if error is not None else output
     final = None
     if persistent and not _output_suffices(graph, output, error):
-        final = graph.get_state(config)
-    if final is not None:  # the full state, not just the output schema's keys
-        values = final.values
-    result = _result(
+        final = yield State(config)
+        values = final.values  # the full state, not just the output schema's keys
+    result = run_result(
         values,
         before,
         started=started,
@@ -451,62 +450,7 @@ def _execute(
     )
     resume_from = None
     if not result.ok and persistent:
-        resume_from = _resume_point(graph.get_state_history(config), result.correlation_id)
-    return _dead_letter(dlq, graph, result, prepared, resume_from)
-
-
-async def _aexecute(
-    graph: Pregel[Any, Any, Any, Any],
-    payload: Any,
-    prepared: _Prepared,
-    dlq: DLQArg,
-    checkpoint_id: str | None = None,
-    progress: Progress | None = None,
-) -> RunResult:
-    persistent = graph.checkpointer is not None
-    config = prepared.config
-    head, before = await _asession_head(graph, config)
-    _check_owner(head, prepared.user_id)
-    error: BaseException | None = None
-    values: dict[str, Any] | None = None
-    output: Any = None
-    started = time.perf_counter()
-    run_config = _with_checkpoint(config, checkpoint_id)
-    # A step's checkpoint is written before the next step starts, so a crash never loses the
-    # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").
-    durability: Durability | None = prepared.context.durability if persistent else None
-    correlation = config["metadata"]["correlation_id"]
-    run_config = with_scope(run_config, open_scope(prepared.context, before))
-    with correlation_scope(correlation):
-        try:
-            if progress is not None:  # the same run, streamed step by step
-                output = await progress.ainvoke(
-                    graph, payload, run_config, context=prepared.context, durability=durability
-                )
-            else:
-                output = await graph.ainvoke(
-                    payload, run_config, context=prepared.context, durability=durability
-                )
-            values = output
-        except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
-            error = exc
-    final = None
-    if persistent and not _output_suffices(graph, output, error):
-        final = await graph.aget_state(config)
-    if final is not None:
-        values = final.values
-    result = _result(
-        values,
-        before,
-        started=started,
-        prepared=prepared,
-        error=error,
-        interrupt=_pending_interrupt(final, output),
-    )
-    resume_from = None
-    if not result.ok and persistent:
-        history = [s async for s in graph.aget_state_history(config)]
-        resume_from = _resume_point(history, result.correlation_id)
+        resume_from = _resume_point((yield History(config)), result.correlation_id)
     return _dead_letter(dlq, graph, result, prepared, resume_from)
 
 
@@ -552,10 +496,10 @@ def run(
         print(result.agent_name, result.confidence, result.output)
         ```
     """
-    prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
-    return _execute(
-        graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq, progress=progress
-    )
+    prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
+    payload = {"messages": [HumanMessage(prepared.text)]}
+    result: RunResult = drive(graph, execution(graph, payload, prepared, dlq, progress=progress))
+    return result
 
 
 async def arun(
@@ -570,10 +514,37 @@ async def arun(
     progress: Progress | None = None,
 ) -> RunResult:
     """Async form of `run` (use with an async checkpointer)."""
-    prepared = _prepare(graph, text, user_id, session_id, context, correlation_id)
-    return await _aexecute(
-        graph, {"messages": [HumanMessage(prepared.text)]}, prepared, dlq, progress=progress
-    )
+    prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
+    payload = {"messages": [HumanMessage(prepared.text)]}
+    steps = execution(graph, payload, prepared, dlq, progress=progress)
+    result: RunResult = await adrive(graph, steps)
+    return result
+
+
+def answering(
+    graph: Pregel[Any, Any, Any, Any],
+    answer: Any,
+    prepared: Prepared,
+    dlq: DLQArg,
+    progress: Progress | None,
+) -> Steps:
+    """`resume` as steps: check that the session waits for a person, then run on the answer.
+
+    Raises:
+        InvalidInputError: The session has no paused run.
+    """
+    snapshot = (yield State(prepared.config)) if graph.checkpointer is not None else None
+    if _pending_interrupt(snapshot) is None and not _escalated_by_error_handler(snapshot):
+        raise InvalidInputError(
+            "this session has no run waiting for a person; send a new message instead"
+        )
+    result = yield from execution(graph, Command(resume=answer), prepared, dlq, progress=progress)
+    return result
+
+
+# Each public operation comes as a sync and an async function: Python needs both signatures, but
+# the logic is written once, as steps (`execution`, `answering`, `replaying`), and the two forms
+# differ only in the driver that carries the steps out (`switchyard.runtime.effects`).
 
 
 def resume(
@@ -592,15 +563,63 @@ def resume(
     Raises:
         InvalidInputError: The session has no paused run.
     """
-    prepared = _prepare(
-        graph, None, user_id, session_id, context, correlation_id, check_input=False
-    )
-    snapshot = graph.get_state(prepared.config) if graph.checkpointer is not None else None
-    if _pending_interrupt(snapshot) is None and not _escalated_by_error_handler(snapshot):
+    prepared = prepare(graph, None, user_id, session_id, context, correlation_id, check_input=False)
+    result: RunResult = drive(graph, answering(graph, answer, prepared, dlq, progress))
+    return result
+
+
+async def aresume(
+    graph: Pregel[Any, Any, Any, Any],
+    answer: Any,
+    *,
+    user_id: str,
+    session_id: str,
+    context: Context | None = None,
+    correlation_id: str | None = None,
+    dlq: DLQArg = DEFAULT_DLQ,
+    progress: Progress | None = None,
+) -> RunResult:
+    """Async form of `resume` (use with an async checkpointer).
+
+    Raises:
+        InvalidInputError: The session has no paused run.
+    """
+    prepared = prepare(graph, None, user_id, session_id, context, correlation_id, check_input=False)
+    result: RunResult = await adrive(graph, answering(graph, answer, prepared, dlq, progress))
+    return result
+
+
+def replaying(
+    graph: Pregel[Any, Any, Any, Any],
+    letter: DeadLetter,
+    context: Context | None,
+    dlq: DeadLetterQueue | None,
+) -> Steps:
+    """`replay` as steps: resume from the letter's checkpoint, then mark the letter.
+
+    Raises:
+        InvalidInputError: The record has no checkpoint to resume from.
+    """
+    if letter.checkpoint_id is None:
         raise InvalidInputError(
-            "this session has no run waiting for a person; send a new message instead"
+            f"dead letter {letter.id} has no checkpoint to resume from (the run failed before "
+            "its first step); send the message again instead"
         )
-    return _execute(graph, Command(resume=answer), prepared, dlq, progress=progress)
+    prepared = prepare(
+        graph,
+        letter.input,
+        letter.user_id,
+        letter.session_id,
+        context,
+        letter.correlation_id,
+        check_input=False,
+    )
+    result: RunResult = yield from execution(
+        graph, None, prepared, None, checkpoint_id=letter.checkpoint_id
+    )
+    queue = dlq or DeadLetterQueue()
+    queue.mark(letter.id, status="replayed" if result.ok else "open")
+    return result
 
 
 def replay(
@@ -617,21 +636,21 @@ def replay(
     Raises:
         InvalidInputError: The record has no checkpoint to resume from.
     """
-    if letter.checkpoint_id is None:
-        raise InvalidInputError(
-            f"dead letter {letter.id} has no checkpoint to resume from (the run failed before "
-            "its first step); send the message again instead"
-        )
-    prepared = _prepare(
-        graph,
-        letter.input,
-        letter.user_id,
-        letter.session_id,
-        context,
-        letter.correlation_id,
-        check_input=False,
-    )
-    result = _execute(graph, None, prepared, None, checkpoint_id=letter.checkpoint_id)
-    queue = dlq or DeadLetterQueue()
-    queue.mark(letter.id, status="replayed" if result.ok else "open")
+    result: RunResult = drive(graph, replaying(graph, letter, context, dlq))
+    return result
+
+
+async def areplay(
+    graph: Pregel[Any, Any, Any, Any],
+    letter: DeadLetter,
+    *,
+    context: Context | None = None,
+    dlq: DeadLetterQueue | None = None,
+) -> RunResult:
+    """Async form of `replay` (use with an async checkpointer).
+
+    Raises:
+        InvalidInputError: The record has no checkpoint to resume from.
+    """
+    result: RunResult = await adrive(graph, replaying(graph, letter, context, dlq))
     return result

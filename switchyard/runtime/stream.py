@@ -48,6 +48,10 @@ class _Final:
         return {INTERRUPT: self.interrupts}
 
 
+# `stream_graph` and `astream_graph` differ in how they iterate (for / async for); what they
+# collect is `_Final`, shared.
+
+
 def stream_graph(
     graph: Pregel[Any, Any, Any, Any],
     payload: Any,
@@ -116,30 +120,17 @@ async def astream_graph(
 
 
 class Progress(Protocol):
-    """Runs a graph as `graph.invoke` / `ainvoke` would, showing its progress as it goes.
+    """Shows a run's progress as it streams: `run(..., progress=...)` takes one.
 
-    `run(..., progress=...)` hands the run to it; whatever it shows, it returns what `invoke`
-    returns (`stream_graph` does the streaming; an implementation only renders the parts).
+    The run is streamed inside `with progress:`, and every stream part (see `stream_graph`) goes
+    to `handle`; the result is what the run returns unstreamed.
     """
 
-    def invoke(
-        self,
-        graph: Pregel[Any, Any, Any, Any],
-        payload: Any,
-        config: RunnableConfig | None = None,
-        *,
-        context: Any = None,
-        durability: Durability | None = None,
-    ) -> Any:
-        """Run `graph` on `payload` like `graph.invoke`, showing progress."""
+    def __enter__(self) -> Any:
+        """The run starts."""
 
-    async def ainvoke(
-        self,
-        graph: Pregel[Any, Any, Any, Any],
-        payload: Any,
-        config: RunnableConfig | None = None,
-        *,
-        context: Any = None,
-        durability: Durability | None = None,
-    ) -> Any:
-        """Async form of `invoke`."""
+    def __exit__(self, *exc: object) -> None:
+        """The run ended (or failed)."""
+
+    def handle(self, part: Mapping[str, Any]) -> None:
+        """Show one stream part."""

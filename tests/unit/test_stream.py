@@ -131,8 +131,8 @@ def test_progress_lines_name_each_step_and_subgraph_node_without_secrets() -> No
     outer.add_edge("team", "parse")
     console, buffer = _console()
     progress = StreamProgress(console, live=False)
-    with pytest.raises(ValueError, match="provider said no"):
-        progress.invoke(outer.compile(), {"messages": [HumanMessage("go")]})
+    with progress, pytest.raises(ValueError, match="provider said no"):
+        stream_graph(outer.compile(), {"messages": [HumanMessage("go")]}, on_part=progress.handle)
     lines = buffer.getvalue().splitlines()
     assert [line.split()[:2] for line in lines] == [
         ["ok", "team"],  # the subgraph's own node finishes first...
