@@ -85,13 +85,17 @@ class SchemaReask(WrappingGuard):
         super().__init__()
         self.retries = retries
 
+    def applies(self, request: ModelRequest[Any]) -> bool:
+        """Only requests for structured output are re-asked."""
+        return request.response_format is not None
+
     def plan(self, request: ModelRequest[Any]) -> Attempts:
         """Ask; while the answer fails its schema, ask again with the error."""
         retries = _reasks(self.retries)
         for attempt in range(retries + 1):
             outcome = yield request
             error = outcome.error
-            if request.response_format is None or not isinstance(error, OutputValidationError):
+            if not isinstance(error, OutputValidationError):
                 return outcome.result()
             _reject(error)
             if attempt == retries:

@@ -21,8 +21,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain.agents.middleware import ModelRequest, ModelResponse
 from langchain.agents.structured_output import AutoStrategy
@@ -108,20 +107,20 @@ def _config() -> RunnableConfig:
         return {}
 
 
-@dataclass(frozen=True)
-class _Hook:
+# The effects `_steps` asks its driver for (tuples: made several times on every call).
+
+
+class _Hook(NamedTuple):
     middleware: Any
     name: str
     state: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class _Model:
+class _Model(NamedTuple):
     request: ModelRequest[Any]
 
 
-@dataclass(frozen=True)
-class _Tool:
+class _Tool(NamedTuple):
     request: ToolCallRequest
 
 

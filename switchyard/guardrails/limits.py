@@ -87,9 +87,6 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
     def _limit(self, what: str, *, timed: bool) -> tuple[float | None, bool]:
         return time_limit(self.agent, what, self.timeout_s if timed else None)
 
-    async def _bounded(self, call: Awaitable[Any], limit: float | None, by_deadline: bool) -> Any:
-        return await bounded(call, self.agent, limit, by_deadline=by_deadline)
-
     def wrap_model_call(self, request: ModelRequest[Any], handler: ModelCall) -> Any:
         """Refuse the call after the deadline; the client's timeout bounds it in flight."""
         self._limit("call its model", timed=True)
@@ -98,7 +95,7 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
     async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncModelCall) -> Any:
         """Refuse the call after the deadline; cancel it at the timeout or the deadline."""
         limit, by_deadline = self._limit("call its model", timed=True)
-        return await self._bounded(handler(request), limit, by_deadline)
+        return await bounded(handler(request), self.agent, limit, by_deadline=by_deadline)
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[..., Any]) -> Any:
         """Refuse a tool call after the deadline."""
@@ -108,4 +105,4 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
     async def awrap_tool_call(self, request: ToolCallRequest, handler: AsyncToolCall) -> Any:
         """Refuse a tool call after the deadline; cancel it when the deadline comes."""
         limit, by_deadline = self._limit(f"run tool {request.tool_call['name']!r}", timed=False)
-        return await self._bounded(handler(request), limit, by_deadline)
+        return await bounded(handler(request), self.agent, limit, by_deadline=by_deadline)

@@ -14,9 +14,11 @@ import operator
 from collections.abc import Iterator, Sequence
 from typing import Annotated, Any
 from unittest import mock
+from uuid import UUID
 
 import pytest
 import requests
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import HumanMessage
 from langchain_core.tools import tool
 from langchain_core.tracers import LangChainTracer
@@ -165,6 +167,38 @@ async def test_async_runs_produce_the_same_tree(exporter: InMemorySpanExporter) 
     (model,) = _only(spans, "chat")
     assert _parent_of(model, spans) is agent
     assert _attr(agent, "switchyard.agent") == result.agent_name == "docs"
+
+
+class _ChainRuns(BaseCallbackHandler):
+    """Counts the chain runs callbacks see, by name, and the parent of each model call."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.ids: dict[UUID, str] = {}
+        self.model_parents: list[str] = []
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        self.names.append(str(kwargs.get("name")))
+        self.ids[kwargs["run_id"]] = str(kwargs.get("name"))
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        self.model_parents.append(self.ids.get(kwargs["parent_run_id"], "?"))
+
+
+@pytest.mark.parametrize("entry", ["invoke", "ainvoke"])
+async def test_each_agent_node_is_one_run_and_its_model_calls_are_inside_it(entry: str) -> None:
+    # LangGraph opens the node's run; an agent node opens no second, nested run of its own.
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile()
+    runs = _ChainRuns()
+    state = {"messages": [HumanMessage("I need a refund for my last payment")]}
+    config: Any = {"callbacks": [runs]}
+    if entry == "invoke":
+        graph.invoke(state, config)
+    else:
+        await graph.ainvoke(state, config)
+    assert runs.names.count("support") == 1
+    assert runs.names.count("classify") == 1
+    assert runs.model_parents == ["support"]
 
 
 def _sum(spans: Sequence[ReadableSpan], key: str, agent: str | None = None) -> int:
