@@ -26,6 +26,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 
 from switchyard.core.errors import SwitchyardError
+from switchyard.core.models import provider_label
 from switchyard.core.pricing import cost_usd
 from switchyard.core.tokens import expected_tokens, tokens_of
 from switchyard.guardrails.limits import bounded, time_limit
@@ -42,8 +43,7 @@ class GraphAgentError(SwitchyardError):
 def model_label(metadata: Mapping[str, Any] | None) -> str:
     """`provider:model` of a model call, from the LangSmith metadata LangChain attaches to it."""
     provider = (metadata or {}).get("ls_provider") or "unknown"
-    name = (metadata or {}).get("ls_model_name")
-    return f"{provider}:{name}" if name else str(provider)
+    return provider_label(str(provider), (metadata or {}).get("ls_model_name"))
 
 
 class GraphCallGuard(BaseCallbackHandler):

@@ -227,6 +227,13 @@ def _package_hint(message: str) -> str | None:
 def model_label(model: BaseChatModel) -> str:
     """A short `provider:model` label for usage ledgers and traces."""
     if isinstance(model, OfflineChatModel):
-        return f"offline:{model.model_name}" if model.model_name != OFFLINE else OFFLINE
+        return provider_label(OFFLINE, model.model_name)
     name = getattr(model, "model_name", None) or getattr(model, "model", None) or "unknown"
     return f"{model._llm_type}:{name}"
+
+
+def provider_label(provider: str, name: str | None) -> str:
+    """`provider:name` as ledgers key a model; the default offline model is plain `offline`."""
+    if provider == OFFLINE and name in (None, OFFLINE):
+        return OFFLINE
+    return f"{provider}:{name}" if name else provider

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.language_models import BaseChatModel, LangSmithParams, LanguageModelInput
 from langchain_core.messages import (
     AIMessage,
     BaseMessage,
@@ -127,6 +127,13 @@ class OfflineChatModel(BaseChatModel):
     @property
     def _identifying_params(self) -> dict[str, Any]:
         return {"model_name": self.model_name}
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        # The provider traces and ledgers name (LangChain's default would say "offlinechatmodel").
+        params = super()._get_ls_params(stop=stop, **kwargs)
+        params["ls_provider"] = "offline"
+        params["ls_model_name"] = self.model_name
+        return params
 
     @property
     def calls(self) -> int:

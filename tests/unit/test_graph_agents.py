@@ -193,3 +193,14 @@ def test_a_bare_compiled_graph_is_an_agent_named_after_it() -> None:
     )
     result = run(graph.compile(checkpointer=InMemorySaver()), "Hello", dlq=None)
     assert (result.ok, result.agent_name, result.output) == (True, "helper", ANSWER)
+
+
+def test_a_graph_agent_on_the_offline_model_is_ledgered_as_offline() -> None:
+    # The model name comes from the call's LangSmith metadata: the offline model reports its
+    # own provider, so the entry matches a spec agent's (and is priced: free).
+    editor = create_agent(OfflineChatModel(), tools=[], name="editor")
+    graph = build_pipeline_graph([offline_worker("research"), editor])
+    result = run(graph.compile(checkpointer=InMemorySaver()), "Heat pumps", dlq=None)
+    assert result.ok
+    assert sorted(result.usage) == ["editor/offline", "research/offline"]
+    assert result.cost_usd == 0.0
