@@ -400,49 +400,40 @@ class AgentCall:
         )
 
 
-def _tool_error(request: ToolCallRequest, error: Exception) -> ToolMessage:
-    """A failing tool is reported to the model, not the user."""
+def _tool_failed(request: ToolCallRequest, problem: str) -> ToolMessage:
+    """A tool call that could not be run is reported to the model, not the user."""
     call = request.tool_call
     return ToolMessage(
-        f"error: {type(error).__name__}: {error}",
-        tool_call_id=call["id"] or "",
-        name=call["name"],
-        status="error",
+        f"error: {problem}", tool_call_id=call["id"] or "", name=call["name"], status="error"
     )
 
 
-def _unknown_tool(request: ToolCallRequest) -> ToolMessage:
-    call = request.tool_call
-    return ToolMessage(
-        f"error: there is no tool {call['name']!r}",
-        tool_call_id=call["id"] or "",
-        name=call["name"],
-        status="error",
-    )
+# The innermost tool handlers, sync and async: the one place a tool is invoked. They differ only in
+# `invoke` / `ainvoke`; everything around them (the loop, the middleware) is written once.
 
 
 def run_tool(request: ToolCallRequest) -> Any:
     """Run one tool call (the tool chain's innermost handler)."""
     if request.tool is None:
-        return _unknown_tool(request)
+        return _tool_failed(request, f"there is no tool {request.tool_call['name']!r}")
     try:
         return request.tool.invoke({**request.tool_call, "type": "tool_call"})
     except GraphBubbleUp:
         raise
     except Exception as exc:
-        return _tool_error(request, exc)
+        return _tool_failed(request, f"{type(exc).__name__}: {exc}")
 
 
 async def arun_tool(request: ToolCallRequest) -> Any:
     """Async form of `run_tool`."""
     if request.tool is None:
-        return _unknown_tool(request)
+        return _tool_failed(request, f"there is no tool {request.tool_call['name']!r}")
     try:
         return await request.tool.ainvoke({**request.tool_call, "type": "tool_call"})
     except GraphBubbleUp:
         raise
     except Exception as exc:
-        return _tool_error(request, exc)
+        return _tool_failed(request, f"{type(exc).__name__}: {exc}")
 
 
 def _steps(call: AgentCall) -> Generator[_Effect, Any, AgentReply]:
@@ -475,6 +466,10 @@ def _steps(call: AgentCall) -> Generator[_Effect, Any, AgentReply]:
         yield from call.hooks("after_model")
     yield from call.hooks("after_agent")
     return call.reply()
+
+
+# The drivers: `_run` / `_drive` carry `_steps` out with sync calls, `_arun` / `_adrive` with async
+# ones. They are the whole of the difference between `call_agent` and `acall_agent`.
 
 
 def _run(call: AgentCall, effect: _Effect) -> Any:

@@ -27,7 +27,7 @@ class UsageEntry(TypedDict):
 UsageLedger = dict[str, UsageEntry]
 """Ledger keyed by `"agent/model"`; merged by `switchyard.state.reducers.merge_usage`."""
 
-_SUMMED = (
+SUMMED = (
     "calls",
     "input_tokens",
     "output_tokens",
@@ -38,6 +38,7 @@ _SUMMED = (
     "latency_ms_sum",
     "cost_usd",
 )
+"""The entry fields that add up across calls (the rest: the key's parts and `latency_ms_max`)."""
 
 
 def usage_key(agent: str, model: str) -> str:
@@ -80,7 +81,7 @@ def usage_entry(
 def add_entries(left: UsageEntry, right: UsageEntry) -> UsageEntry:
     """Sum two entries of the same (agent, model); latency_ms_max takes the larger."""
     merged = cast(dict[str, Any], dict(left))
-    for key in _SUMMED:
+    for key in SUMMED:
         merged[key] = merged[key] + cast(dict[str, Any], right)[key]
     merged["latency_ms_max"] = max(left["latency_ms_max"], right["latency_ms_max"])
     return cast(UsageEntry, merged)
@@ -100,7 +101,7 @@ def ledger_delta(after: UsageLedger, before: UsageLedger) -> UsageLedger:
         if entry["calls"] == prior["calls"]:
             continue
         diff = cast(dict[str, Any], dict(entry))
-        for field_name in _SUMMED:
+        for field_name in SUMMED:
             diff[field_name] = diff[field_name] - cast(dict[str, Any], prior)[field_name]
         delta[key] = cast(UsageEntry, diff)
     return delta

@@ -18,6 +18,7 @@ from switchyard.core.errors import SwitchyardError
 from switchyard.core.redact import redact
 from switchyard.observability.telemetry import conventions as semconv
 from switchyard.observability.telemetry.spans import OpenSpan
+from switchyard.state.usage import SUMMED
 
 # LangChain provider ids -> `gen_ai.provider.name` well-known values.
 _PROVIDERS = {
@@ -39,18 +40,6 @@ _PROVIDERS = {
     "offlinechatmodel": "switchyard.offline",
 }
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-# Usage-ledger fields that add up across a node's entries, in the order the attributes are set.
-_USAGE_TOTALS = (
-    "calls",
-    "input_tokens",
-    "output_tokens",
-    "total_tokens",
-    "cache_hits",
-    "retries",
-    "fallbacks",
-    "cost_usd",
-    "latency_ms_sum",
-)
 _RUN_METADATA = ("correlation_id", "pattern", "user_id", "session_id", "thread_id")
 
 
@@ -144,7 +133,7 @@ def usage_attributes(usage: Mapping[str, Any]) -> dict[str, Any]:
     for entry in usage.values():
         if not isinstance(entry, Mapping):
             continue
-        for key in _USAGE_TOTALS:
+        for key in SUMMED:
             value = entry.get(key)
             if isinstance(value, int | float):
                 totals[key] = totals.get(key, 0) + value
