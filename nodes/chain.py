@@ -47,7 +47,6 @@ from switchyard.core.models import load_chat_model
 from switchyard.core.resilience import TransientRetry
 from switchyard.guardrails.breaker import BreakerGuard
 from switchyard.guardrails.fallback import FallbackModels
-from switchyard.guardrails.guard import CallGuard, WrappingGuard
 from switchyard.guardrails.limits import CallLimits
 from switchyard.guardrails.spend import SpendGuard
 from switchyard.nodes.agent_guards import SchemaReask, ToolAuthority, UsageRecorder
@@ -155,9 +154,20 @@ def _direct(method: Callable[..., Any], inner: Callable[[Any], Any], request: An
     return method(request, inner)
 
 
-_PASS_THROUGH = (WrappingGuard, CallGuard, CallLimits, TransientRetry)
-"""Our own layers return their handler's response as it is (a `ModelResponse` already), so
-they are called `_direct`ly: no normalising, and no extra coroutine per layer per call."""
+_PASS_THROUGH = frozenset(
+    {
+        FallbackModels,
+        SchemaReask,
+        TransientRetry,
+        SpendGuard,
+        BreakerGuard,
+        CallLimits,
+        UsageRecorder,
+    }
+)
+"""Our own layers (exactly these classes, not subclasses a user may write) return their handler's
+response as it is, a `ModelResponse` already: they are called `_direct`ly, without normalising and
+without an extra coroutine per layer per call."""
 
 Layer = tuple[Callable[..., Any], Callable[..., Any]]
 """A middleware method and how to call it (`_layer`, `_alayer` or `_direct`)."""
@@ -219,7 +229,7 @@ class AgentChain:
         """The sync model-call chain around `execute`."""
         return compose(
             [
-                (m.wrap_model_call, _direct if isinstance(m, _PASS_THROUGH) else _layer)
+                (m.wrap_model_call, _direct if type(m) in _PASS_THROUGH else _layer)
                 for m in self._wrapping["wrap_model_call"]
             ],
             execute,
@@ -229,7 +239,7 @@ class AgentChain:
         """The async model-call chain around `execute`."""
         return compose(
             [
-                (m.awrap_model_call, _direct if isinstance(m, _PASS_THROUGH) else _alayer)
+                (m.awrap_model_call, _direct if type(m) in _PASS_THROUGH else _alayer)
                 for m in self._wrapping["wrap_model_call"]
             ],
             execute,

@@ -23,6 +23,7 @@ from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 
 from switchyard import AgentSpec, build_router_graph, build_supervisor_graph, run
+from switchyard.guardrails.guard import Attempts, WrappingGuard
 from switchyard.nodes.chain import AgentChain, default_middleware
 from tests.fakes import scripted
 
@@ -166,3 +167,25 @@ def test_the_default_chain_is_visible_and_user_middleware_goes_outside_it() -> N
 
 def thread(name: str) -> Any:
     return {"configurable": {"thread_id": name}}
+
+
+class Replaces(WrappingGuard):
+    """A user's guard built on Switchyard's own base class, answering with a bare AIMessage."""
+
+    def plan(self, request: ModelRequest[Any]) -> Attempts:
+        (yield request).result()
+        return AIMessage("Replaced by the user's guard.")
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+async def test_a_users_guard_may_answer_with_a_bare_message(mode: str) -> None:
+    # Our own layers are called without normalising their result; a subclass a user writes is
+    # normalised like any middleware.
+    graph = router(Replaces())
+    state = {"messages": [HumanMessage("I need a refund")]}
+    with scripted("scripted:support", "Original."):
+        if mode == "sync":
+            out = graph.invoke(state, thread("t"))
+        else:
+            out = await graph.ainvoke(state, thread("t"))
+    assert out["messages"][-1].text == "Replaced by the user's guard."
