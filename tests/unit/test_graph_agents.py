@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from langchain.agents import create_agent
-from langchain_core.messages import AIMessage
+from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
@@ -141,6 +141,21 @@ def test_the_runs_deadline_stops_a_graph_agent(pattern: str) -> None:
     result = run(PATTERNS[pattern](helper), "I need a refund", context=Context(deadline_s=1e-6))
     assert result.end_reason == "deadline", result.error
     assert model.calls == []
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_a_graph_agents_budget_and_the_deadline_hold_through_a_plain_invoke(pattern: str) -> None:
+    # No run facade: the compiled pattern opens the run's scope itself.
+    state = {"messages": [HumanMessage("I need a refund")]}
+    budgeted, refused_model = graph_agent(ANSWER, budget=Budget(max_tokens=5))
+    refused = PATTERNS[pattern](budgeted).invoke(state, {"configurable": {"thread_id": "b"}})
+    assert refused["end_reason"] == REFUSED[pattern]
+    helper, late_model = graph_agent(ANSWER)
+    late = PATTERNS[pattern](helper).invoke(
+        state, {"configurable": {"thread_id": "d"}}, context=Context(deadline_s=1e-6)
+    )
+    assert late["end_reason"] == "deadline"
+    assert refused_model.calls == late_model.calls == []
 
 
 def test_a_failing_graph_agent_is_handled_as_any_failing_agent() -> None:
