@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import ChatGeneration, ChatResult
+from langchain_core.outputs import ChatResult
 from pydantic import Field, PrivateAttr
 
 from switchyard.core.offline import OfflineChatModel
@@ -157,13 +157,7 @@ class BenchChatModel(OfflineChatModel):
         else:
             message = AIMessage(content=reply_text(done))
             output_tokens = REPLY_WORDS + 8
-        message.usage_metadata = {
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "total_tokens": input_tokens + output_tokens,
-        }
-        message.response_metadata = {"model_name": self.model_name, "model_provider": "offline"}
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return self._billed(message, input_tokens, output_tokens)
 
 
 @dataclass

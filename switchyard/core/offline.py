@@ -193,8 +193,12 @@ class OfflineChatModel(BaseChatModel):
             kwargs.get("tool_choice"),
             tool_threshold=self.tool_threshold,
         )
-        input_tokens = count_tokens_approximately(messages)
-        output_tokens = count_tokens_approximately([message])
+        return self._billed(
+            message, count_tokens_approximately(messages), count_tokens_approximately([message])
+        )
+
+    def _billed(self, message: AIMessage, input_tokens: int, output_tokens: int) -> ChatResult:
+        """`message` as the result, reporting usage and model as a provider's reply does."""
         message.usage_metadata = {
             "input_tokens": input_tokens,
             "output_tokens": output_tokens,

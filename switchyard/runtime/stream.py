@@ -52,6 +52,14 @@ class _Final:
 # collect is `_Final`, shared.
 
 
+_STREAMED: dict[str, Any] = {
+    "stream_mode": list(STREAM_MODES),
+    "subgraphs": True,
+    "version": "v2",
+}
+"""How `stream_graph` and `astream_graph` ask for parts: every mode, subgraphs included."""
+
+
 def stream_graph(
     graph: Pregel[Any, Any, Any, Any],
     payload: Any,
@@ -78,15 +86,7 @@ def stream_graph(
         Exception: Whatever the graph raises; parts streamed before the failure were delivered.
     """
     final = _Final()
-    for part in graph.stream(
-        payload,
-        config,
-        context=context,
-        durability=durability,
-        stream_mode=list(STREAM_MODES),
-        subgraphs=True,
-        version="v2",
-    ):
+    for part in graph.stream(payload, config, context=context, durability=durability, **_STREAMED):
         final.take(part)
         if on_part is not None:
             on_part(part)
@@ -105,13 +105,7 @@ async def astream_graph(
     """Async form of `stream_graph`."""
     final = _Final()
     async for part in graph.astream(
-        payload,
-        config,
-        context=context,
-        durability=durability,
-        stream_mode=list(STREAM_MODES),
-        subgraphs=True,
-        version="v2",
+        payload, config, context=context, durability=durability, **_STREAMED
     ):
         final.take(part)
         if on_part is not None:
