@@ -14,6 +14,9 @@ reports, the CLI's output) passes through `redact`. It masks:
   when its shape is unknown).
 
 Masks name what was removed (`[REDACTED:openai-key]`), so a reader knows a secret was there.
+
+It then masks personal data (emails, Luhn-valid card numbers, phone numbers, IP addresses) with
+`switchyard.core.pii.mask_pii`: `[REDACTED_EMAIL]`, `[REDACTED_CREDIT_CARD]`, ...
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from switchyard.core.pii import mask_pii
 
 MASK = "[REDACTED]"
 """What a secret whose kind is not known is replaced with."""
@@ -102,19 +107,20 @@ def secret_env_values(environ: Mapping[str, str] | None = None) -> list[str]:
 
 
 def redact(text: str, *, environ: Mapping[str, str] | None = None) -> str:
-    """Mask every secret in `text` (see the module docstring for what counts as one).
+    """Mask every secret and every piece of personal data in `text` (see the module docstring).
 
     Args:
         text: Any text: a log message, an error, a model's answer, a tool's output.
         environ: The environment whose secret values are masked too; `os.environ` when None.
 
     Returns:
-        `text` with each secret replaced by a `[REDACTED:...]` marker.
+        `text` with each secret replaced by a `[REDACTED:...]` marker and each email, card
+        number, phone number and IP address by a `[REDACTED_<TYPE>]` one.
 
     Example:
         ```python
-        redact("curl -H 'Authorization: Bearer abc.def.ghi'")
-        # "curl -H 'Authorization: [REDACTED:authorization]'"
+        redact("curl -H 'Authorization: Bearer abc.def.ghi' # ana@example.com")
+        # "curl -H 'Authorization: [REDACTED:authorization]' # [REDACTED_EMAIL]"
         ```
     """
     if not text:
@@ -124,7 +130,7 @@ def redact(text: str, *, environ: Mapping[str, str] | None = None) -> str:
             text = text.replace(value, "[REDACTED:env]")
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return mask_pii(text)
 
 
 def is_secret_name(name: str) -> bool:
