@@ -42,6 +42,12 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="only this thread (repeat for more; default: every thread)",
     )
     cmd.add_argument(
+        "--user",
+        default=None,
+        help="act as this user: prune only their threads; every --thread must be theirs "
+        "(default: every user's threads, as the operator)",
+    )
+    cmd.add_argument(
         "--checkpointer",
         default=None,
         help="SQLite path or postgresql:// DSN (default: SWITCHYARD_CHECKPOINTER)",
@@ -67,6 +73,7 @@ def _prune_command(args: argparse.Namespace, console: Console) -> int:
             thread_ids=args.thread,
             store=persistence.store,
             dry_run=args.dry_run,
+            user_id=args.user,
         )
     if args.json:
         print(json.dumps(asdict(report), indent=2))

@@ -12,9 +12,11 @@ from rich.table import Table
 from switchyard.cli.tables import usage_table
 from switchyard.core.redact import redact
 from switchyard.observability.report import (
+    ReportAccessError,
     ReportError,
     SessionNotFoundError,
     SessionReport,
+    not_yours,
     render_html,
     session_report,
 )
@@ -74,7 +76,12 @@ def add_command(commands: Any) -> None:
         "report", help="per-agent usage, timing and failures of a stored session"
     )
     report.add_argument("thread", help="the session's thread id, or its session id (with --user)")
-    report.add_argument("--user", default="local", help="owner of the session (default: local)")
+    report.add_argument(
+        "--user",
+        default=None,
+        help="act as this user: only their sessions are reported, and a SESSION id is theirs "
+        "(default: any session, as the operator; a SESSION id is then local's)",
+    )
     report.add_argument(
         "--checkpointer",
         default=None,
@@ -86,19 +93,27 @@ def add_command(commands: Any) -> None:
     report.set_defaults(handler=_handle)
 
 
+def _find(saver: Any, reference: str, user_id: str | None) -> tuple[str, Any]:
+    """The thread `reference` names (a thread id, else a session of the user) and its head.
+
+    Given a user, only their threads count; anything else gets the same one line.
+    """
+    for thread_id in (reference, thread_id_for(user_id or "local", reference)):
+        found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        owner = (found.metadata or {}).get("user_id") if found is not None else None
+        if found is not None and (user_id is None or owner == user_id):
+            return thread_id, found
+    if user_id is not None:
+        raise ReportAccessError(not_yours(reference, user_id))
+    raise SessionNotFoundError(
+        f"no stored session {reference!r}: not a thread id, nor a session of user 'local'; pass "
+        "the thread id, or the session id with the right --user and --checkpointer"
+    )
+
+
 def _handle(args: argparse.Namespace, console: Console) -> int:
     with open_checkpointer(args.checkpointer) as saver:
-        thread_id = args.thread
-        found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
-        if found is None:
-            thread_id = thread_id_for(args.user, args.thread)
-            found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
-        if found is None:
-            raise SessionNotFoundError(
-                f"no stored session {args.thread!r}: not a thread id, nor a session of user "
-                f"{args.user!r}; pass the thread id, or the session id with the right --user and "
-                "--checkpointer"
-            )
+        thread_id, found = _find(saver, args.thread, args.user)
         pattern = (found.metadata or {}).get("pattern")
         if not isinstance(pattern, str):
             raise SessionNotFoundError(
@@ -106,7 +121,7 @@ def _handle(args: argparse.Namespace, console: Console) -> int:
                 "by `switchyard run`"
             )
         graph = load_graph(pattern).builder.compile(checkpointer=saver, name=pattern)
-        report = session_report(graph, thread_id)
+        report = session_report(graph, thread_id, user_id=args.user)
     print_session(report, console)
     if args.html:
         path = Path(args.html)

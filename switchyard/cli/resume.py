@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
+from typing import Any
 
 from rich.console import Console
 
-from switchyard.core.errors import GraphNotFoundError, InvalidInputError, SessionAccessError
+from switchyard.core.errors import GraphNotFoundError, InvalidInputError
 from switchyard.runtime.registry import load_graph
-from switchyard.runtime.resume import ThreadNotFoundError, resume_thread, thread_status
+from switchyard.runtime.resume import check_access, resume_thread, thread_status
 from switchyard.runtime.run import thread_id_for
+from switchyard.runtime.settings import restored_context, settings_in
 from switchyard.state.context import Context
 from switchyard.storage.persistence import open_persistence, require_existing
 
@@ -26,7 +29,9 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     cmd.add_argument("--user", default="local", help="user id owning the session")
     cmd.add_argument("--session", default=None, help="resume this session of --user")
     cmd.add_argument(
-        "--model", default=None, help="'offline' or 'provider:model' (default: SWITCHYARD_MODEL)"
+        "--model",
+        default=None,
+        help="'offline' or 'provider:model' (default: the model the run started with)",
     )
     cmd.add_argument(
         "--checkpointer",
@@ -45,17 +50,10 @@ def _resume_command(args: argparse.Namespace, console: Console) -> int:
     with open_persistence(args.checkpointer) as persistence:
         # The latest checkpoint's metadata names the owner and the pattern that ran the thread.
         probe = persistence.checkpointer.get_tuple({"configurable": {"thread_id": thread_id}})
-        if probe is None:
-            raise ThreadNotFoundError(
-                f"no thread {thread_id!r} in {persistence.location}; check the id and "
-                "--checkpointer / SWITCHYARD_CHECKPOINTER"
-            )
-        owner = probe.metadata.get("user_id")
-        if owner is not None and owner != args.user:
-            raise SessionAccessError(
-                f"thread {thread_id!r} belongs to another user; pass --user with its owner"
-            )
-        pattern = probe.metadata.get("pattern")
+        # Missing, ownerless and foreign threads get the same one line: nothing is revealed.
+        check_access(probe, thread_id, args.user)
+        metadata: dict[str, Any] = dict(probe.metadata) if probe is not None else {}
+        pattern = metadata.get("pattern")
         if not isinstance(pattern, str):
             raise GraphNotFoundError(
                 f"thread {thread_id!r} records no pattern (it was not started by switchyard "
@@ -76,7 +74,7 @@ def _resume_command(args: argparse.Namespace, console: Console) -> int:
             if not status.next:
                 return 0
         result = resume_thread(
-            graph, thread_id, user_id=args.user, context=Context(model=args.model)
+            graph, thread_id, user_id=args.user, context=_context(metadata, args.model)
         )
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
@@ -85,3 +83,11 @@ def _resume_command(args: argparse.Namespace, console: Console) -> int:
     else:
         console.print(f"run ended: {result.end_reason}: {result.error}", markup=False)
     return 0 if result.ok else 1
+
+
+def _context(metadata: dict[str, Any], model: str | None) -> Context | None:
+    """The run's stored settings, with `--model` (when given) as the one override."""
+    if model is None:
+        return None  # resume_thread restores the run's own settings
+    stored = restored_context(settings_in(metadata), None) or Context()
+    return replace(stored, model=model)

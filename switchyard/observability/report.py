@@ -28,7 +28,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from switchyard.core.errors import SwitchyardError
+from switchyard.core.errors import SessionAccessError, SwitchyardError
 from switchyard.core.redact import redact
 from switchyard.state.reducers import merge_usage
 from switchyard.state.usage import UsageEntry, UsageLedger
@@ -53,6 +53,23 @@ class ReportError(SwitchyardError):
 
 class SessionNotFoundError(ReportError, LookupError):
     """No stored session has the requested thread (or session) id."""
+
+
+class ReportAccessError(SessionNotFoundError, SessionAccessError):
+    """The caller has no stored session with the requested id.
+
+    Raised alike when the session does not exist, has no owner or is another user's, so the
+    answer reveals neither the session nor its owner.
+    """
+
+
+def not_yours(reference: str, user_id: str) -> str:
+    """The one answer for a session `user_id` may not read, whether it exists or not."""
+    return (
+        f"no stored session {reference!r} of user {user_id!r} (it does not exist here, or "
+        "belongs to another user); pass the thread id or session id, the right --user and "
+        "--checkpointer"
+    )
 
 
 # --------------------------------------------------------------------------- per-agent usage
@@ -410,15 +427,21 @@ def report_from_history(thread_id: str, history: Iterable[StateSnapshot]) -> Ses
     )
 
 
-def session_report(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> SessionReport:
+def session_report(
+    graph: Pregel[Any, Any, Any, Any], thread_id: str, *, user_id: str | None = None
+) -> SessionReport:
     """Rebuild a stored session from `graph`'s checkpointer.
 
     Args:
         graph: The pattern's graph, compiled with the checkpointer holding the session.
         thread_id: The session's thread (`RunResult.thread_id`).
+        user_id: The caller; when given, the session must be theirs (checked before its history
+            is read). None reads any session (the operator's view).
 
     Raises:
         SessionNotFoundError: The thread has no checkpoints.
+        ReportAccessError: `user_id` is given and the session is missing, has no owner or is
+            another user's (refused alike).
 
     Example:
         ```python
@@ -427,6 +450,10 @@ def session_report(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> Session
         ```
     """
     config: RunnableConfig = {"configurable": {"thread_id": thread_id}}
+    if user_id is not None:
+        owner = (graph.get_state(config).metadata or {}).get("user_id")
+        if owner is None or owner != user_id:
+            raise ReportAccessError(not_yours(thread_id, user_id))
     return report_from_history(thread_id, graph.get_state_history(config))
 
 

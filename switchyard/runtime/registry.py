@@ -1,8 +1,15 @@
-"""The pattern registry: pattern name -> compiled demo graph, mirrored by langgraph.json."""
+"""The pattern registry: pattern name -> compiled demo graph, mirrored by langgraph.json.
+
+`load_graph` also takes an import path (`package.module:attribute`, as in langgraph.json), and
+remembers where each graph it loads came from: `graph_reference` answers that for the graph or for
+any graph compiled from its builder, so a dead letter can record exactly which graph to rebuild.
+"""
 
 from __future__ import annotations
 
 import importlib
+import sys
+import threading
 from typing import Any
 
 from langgraph.graph.state import CompiledStateGraph
@@ -15,6 +22,11 @@ PATTERNS: dict[str, str] = {
 }
 """Each pattern's compiled demo graph as `module:attribute`, as in langgraph.json (tested)."""
 
+# The builder of every graph `load_graph` returned, by identity, with the import path it came
+# from; each entry holds its builder, so an id cannot be reused while it is in here.
+_loaded: dict[int, tuple[object, str]] = {}
+_loaded_lock = threading.Lock()
+
 
 def pattern_names() -> list[str]:
     """Names of the registered patterns, in registration order."""
@@ -22,22 +34,81 @@ def pattern_names() -> list[str]:
 
 
 def load_graph(name: str) -> CompiledStateGraph[Any, Any, Any, Any]:
-    """Import a pattern's compiled demo graph (compiled without a checkpointer).
+    """Import a pattern's compiled demo graph (compiled without a checkpointer), or any graph.
+
+    Args:
+        name: A registered pattern name (`router`), or an import path `module:attribute` naming
+            a compiled graph.
 
     Raises:
-        GraphNotFoundError: `name` is not a registered pattern; the message lists those that are.
+        GraphNotFoundError: `name` is neither a registered pattern (the message lists those) nor
+            an importable compiled graph (the message says what failed).
     """
     target = PATTERNS.get(name)
-    if target is None:
+    if target is None and ":" not in name:
         raise GraphNotFoundError(f"unknown pattern {name!r}; choose one of: {', '.join(PATTERNS)}")
-    module_name, attribute = target.split(":")
-    graph: CompiledStateGraph[Any, Any, Any, Any] = getattr(
-        importlib.import_module(module_name), attribute
-    )
+    return load_target(target or name)
+
+
+def load_target(target: str) -> CompiledStateGraph[Any, Any, Any, Any]:
+    """Import the compiled graph at `module:attribute` and remember where it came from.
+
+    Raises:
+        GraphNotFoundError: The module cannot be imported, lacks the attribute, or the attribute
+            is not a compiled LangGraph graph.
+    """
+    module_name, sep, attribute = target.partition(":")
+    if not sep or not module_name.strip() or not attribute.strip():
+        raise GraphNotFoundError(f"graph {target!r} is not an import path module:attribute")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any failure of the user's module: reported in one line
+        raise GraphNotFoundError(
+            f"cannot import graph {target!r}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+    graph = getattr(module, attribute, None)
+    if graph is None:
+        raise GraphNotFoundError(
+            f"cannot import graph {target!r}: {module_name} has no {attribute}"
+        )
+    if not isinstance(graph, CompiledStateGraph):
+        raise GraphNotFoundError(
+            f"{target!r} is a {type(graph).__name__}, not a compiled LangGraph graph"
+        )
+    with _loaded_lock:
+        _loaded[id(graph.builder)] = (graph.builder, target)
     return graph
+
+
+def graph_reference(graph: object) -> str | None:
+    """The import path that rebuilds `graph`, or None for a graph built elsewhere.
+
+    That is where `load_graph` loaded it, or the graph whose builder it was compiled from. A graph
+    built elsewhere is replayed from Python, with the graph itself. Demo graphs are recognised
+    once their module is imported, however they were obtained.
+    """
+    builder = getattr(graph, "builder", None)
+    if builder is None:
+        return None
+    with _loaded_lock:
+        entry = _loaded.get(id(builder))
+    if entry is not None and entry[0] is builder:
+        return entry[1]
+    for target in PATTERNS.values():
+        module_name, _, attribute = target.partition(":")
+        module = sys.modules.get(module_name)
+        demo = getattr(module, attribute, None) if module is not None else None
+        if demo is not None and getattr(demo, "builder", None) is builder:
+            return target
+    return None
 
 
 def describe(name: str) -> str:
     """First line of a pattern module's docstring (`switchyard.graphs.<name>`)."""
     module = importlib.import_module(f"switchyard.graphs.{name}")
     return (module.__doc__ or "").strip().splitlines()[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no detail"

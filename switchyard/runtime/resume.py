@@ -5,7 +5,12 @@ checkpoint it saved, with the steps still to run in `next`. `resume_thread(graph
 continues from there: LangGraph re-executes only the steps that had not finished (a step whose
 writes were saved is not run again), and nodes that make side effects skip the ones they already
 made with `switchyard.once`. (A run paused for a person's answer is continued with
-`switchyard.resume` / `switchyard run --resume ANSWER` instead.) From the shell:
+`switchyard.resume` / `switchyard run --resume ANSWER` instead.)
+
+Only the thread's owner may resume it: another user's thread, a thread with no recorded owner and
+a thread that does not exist are refused alike (`ThreadAccessError`), so the answer reveals nothing.
+The run's settings (its context and default model) come back from the checkpoint's metadata unless
+the caller passes a context. From the shell:
 
 ```bash
 switchyard resume 7d0c...            # the thread id printed by `switchyard run --json`
@@ -21,12 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from switchyard.core.errors import (
-    SwitchyardError,
-)
+from switchyard.core.errors import SessionAccessError, SwitchyardError
 from switchyard.core.models import default_model, load_chat_model
 from switchyard.runtime.effects import State, Steps, adrive, drive
 from switchyard.runtime.run import (
@@ -40,11 +44,20 @@ from switchyard.runtime.run import (
     run_result,
     usage_of,
 )
+from switchyard.runtime.settings import SETTINGS_KEY, restored_context, settings_in, settings_text
 from switchyard.state.context import Context
 
 
 class ThreadNotFoundError(SwitchyardError, LookupError):
     """No checkpoint exists for the thread a caller asked for."""
+
+
+class ThreadAccessError(ThreadNotFoundError, SessionAccessError):
+    """The caller may not use the thread: it does not exist, has no owner, or is another user's.
+
+    The three are refused in the same words, so the answer reveals neither the thread nor its
+    owner; the error is both a `ThreadNotFoundError` and a `SessionAccessError`.
+    """
 
 
 class ThreadInterruptedError(SwitchyardError, RuntimeError):
@@ -87,11 +100,36 @@ _NO_CHECKPOINTER = (
 )
 
 
-def _not_found(thread_id: str) -> str:
+def not_yours(thread_id: str, user_id: str) -> str:
+    """The one answer for a thread the caller may not use, whether it exists or not."""
     return (
-        f"no thread {thread_id!r} in this checkpointer; check the id (switchyard run --json "
-        "prints it) and that SWITCHYARD_CHECKPOINTER points at the same database"
+        f"no thread {thread_id!r} of user {user_id!r} in this checkpointer (it does not exist "
+        "here, or belongs to another user); check the id (switchyard run --json prints it), the "
+        "user and that SWITCHYARD_CHECKPOINTER points at the same database"
     )
+
+
+def check_access(
+    snapshot: StateSnapshot | CheckpointTuple | None, thread_id: str, user_id: str
+) -> None:
+    """Refuse a thread that is missing, has no owner, or is not `user_id`'s.
+
+    Args:
+        snapshot: The thread's newest state or checkpoint (None, or an empty snapshot, when the
+            thread does not exist).
+        thread_id: The thread, for the message.
+        user_id: The caller.
+
+    Raises:
+        ThreadAccessError: In all three cases, in the same words.
+    """
+    missing = snapshot is None or (
+        isinstance(snapshot, StateSnapshot) and snapshot.created_at is None
+    )
+    try:
+        check_owner(None if missing else snapshot, user_id, required=True)
+    except SessionAccessError:
+        raise ThreadAccessError(not_yours(thread_id, user_id)) from None
 
 
 def _thread_config(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> RunnableConfig:
@@ -102,10 +140,17 @@ def _thread_config(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> Runnabl
     return {"configurable": {"thread_id": thread_id}}
 
 
-def _latest(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> StateSnapshot:
+def _latest(
+    graph: Pregel[Any, Any, Any, Any], thread_id: str, user_id: str | None
+) -> StateSnapshot:
     snapshot = graph.get_state(_thread_config(graph, thread_id))
-    if snapshot.created_at is None:
-        raise ThreadNotFoundError(_not_found(thread_id))
+    if user_id is not None:
+        check_access(snapshot, thread_id, user_id)
+    elif snapshot.created_at is None:
+        raise ThreadNotFoundError(
+            f"no thread {thread_id!r} in this checkpointer; check the id (switchyard run --json "
+            "prints it) and that SWITCHYARD_CHECKPOINTER points at the same database"
+        )
     return snapshot
 
 
@@ -115,14 +160,22 @@ def _pending(snapshot: StateSnapshot) -> tuple[str, ...]:
     return tuple(task.name for task in snapshot.tasks)
 
 
-def thread_status(graph: Pregel[Any, Any, Any, Any], thread_id: str) -> ThreadStatus:
+def thread_status(
+    graph: Pregel[Any, Any, Any, Any], thread_id: str, *, user_id: str | None = None
+) -> ThreadStatus:
     """Read where a thread stands, without running anything.
+
+    Args:
+        graph: The compiled graph, with the checkpointer holding the thread.
+        thread_id: The thread.
+        user_id: The caller; when given, the thread must be theirs (None: no owner check).
 
     Raises:
         ThreadNotFoundError: The thread has no checkpoint.
+        ThreadAccessError: `user_id` is given and the thread is missing, ownerless or not theirs.
         ValueError: The graph has no checkpointer.
     """
-    snapshot = _latest(graph, thread_id)
+    snapshot = _latest(graph, thread_id, user_id)
     metadata: dict[str, Any] = dict(snapshot.metadata or {})
     return ThreadStatus(
         thread_id=thread_id,
@@ -143,15 +196,15 @@ def _prepare(
     context: Context | None,
     correlation_id: str | None,
 ) -> Prepared:
-    check_owner(snapshot, user_id)
+    check_access(snapshot, thread_id, user_id)
     if snapshot.interrupts:
         raise ThreadInterruptedError(
             f"thread {thread_id!r} is waiting for a person's answer; give it with "
             "switchyard.runtime.run.resume(graph, answer, ...) or `switchyard run --resume ANSWER`"
         )
-    context = context or Context()
-    load_chat_model(context.model or default_model())  # fail before touching the thread
     metadata: dict[str, Any] = dict(snapshot.metadata or {})
+    context = restored_context(settings_in(metadata), context) or Context()
+    load_chat_model(context.model or default_model())  # fail before touching the thread
     session = str(metadata.get("session_id") or thread_id)
     config = run_config(
         graph,
@@ -162,6 +215,8 @@ def _prepare(
         correlation_id=correlation_id or uuid.uuid4().hex,
         resumed=True,
     )
+    # The resumed run's checkpoints carry its settings too, for the next resume.
+    config["metadata"][SETTINGS_KEY] = settings_text(context)
     return Prepared(context, config, user_id, session, "")
 
 
@@ -175,8 +230,6 @@ def resuming(
 ) -> Steps:
     """`resume_thread` as steps (see `switchyard.runtime.effects`); its `RunResult`."""
     snapshot = yield State(_thread_config(graph, thread_id))
-    if snapshot.created_at is None:
-        raise ThreadNotFoundError(_not_found(thread_id))
     prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id)
     if not _pending(snapshot):
         return run_result(
@@ -209,13 +262,15 @@ def resume_thread(
             if its nodes use `switchyard.once`).
         thread_id: The thread (`RunResult.thread_id`, or `thread_id_for(user, session)`).
         user_id: The caller; must own the thread.
-        context: Run settings (model, limits); defaults when None.
+        context: Run settings (model, limits); None restores the run's own, as recorded in the
+            thread's checkpoint metadata, else the defaults.
         correlation_id: Reuse the caller's id; a new one is made when None.
         dlq: Where a resume that fails again is recorded (as in `run`).
 
     Raises:
-        ThreadNotFoundError: The thread has no checkpoint (nothing is written).
-        SessionAccessError: The thread belongs to another user (nothing is read or written).
+        ThreadAccessError: The thread does not exist, has no owner or belongs to another user
+            (refused alike; nothing is written). It is a `ThreadNotFoundError` and a
+            `SessionAccessError`.
         ThreadInterruptedError: The run waits for a person's answer.
         ModelConfigError: The model cannot be loaded (nothing is written).
         ValueError: The graph has no checkpointer.
@@ -242,8 +297,7 @@ async def aresume_thread(
     """Async form of `resume_thread` (use with an async checkpointer).
 
     Raises:
-        ThreadNotFoundError: As `resume_thread`.
-        SessionAccessError: As `resume_thread`.
+        ThreadAccessError: As `resume_thread`.
         ThreadInterruptedError: As `resume_thread`.
         ModelConfigError: As `resume_thread`.
         ValueError: As `resume_thread`.

@@ -7,6 +7,8 @@ answered, how sure the router was, how long it took, the tokens and the cost.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 import uuid
 from collections.abc import Iterable
@@ -36,13 +38,15 @@ from switchyard.runtime.effects import (
     adrive,
     drive,
 )
+from switchyard.runtime.letters import check_letter, check_pending
+from switchyard.runtime.registry import graph_reference
+from switchyard.runtime.settings import restored_context, run_settings
 from switchyard.runtime.stream import Progress
 from switchyard.state.context import Context
 from switchyard.state.outcomes import EndReason, end_reason_for
 from switchyard.state.usage import UsageLedger, ledger_delta
 from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
-
-_THREAD_NAMESPACE = uuid.UUID("8d3c6a4e-1f0b-5c2e-9a7d-2b6f4e8c1a90")
+from switchyard.storage.secret import installation_secret
 
 
 class RunResult(BaseModel):
@@ -94,16 +98,25 @@ class RunResult(BaseModel):
 
 
 def thread_id_for(user_id: str, session_id: str) -> str:
-    """The thread of a user's session: a name-based UUID, so ids cannot be forged or collide.
+    """The thread of a user's session: an HMAC of (user, session) under the installation secret.
+
+    Stable for one installation (`SWITCHYARD_SECRET`, else `.switchyard/secret`), so a session
+    continues across processes; without the secret nobody can derive or guess another user's
+    thread id. Shaped as a UUID (version 8, "custom"), as checkpointers and the Agent Server expect.
 
     Raises:
         InvalidInputError: The user or session id is empty.
+        PersistenceConfigError: The installation secret cannot be read or created.
     """
     for label, value in (("user_id", user_id), ("session_id", session_id)):
         if not isinstance(value, str) or not value.strip():
             raise InvalidInputError(f"{label} must be a non-empty string, got {value!r}")
     # Length-prefixing keeps ("a:b", "c") and ("a", "b:c") apart.
-    return str(uuid.uuid5(_THREAD_NAMESPACE, f"{len(user_id)}:{user_id}|{session_id}"))
+    name = f"{len(user_id)}:{user_id}|{session_id}".encode()
+    digest = bytearray(hmac.new(installation_secret(), name, hashlib.sha256).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8 (RFC 9562)
+    digest[8] = (digest[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    return str(uuid.UUID(bytes=bytes(digest)))
 
 
 def check_text(text: Any, max_chars: int) -> str:
@@ -211,14 +224,20 @@ def run_config(
     }
 
 
-def check_owner(snapshot: StateSnapshot | CheckpointTuple | None, user_id: str) -> None:
-    """Refuse a thread recorded as another user's.
+def check_owner(
+    snapshot: StateSnapshot | CheckpointTuple | None, user_id: str, *, required: bool = False
+) -> None:
+    """Refuse a thread recorded as another user's (and, when `required`, one with no owner).
+
+    A new session has no checkpoint and no owner yet, so `run` passes `required=False`; commands
+    that act on an existing thread (resume, report, prune) require its owner to be the caller.
 
     Raises:
-        SessionAccessError: The thread belongs to another user.
+        SessionAccessError: The thread belongs to another user, or has no owner and one is
+            required. The message names neither the owner nor whether the thread exists.
     """
     owner = (snapshot.metadata or {}).get("user_id") if snapshot is not None else None
-    if owner is not None and owner != user_id:
+    if (owner is None and required) or (owner is not None and owner != user_id):
         raise SessionAccessError("this session belongs to another user; start a new session")
 
 
@@ -387,7 +406,11 @@ def _dead_letter(
     prepared: Prepared,
     resume_from: str | None,
 ) -> RunResult:
-    """Record a failed run in the dead-letter queue (not escalations: they wait for a person)."""
+    """Record a failed run in the dead-letter queue (not escalations: they wait for a person).
+
+    The record keeps its owner, the import path that rebuilds the graph (when it was loaded by
+    one) and the run's settings, so a replay runs the same graph with the same models.
+    """
     if result.ok or result.end_reason == "escalated" or dlq is None:
         return result
     queue = DeadLetterQueue() if isinstance(dlq, _Default) else dlq
@@ -402,6 +425,8 @@ def _dead_letter(
         error=result.error,
         end_reason=result.end_reason,
         detail={"usage": result.usage},
+        graph=graph_reference(graph),
+        settings=run_settings(prepared.context),
     )
     return result.model_copy(update={"dead_letter_id": letter.id})
 
@@ -594,26 +619,30 @@ def replaying(
     letter: DeadLetter,
     context: Context | None,
     dlq: DeadLetterQueue | None,
+    user_id: str | None = None,
 ) -> Steps:
-    """`replay` as steps: resume from the letter's checkpoint, then mark the letter.
+    """`replay` as steps: check the letter and graph, resume from the checkpoint, mark the letter.
+
+    The run's stored settings (context, default model) come back unless `context` is given.
 
     Raises:
+        DeadLetterAccessError: `user_id` is given and does not own the letter.
         InvalidInputError: The record has no checkpoint to resume from.
+        GraphNotFoundError: `graph` is not the graph the run failed in.
     """
-    if letter.checkpoint_id is None:
-        raise InvalidInputError(
-            f"dead letter {letter.id} has no checkpoint to resume from (the run failed before "
-            "its first step); send the message again instead"
-        )
+    check_letter(graph, letter, user_id)
     prepared = prepare(
         graph,
         letter.input,
         letter.user_id,
         letter.session_id,
-        context,
+        restored_context(letter.settings, context),
         letter.correlation_id,
         check_input=False,
     )
+    if graph.checkpointer is not None:
+        at_failure = _with_checkpoint(prepared.config, letter.checkpoint_id)
+        check_pending(graph, letter, (yield State(at_failure)))
     result: RunResult = yield from execution(
         graph, None, prepared, None, checkpoint_id=letter.checkpoint_id
     )
@@ -628,15 +657,26 @@ def replay(
     *,
     context: Context | None = None,
     dlq: DeadLetterQueue | None = None,
+    user_id: str | None = None,
 ) -> RunResult:
     """Resume a dead-lettered run from its last good checkpoint (completed steps are not redone).
 
     The record is marked "replayed" when the run completes; otherwise it stays open.
 
+    Args:
+        graph: The graph the run failed in (its name and, when known, its import path must match
+            the letter's), compiled with the checkpointer holding the session.
+        letter: The dead letter (`DeadLetterQueue.get`).
+        context: Run settings; None restores the failed run's own (its context and model).
+        dlq: The queue holding the letter (default: the environment's).
+        user_id: The caller; when given, must own the letter.
+
     Raises:
+        DeadLetterAccessError: `user_id` does not own the letter (worded as for an unknown id).
         InvalidInputError: The record has no checkpoint to resume from.
+        GraphNotFoundError: `graph` is not the graph the run failed in (nothing is run).
     """
-    result: RunResult = drive(graph, replaying(graph, letter, context, dlq))
+    result: RunResult = drive(graph, replaying(graph, letter, context, dlq, user_id))
     return result
 
 
@@ -646,11 +686,14 @@ async def areplay(
     *,
     context: Context | None = None,
     dlq: DeadLetterQueue | None = None,
+    user_id: str | None = None,
 ) -> RunResult:
     """Async form of `replay` (use with an async checkpointer).
 
     Raises:
-        InvalidInputError: The record has no checkpoint to resume from.
+        DeadLetterAccessError: As `replay`.
+        InvalidInputError: As `replay`.
+        GraphNotFoundError: As `replay`.
     """
-    result: RunResult = await adrive(graph, replaying(graph, letter, context, dlq))
+    result: RunResult = await adrive(graph, replaying(graph, letter, context, dlq, user_id))
     return result

@@ -8,6 +8,11 @@ run then completes.
 
 Storage: SQLite (`.switchyard/dlq.sqlite` by default, or `SWITCHYARD_DLQ`), or PostgreSQL when
 `SWITCHYARD_DLQ` (else `SWITCHYARD_CHECKPOINTER`) is a `postgresql://` DSN.
+
+Each record keeps its owner (`user_id`): given a user, `list` shows only that user's records and
+`get` refuses another user's exactly as it refuses an unknown id. It also keeps how to rebuild its
+graph (`graph`, an import path `module:attribute`) and the run's settings (`settings`: its context
+and default model), so a replay runs the same graph with the same models.
 """
 
 from __future__ import annotations
@@ -25,7 +30,12 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from switchyard.core.errors import PersistenceConfigError, SwitchyardError
+from switchyard.core.errors import (
+    InvalidInputError,
+    PersistenceConfigError,
+    SessionAccessError,
+    SwitchyardError,
+)
 from switchyard.core.redact import redact, redact_value
 
 DLQ_ENV = "SWITCHYARD_DLQ"
@@ -46,7 +56,12 @@ _COLUMNS = (
     "status",
     "replays",
     "detail",
+    "graph",
+    "settings",
 )
+
+_ADDED_COLUMNS = (("graph", "TEXT"), ("settings", "TEXT NOT NULL DEFAULT '{}'"))
+"""Columns added after the first release: queues created before get them on open."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS switchyard_dead_letters (
@@ -63,7 +78,9 @@ CREATE TABLE IF NOT EXISTS switchyard_dead_letters (
     end_reason TEXT NOT NULL,
     status TEXT NOT NULL,
     replays INTEGER NOT NULL DEFAULT 0,
-    detail TEXT NOT NULL DEFAULT '{}'
+    detail TEXT NOT NULL DEFAULT '{}',
+    graph TEXT,
+    settings TEXT NOT NULL DEFAULT '{}'
 )
 """
 
@@ -86,6 +103,10 @@ class DeadLetter(BaseModel):
         status: "open" until a replay completes, then "replayed".
         replays: Replay attempts so far.
         detail: Anything else worth keeping (e.g. the usage of the failed run).
+        graph: How to rebuild the failed run's graph: an import path `module:attribute`
+            (None when the graph was not loaded by one; such a record is replayed from Python).
+        settings: The run's settings (`switchyard.runtime.settings.run_settings`): its context
+            and default model, restored on replay unless the caller overrides them.
     """
 
     id: str
@@ -102,10 +123,20 @@ class DeadLetter(BaseModel):
     status: str = "open"
     replays: int = 0
     detail: dict[str, Any] = {}
+    graph: str | None = None
+    settings: dict[str, Any] = {}
 
 
 class DeadLetterNotFoundError(SwitchyardError, LookupError):
     """No dead letter has the given id."""
+
+
+class DeadLetterAccessError(DeadLetterNotFoundError, SessionAccessError):
+    """No dead letter with the given id belongs to the caller.
+
+    Raised alike for an unknown id and for another user's record, so the answer reveals neither
+    the record nor its owner.
+    """
 
 
 class DeadLetterQueue:
@@ -127,6 +158,36 @@ class DeadLetterQueue:
         self._placeholder = "%s" if self._postgres else "?"
         with self._connect() as connection:
             connection.execute(_SCHEMA)
+            self._add_columns(connection)
+
+    def _add_columns(self, connection: Any) -> None:
+        """Bring a queue created by an earlier release up to the current columns.
+
+        The columns are read first: an `ALTER TABLE` locks the table even when it changes
+        nothing, and every process opening the queue would queue up behind it.
+        """
+        if self._postgres:
+            rows = connection.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'switchyard_dead_letters' AND table_schema = current_schema()"
+            ).fetchall()
+        else:
+            rows = [
+                (row[1],)
+                for row in connection.execute("PRAGMA table_info(switchyard_dead_letters)")
+            ]
+        present = {row[0] for row in rows}
+        guard = "IF NOT EXISTS " if self._postgres else ""
+        for name, kind in _ADDED_COLUMNS:
+            if name in present:
+                continue
+            try:
+                connection.execute(
+                    f"ALTER TABLE switchyard_dead_letters ADD COLUMN {guard}{name} {kind}"
+                )
+            except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                if "duplicate column" not in str(exc):
+                    raise
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -178,6 +239,8 @@ class DeadLetterQueue:
         error: str | None,
         end_reason: str,
         detail: dict[str, Any] | None = None,
+        graph: str | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> DeadLetter:
         """Store a failed run and return its record."""
         letter = DeadLetter(
@@ -193,12 +256,15 @@ class DeadLetterQueue:
             error=error,
             end_reason=end_reason,
             detail=detail or {},
+            graph=graph,
+            settings=settings or {},
         )
         row = letter.model_dump()
         # What users typed and what providers answered may carry keys: stored redacted.
         row["input"] = redact(row["input"])
         row["error"] = redact(row["error"]) if row["error"] else row["error"]
         row["detail"] = json.dumps(redact_value(row["detail"]), default=str)
+        row["settings"] = json.dumps(row["settings"], default=str)
         marks = ", ".join([self._placeholder] * len(_COLUMNS))
         with self._connect() as connection:
             connection.execute(
@@ -207,23 +273,39 @@ class DeadLetterQueue:
             )
         return letter
 
-    def list(self, *, status: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """Records, newest first, optionally only those with `status`."""
+    def list(
+        self, *, status: str | None = None, limit: int = 100, user_id: str | None = None
+    ) -> list[DeadLetter]:
+        """Records, newest first, optionally only those with `status` or of one user.
+
+        Args:
+            status: Only records with this status ("open", "replayed").
+            limit: Most records returned; at least 1.
+            user_id: Only this user's records (None: every user's, the operator's view).
+
+        Raises:
+            InvalidInputError: `limit` is not a positive whole number.
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInputError(f"limit must be a whole number of at least 1, got {limit!r}")
         query = f"SELECT {', '.join(_COLUMNS)} FROM switchyard_dead_letters"
-        params: tuple[Any, ...] = ()
-        if status is not None:
-            query += f" WHERE status = {self._placeholder}"
-            params = (status,)
-        query += f" ORDER BY created_at DESC LIMIT {int(limit)}"
+        filters = [(name, value) for name, value in (("status", status), ("user_id", user_id))]
+        wanted = [(name, value) for name, value in filters if value is not None]
+        if wanted:
+            query += " WHERE " + " AND ".join(f"{name} = {self._placeholder}" for name, _ in wanted)
+        params = tuple(value for _, value in wanted)
+        query += f" ORDER BY created_at DESC LIMIT {limit}"
         with self._connect() as connection:
             rows = connection.execute(query, params).fetchall()
         return [_letter(row) for row in rows]
 
-    def get(self, letter_id: str) -> DeadLetter:
-        """One record by id.
+    def get(self, letter_id: str, *, user_id: str | None = None) -> DeadLetter:
+        """One record by id; given a user, only one of that user's records.
 
         Raises:
             DeadLetterNotFoundError: No record has this id.
+            DeadLetterAccessError: A user was given and no record of theirs has this id (another
+                user's record is refused in the same words as an unknown id).
         """
         with self._connect() as connection:
             row = connection.execute(
@@ -231,11 +313,13 @@ class DeadLetterQueue:
                 f"WHERE id = {self._placeholder}",
                 (letter_id,),
             ).fetchone()
-        if row is None:
-            raise DeadLetterNotFoundError(
-                f"no dead letter with id {letter_id!r}; `switchyard dlq list` shows the ids"
-            )
-        return _letter(row)
+        letter = _letter(row) if row is not None else None
+        message = f"no dead letter with id {letter_id!r}; `switchyard dlq list` shows the ids"
+        if user_id is not None and (letter is None or letter.user_id != user_id):
+            raise DeadLetterAccessError(message)
+        if letter is None:
+            raise DeadLetterNotFoundError(message)
+        return letter
 
     def mark(self, letter_id: str, *, status: str) -> None:
         """Count a replay attempt and set the record's status."""
@@ -250,6 +334,7 @@ class DeadLetterQueue:
 def _letter(row: tuple[Any, ...]) -> DeadLetter:
     values = dict(zip(_COLUMNS, row, strict=True))
     values["detail"] = json.loads(values["detail"] or "{}")
+    values["settings"] = json.loads(values["settings"] or "{}")
     return DeadLetter(**values)
 
 

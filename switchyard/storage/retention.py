@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.store.base import BaseStore
 
-from switchyard.core.errors import SwitchyardError
+from switchyard.core.errors import SessionAccessError, SwitchyardError
 from switchyard.guardrails.idempotency import effects_namespace
 from switchyard.storage.persistence import _adrive, _close, _drive, _Steps
 
@@ -709,6 +709,39 @@ class _Options:
     now: datetime | None
     dry_run: bool
     asynchronous: bool
+    user_id: str | None = None
+
+
+def _owned(
+    checkpointer: BaseCheckpointSaver[Any],
+    threads: list[str],
+    options: _Options,
+) -> _Steps[list[str]]:
+    """The threads `options.user_id` owns (all of them when no user is given).
+
+    Threads asked for by id must all be the user's: one that is not (another user's, ownerless
+    or missing) refuses the whole prune, before anything is deleted, in words that do not say
+    which of the three it is.
+    """
+    user_id = options.user_id
+    if user_id is None:
+        return threads
+    read = checkpointer.aget_tuple if options.asynchronous else checkpointer.get_tuple
+    owned: list[str] = []
+    for thread_id in threads:
+        head = yield partial(read, {"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
+        if head is not None and (head.metadata or {}).get("user_id") == user_id:
+            owned.append(thread_id)
+        elif options.thread_ids is not None:
+            raise _not_yours(thread_id, user_id)
+    return owned
+
+
+def _not_yours(thread_id: str, user_id: str) -> SessionAccessError:
+    return SessionAccessError(
+        f"no thread {thread_id!r} of user {user_id!r} (it does not exist here, or belongs to "
+        "another user); nothing was pruned"
+    )
 
 
 def _prune(
@@ -724,7 +757,13 @@ def _prune(
         )
     wanted = _check_threads(options.thread_ids)
     when = options.now or datetime.now(UTC)
+    if wanted is not None and options.user_id is not None:
+        # Checked before the thread list, whose "no checkpoints" error would tell a user that
+        # another user's thread exists.
+        yield from _owned(checkpointer, wanted, options)
     threads = yield from _session(checkpointer, kind, partial(_list_threads, wanted=wanted))
+    if wanted is None:
+        threads = yield from _owned(checkpointer, threads, options)
     report = PruneReport(dry_run=options.dry_run)
     for thread_id in threads:
         outcome = yield from _prune_thread(
@@ -746,6 +785,7 @@ def prune(
     store: BaseStore | None = None,
     now: datetime | None = None,
     dry_run: bool = False,
+    user_id: str | None = None,
 ) -> PruneReport:
     """Delete the checkpoints a policy does not keep, thread by thread.
 
@@ -756,6 +796,8 @@ def prune(
         store: Also delete `once` effect records of deleted checkpoints from this store.
         now: The time `older_than` counts back from (default: now, UTC).
         dry_run: Count what would be deleted, then roll every change back.
+        user_id: Act as this user: only their threads are pruned, and every thread in
+            `thread_ids` must be theirs. None prunes any thread (the operator's view).
 
     Returns:
         What was deleted and kept, and the threads skipped with the reason.
@@ -763,8 +805,10 @@ def prune(
     Raises:
         RetentionError: Unsupported or async checkpointer, or a requested thread has no
             checkpoints (checked before anything is deleted).
+        SessionAccessError: `user_id` is given and a requested thread is not theirs (missing,
+            ownerless or another user's, refused alike; checked before anything is deleted).
     """
-    options = _Options(thread_ids, store, now, dry_run, asynchronous=False)
+    options = _Options(thread_ids, store, now, dry_run, asynchronous=False, user_id=user_id)
     return _drive(_prune(checkpointer, policy, options))
 
 
@@ -778,13 +822,15 @@ async def aprune(
     store: BaseStore | None = None,
     now: datetime | None = None,
     dry_run: bool = False,
+    user_id: str | None = None,
 ) -> PruneReport:
     """Async form of `prune`, for `AsyncPostgresSaver` and `AsyncSqliteSaver`.
 
     Raises:
         RetentionError: As `prune`.
+        SessionAccessError: As `prune`.
     """
-    options = _Options(thread_ids, store, now, dry_run, asynchronous=True)
+    options = _Options(thread_ids, store, now, dry_run, asynchronous=True, user_id=user_id)
     return await _adrive(_prune(checkpointer, policy, options))
 
 
