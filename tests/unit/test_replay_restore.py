@@ -9,6 +9,7 @@ Resume reads the settings from the thread's checkpoint metadata.
 from __future__ import annotations
 
 import json
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,3 +330,29 @@ def test_switchyard_resume_restores_the_model_unless_told_otherwise(
         assert counting.calls == 1  # overridden: the run's model was not called
     finally:
         unregister_chat_model("offline:counting")
+
+
+# -- the queue's new columns ---------------------------------------------------------------------
+
+
+def test_a_sqlite_queue_from_an_earlier_release_gains_the_new_columns(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE switchyard_dead_letters (id TEXT PRIMARY KEY, created_at DOUBLE "
+            "PRECISION NOT NULL, pattern TEXT NOT NULL, thread_id TEXT NOT NULL, checkpoint_id "
+            "TEXT, correlation_id TEXT NOT NULL, user_id TEXT NOT NULL, session_id TEXT NOT NULL, "
+            "input TEXT NOT NULL, error TEXT, end_reason TEXT NOT NULL, status TEXT NOT NULL, "
+            "replays INTEGER NOT NULL DEFAULT 0, detail TEXT NOT NULL DEFAULT '{}')"
+        )
+        conn.execute(
+            "INSERT INTO switchyard_dead_letters (id, created_at, pattern, thread_id, "
+            "correlation_id, user_id, session_id, input, end_reason, status) VALUES "
+            "('old', 1, 'router', 't', 'c', 'ada', 's', 'hi', 'error', 'open')"
+        )
+    queue = DeadLetterQueue(str(path))
+    assert (queue.get("old").graph, queue.get("old").settings) == (None, {})
+    DeadLetterQueue(str(path))  # opening again changes nothing
+    with sqlite3.connect(path) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(switchyard_dead_letters)")]
+    assert columns[-2:] == ["graph", "settings"]
