@@ -87,7 +87,7 @@ def _read(path: Path) -> bytes:
     except UnicodeDecodeError:
         text = ""
     except FileNotFoundError:
-        raise
+        raise  # not an error here: the caller creates the secret
     except OSError as exc:
         raise PersistenceConfigError(
             f"cannot read the installation secret at {str(path)!r}: {exc.strerror or exc}"

@@ -27,12 +27,17 @@ from switchyard.core.models import register_chat_model, unregister_chat_model
 from switchyard.core.offline import OfflineChatModel
 from switchyard.observability.report import ReportAccessError, session_report
 from switchyard.runtime.registry import load_graph
-from switchyard.runtime.resume import ThreadAccessError, resume_thread, thread_status
+from switchyard.runtime.resume import (
+    ThreadAccessError,
+    aresume_thread,
+    resume_thread,
+    thread_status,
+)
 from switchyard.runtime.run import replay, thread_id_for
 from switchyard.storage import secret as secret_module
 from switchyard.storage.dlq import DeadLetter, DeadLetterAccessError, DeadLetterQueue
-from switchyard.storage.persistence import open_persistence
-from switchyard.storage.retention import RetentionPolicy, prune
+from switchyard.storage.persistence import open_async_persistence, open_persistence
+from switchyard.storage.retention import RetentionPolicy, aprune, prune
 from switchyard.storage.secret import SECRET_ENV, installation_secret
 
 TEXT = "I need a refund for my last payment"
@@ -368,3 +373,27 @@ def test_prune_refuses_another_users_thread_and_keeps_it_whole(
         report = prune(persistence.checkpointer, RetentionPolicy(keep_latest=1), user_id="alice")
     assert report.threads == 1
     assert checkpoints(db, alice) == 1
+
+
+# --- the async forms -------------------------------------------------------------------------
+
+
+async def test_the_async_forms_refuse_another_user_too(db: str, alice: str) -> None:
+    async with open_async_persistence(db) as persistence:
+        graph = load_graph("router").builder.compile(
+            checkpointer=persistence.checkpointer, name="router"
+        )
+        with pytest.raises(ThreadAccessError):
+            await aresume_thread(graph, alice, user_id="bob", dlq=None)
+        with pytest.raises(SessionAccessError):
+            await aprune(
+                persistence.checkpointer,
+                RetentionPolicy(keep_latest=1),
+                thread_ids=[alice],
+                user_id="bob",
+            )
+        report = await aprune(
+            persistence.checkpointer, RetentionPolicy(keep_latest=1), user_id="bob"
+        )
+    assert report.threads == 0
+    assert checkpoints(db, alice) > 1
