@@ -63,6 +63,14 @@ def _resume_command(args: argparse.Namespace, console: Console) -> int:
         graph = registered.builder.compile(
             checkpointer=persistence.checkpointer, store=persistence.store, name=registered.name
         )
+        # The metadata names the pattern, not the graph: a graph of the user's own with the same
+        # name writes state the registered one lacks, and is never resumed with the wrong graph.
+        if probe is not None and set(probe.checkpoint["channel_versions"]) - set(graph.channels):
+            raise GraphNotFoundError(
+                f"thread {thread_id!r} was not written by the registered {pattern!r} graph; "
+                "resume it from Python with switchyard.resume_thread(graph, ...) and the graph "
+                "that started it"
+            )
         status = thread_status(graph, thread_id)
         if not args.json:
             message = (

@@ -356,3 +356,25 @@ def test_a_sqlite_queue_from_an_earlier_release_gains_the_new_columns(tmp_path: 
     with sqlite3.connect(path) as conn:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(switchyard_dead_letters)")]
     assert columns[-2:] == ["graph", "settings"]
+
+
+def test_switchyard_resume_never_resumes_a_thread_with_a_same_named_demo(
+    db: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thread_id = thread_id_for("ada", "s1")
+    with open_persistence(db) as persistence:
+        own = build_staged().compile(checkpointer=persistence.checkpointer, name="router")
+        failed = run(own, "go", user_id="ada", session_id="s1", dlq=None)
+        assert failed.ok is False
+        history = len(list(own.get_state_history({"configurable": {"thread_id": thread_id}})))
+    line = refused(capsys, ["resume", thread_id, "--user", "ada", "--checkpointer", db])
+    assert line == (
+        f"switchyard: error: thread {thread_id!r} was not written by the registered 'router' "
+        "graph; resume it from Python with switchyard.resume_thread(graph, ...) and the graph "
+        "that started it"
+    )
+    with open_persistence(db) as persistence:
+        own = build_staged().compile(checkpointer=persistence.checkpointer, name="router")
+        after = len(list(own.get_state_history({"configurable": {"thread_id": thread_id}})))
+    assert after == history
+    assert SEEN == [None]  # stage two ran once, in the failed run; nothing ran since
