@@ -5,12 +5,16 @@ Studio shows these fields, with their descriptions, as the graph's configuration
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+import math
+import types
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from langgraph.config import get_config
 from langgraph.runtime import get_runtime
+from pydantic import ValidationError
 
+from switchyard.core.errors import ConfigError
 from switchyard.guardrails.budgets import Budget
 
 
@@ -93,27 +97,97 @@ class Context:
         for name in ("run_budget", "session_budget"):
             value = getattr(self, name)
             if isinstance(value, dict):
-                setattr(self, name, Budget.model_validate(value))
+                setattr(self, name, _budget(name, value))
+        _check_field_types(self)
         if not 0.0 <= self.confidence_threshold <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"confidence_threshold must be between 0 and 1, got {self.confidence_threshold}"
             )
         for name in ("recursion_limit", "max_input_chars", "max_handoffs"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.deadline_s is not None and self.deadline_s <= 0:
-            raise ValueError(f"deadline_s must be positive when set, got {self.deadline_s}")
+            raise ConfigError(f"deadline_s must be positive when set, got {self.deadline_s}")
         if self.escalation_threshold is not None and not (
             0.0 <= self.escalation_threshold < self.confidence_threshold
         ):
-            raise ValueError(
+            raise ConfigError(
                 "escalation_threshold must be at least 0 and below confidence_threshold "
                 f"({self.confidence_threshold}), got {self.escalation_threshold}"
             )
         for name in ("max_message_pairs", "max_context_tokens"):
             value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive when set, got {value}")
+                raise ConfigError(f"{name} must be positive when set, got {value}")
+
+
+def _budget(name: str, value: dict[str, Any]) -> Budget:
+    """A budget sent as a dict, validated; one line naming the first bad entry otherwise."""
+    try:
+        return Budget.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join([name, *(str(part) for part in error["loc"])])
+        raise ConfigError(f"{where}: {error['msg']}, got {error.get('input')!r}") from None
+
+
+_FieldRule = tuple[str, tuple[object, ...] | None, type | None, bool]
+_field_rules_of: dict[type[Context], tuple[_FieldRule, ...]] = {}
+
+
+def _field_rules(schema: type[Context]) -> tuple[_FieldRule, ...]:
+    """What each field of a `Context` (or of a subclass) accepts, read from its type hint.
+
+    Per field: the `Literal` values allowed (None: not a `Literal`), the scalar type required
+    (`float`, `int` or `bool`; None: not checked here) and whether None is allowed. Read from the
+    hints, so a new field is checked without being listed.
+    """
+    known = _field_rules_of.get(schema)
+    if known is not None:
+        return known
+    hints = get_type_hints(schema)
+    rules: list[_FieldRule] = []
+    for spec in fields(schema):
+        hint = hints[spec.name]
+        args = get_args(hint) if get_origin(hint) in (Union, types.UnionType) else (hint,)
+        optional = type(None) in args
+        members = [arg for arg in args if arg is not type(None)]
+        choices: tuple[object, ...] | None = None
+        scalar: type | None = None
+        if members and all(get_origin(arg) is Literal for arg in members):
+            choices = tuple(value for arg in members for value in get_args(arg))
+        elif members == [bool]:
+            scalar = bool
+        elif members and set(members) <= {int, float}:
+            scalar = float if float in members else int
+        rules.append((spec.name, choices, scalar, optional))
+    _field_rules_of[schema] = tuple(rules)
+    return _field_rules_of[schema]
+
+
+def _check_field_types(context: Context) -> None:
+    """Refuse a value outside its field's `Literal`, or of the wrong scalar type, in one line.
+
+    A dataclass does not check its types at run time, and a context often arrives as JSON (the
+    Agent Server, Studio): `durability="never"` or `max_handoffs="5"` must fail here, not deep
+    inside a run.
+    """
+    for name, choices, scalar, optional in _field_rules(type(context)):
+        value = getattr(context, name)
+        if value is None and optional:
+            continue
+        if choices is not None and value not in choices:
+            allowed = ", ".join(repr(choice) for choice in choices)
+            raise ConfigError(f"{name} must be one of {allowed}, got {value!r}")
+        if scalar is bool and not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}")
+        if scalar in (int, float):
+            numeric = int if scalar is int else (int, float)
+            if isinstance(value, bool) or not isinstance(value, numeric):
+                kind = "a whole number" if scalar is int else "a number"
+                raise ConfigError(f"{name} must be {kind}, got {value!r}")
+            if math.isnan(value):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
 
 
 def current_context() -> Context:

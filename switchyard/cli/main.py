@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from switchyard.core.errors import SwitchyardError
+from switchyard.guardrails.breaker import check_redis
 from switchyard.guardrails.cache import cache_from_environment
 
 EXIT_USAGE = 2
@@ -49,7 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     console = Console(soft_wrap=True)
     try:
+        # Settings from the environment are checked before any command runs: one line, exit 2.
         cache_from_environment()
+        check_redis()
         handler: Callable[[argparse.Namespace, Console], int] = args.handler
         return handler(args, console)
     except SwitchyardError as exc:

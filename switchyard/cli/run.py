@@ -113,6 +113,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise InvalidInputError("give either a message or --resume ANSWER (with --session)")
     if args.resume is not None and args.session is None:
         raise InvalidInputError("--resume needs --session: the session whose run is paused")
+    if args.session is not None and not args.session.strip():  # not a silent new session
+        raise InvalidInputError("--session is empty: name a session, or leave it out for a new one")
+    if not args.user.strip():
+        raise InvalidInputError("--user is empty: name the user who owns the session")
     if args.text is not None:  # before any file is opened: bad input leaves no trace
         check_text(args.text, context.max_input_chars)
     configure_logging(json_lines=args.log_json)

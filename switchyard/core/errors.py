@@ -44,3 +44,10 @@ class GraphNotFoundError(SwitchyardError, LookupError):
 
 class PersistenceConfigError(SwitchyardError, ValueError):
     """The checkpointer setting cannot be opened."""
+
+
+class ConfigError(SwitchyardError, ValueError):
+    """A setting cannot be used: a `Context` field, an environment variable, a path or a server.
+
+    Raised before a run starts; the message names the setting and what to set instead.
+    """

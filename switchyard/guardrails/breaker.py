@@ -24,7 +24,7 @@ from typing import Any, Literal, Protocol
 
 from langchain.agents.middleware import ModelRequest
 
-from switchyard.core.errors import SwitchyardError
+from switchyard.core.errors import ConfigError, SwitchyardError
 from switchyard.core.models import model_name_of
 from switchyard.core.resilience import is_transient
 from switchyard.guardrails.guard import Attempt, CallGuard
@@ -231,9 +231,53 @@ def configure_breakers(
         _breakers.clear()
 
 
+def check_redis(url: str | None = None) -> None:
+    """Refuse a Redis URL that cannot be used, in one line, before anything runs.
+
+    Args:
+        url: The URL to check; `SWITCHYARD_REDIS_URL` when None. Unset or empty: nothing to check.
+
+    Raises:
+        ConfigError: The URL is malformed, the `redis` package is missing, or the server does not
+            answer a PING (host and port named, never the password).
+    """
+    url = (os.environ.get(REDIS_ENV, "") if url is None else url).strip()
+    if not url:
+        return
+    try:
+        import redis
+    except ImportError:
+        raise ConfigError(
+            f"{REDIS_ENV} is set but the redis package is missing: "
+            "pip install 'switchyard-agents[redis]', or unset it"
+        ) from None
+    try:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{REDIS_ENV} is not a Redis URL ({exc}); expected redis://HOST:PORT/DB"
+        ) from None
+    settings = client.connection_pool.connection_kwargs
+    host, port = settings.get("host", "localhost"), settings.get("port", 6379)
+    where = settings.get("path") or f"{host}:{port}"
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else ""
+        raise ConfigError(
+            f"Redis at {where} ({REDIS_ENV}) does not answer: {reason or type(exc).__name__}; "
+            f"start it or fix the URL, or unset {REDIS_ENV} to keep breakers in this process"
+        ) from None
+    finally:
+        client.close()
+
+
 def _default_store() -> BreakerStore:
     url = os.environ.get(REDIS_ENV, "").strip()
-    return RedisStore(url) if url else MemoryStore()
+    if not url:
+        return MemoryStore()
+    check_redis(url)  # a config error, not a transient failure retried at every call
+    return RedisStore(url)
 
 
 def breaker_for(model: str) -> CircuitBreaker:

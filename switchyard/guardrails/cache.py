@@ -26,6 +26,7 @@ from langchain_core.load import dumps, loads
 from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_core.outputs import ChatGeneration, Generation
 
+from switchyard.core.errors import ConfigError
 from switchyard.core.tokens import CACHE_HIT_KEY
 
 CACHE_ENV = "SWITCHYARD_CACHE"
@@ -43,15 +44,26 @@ class SQLiteResponseCache(BaseCache):
     """LangChain cache in one SQLite table keyed by (prompt, model settings)."""
 
     def __init__(self, path: str | Path) -> None:
-        """Open (and create) the cache file."""
+        """Open (and create) the cache file.
+
+        Raises:
+            ConfigError: The path cannot hold a SQLite database (under a regular file, not
+                writable, not a database); the message names the path and what to set.
+        """
         self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._connection = sqlite3.connect(str(self.path), check_same_thread=False)
-        with self._lock, self._connection:
-            self._connection.execute(
-                "CREATE TABLE IF NOT EXISTS switchyard_cache (key TEXT PRIMARY KEY, value TEXT)"
-            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._connection = sqlite3.connect(str(self.path), check_same_thread=False)
+            with self._lock, self._connection:
+                self._connection.execute(
+                    "CREATE TABLE IF NOT EXISTS switchyard_cache (key TEXT PRIMARY KEY, value TEXT)"
+                )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"cannot use the response cache at {str(self.path)!r}: {exc}; set {CACHE_ENV} "
+                "to a writable file path, or to 'off'"
+            ) from None
 
     @staticmethod
     def _key(prompt: str, llm_string: str) -> str:
@@ -102,7 +114,11 @@ def disable_response_cache() -> None:
 
 
 def cache_from_environment() -> SQLiteResponseCache | None:
-    """Enable the cache when `SWITCHYARD_CACHE` names a file; return it (or None)."""
+    """Enable the cache when `SWITCHYARD_CACHE` names a file; return it (or None).
+
+    Raises:
+        ConfigError: The file cannot be used as a cache (see `SQLiteResponseCache`).
+    """
     path = os.environ.get(CACHE_ENV, "").strip()
     if not path or path.lower() in {"0", "off", "false", "no"}:
         return None

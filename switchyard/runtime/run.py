@@ -177,7 +177,7 @@ def prepare(
     # Fail before touching the thread when the model cannot be loaded (unknown provider,
     # missing key): the error names what to set.
     load_chat_model(context.model or default_model())
-    session = session_id or uuid.uuid4().hex
+    session = uuid.uuid4().hex if session_id is None else session_id  # thread_id_for refuses ""
     config = run_config(
         graph,
         context,
