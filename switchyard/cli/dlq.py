@@ -22,7 +22,7 @@ from switchyard.runtime.registry import load_target
 from switchyard.runtime.run import replay
 from switchyard.runtime.settings import restored_context
 from switchyard.state.context import Context
-from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
+from switchyard.storage.dlq import MAX_LIMIT, DeadLetter, DeadLetterQueue
 from switchyard.storage.persistence import open_persistence
 
 DEFAULT_LIMIT = 50
@@ -39,7 +39,7 @@ def add_command(commands: Any) -> None:
         "--limit",
         default=str(DEFAULT_LIMIT),
         metavar="N",
-        help=f"most records shown, at least 1 (default: {DEFAULT_LIMIT})",
+        help=f"most records shown, 1 to {MAX_LIMIT:,} (default: {DEFAULT_LIMIT})",
     )
     show = actions.add_parser("show", help="one failed run, in full (JSON)")
     show.add_argument("id")
@@ -80,8 +80,10 @@ def _limit(text: str) -> int:
         limit = int(text)
     except ValueError:
         limit = 0
-    if limit < 1:
-        raise InvalidInputError(f"--limit must be a whole number of at least 1, got {text!r}")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInputError(
+            f"--limit must be a whole number from 1 to {MAX_LIMIT:,}, got {text!r}"
+        )
     return limit
 
 

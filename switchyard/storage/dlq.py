@@ -40,6 +40,8 @@ from switchyard.core.redact import redact, redact_value
 
 DLQ_ENV = "SWITCHYARD_DLQ"
 DEFAULT_DLQ_PATH = Path(".switchyard") / "dlq.sqlite"
+MAX_LIMIT = 1_000_000
+"""Most records one `list` returns (a bound both SQLite and PostgreSQL accept)."""
 
 _COLUMNS = (
     "id",
@@ -280,14 +282,16 @@ class DeadLetterQueue:
 
         Args:
             status: Only records with this status ("open", "replayed").
-            limit: Most records returned; at least 1.
+            limit: Most records returned, from 1 to `MAX_LIMIT`.
             user_id: Only this user's records (None: every user's, the operator's view).
 
         Raises:
-            InvalidInputError: `limit` is not a positive whole number.
+            InvalidInputError: `limit` is not a whole number from 1 to `MAX_LIMIT`.
         """
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidInputError(f"limit must be a whole number of at least 1, got {limit!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise InvalidInputError(
+                f"limit must be a whole number from 1 to {MAX_LIMIT:,}, got {limit!r}"
+            )
         query = f"SELECT {', '.join(_COLUMNS)} FROM switchyard_dead_letters"
         filters = [(name, value) for name, value in (("status", status), ("user_id", user_id))]
         wanted = [(name, value) for name, value in filters if value is not None]

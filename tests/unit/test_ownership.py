@@ -320,18 +320,18 @@ def test_dlq_show_and_replay_refuse_another_users_letter(
     assert f"replay of {alice_letter.id}: completed" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("limit", ["-1", "0", "abc", "1.5"])
-def test_dlq_list_refuses_a_limit_below_one(
+@pytest.mark.parametrize("limit", ["-1", "0", "abc", "1.5", "1000001", "99999999999999999999"])
+def test_dlq_list_refuses_a_limit_out_of_range(
     limit: str, alice_letter: DeadLetter, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = refused(capsys, ["dlq", "list", "--limit", limit])
     assert line == (
-        f"switchyard: error: --limit must be a whole number of at least 1, got {limit!r}"
+        f"switchyard: error: --limit must be a whole number from 1 to 1,000,000, got {limit!r}"
     )
 
 
 def test_dlq_list_limits_in_python(alice_letter: DeadLetter) -> None:
-    with pytest.raises(InvalidInputError, match="at least 1, got -1"):
+    with pytest.raises(InvalidInputError, match="from 1 to 1,000,000, got -1"):
         DeadLetterQueue().list(limit=-1)
     assert len(DeadLetterQueue().list(limit=1)) == 1
 
