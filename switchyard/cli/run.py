@@ -18,6 +18,7 @@ from switchyard.observability.telemetry import configure_tracing
 from switchyard.runtime.registry import load_graph
 from switchyard.runtime.run import RunResult, check_text, resume, run
 from switchyard.state.context import Context
+from switchyard.storage.dlq import DeadLetterQueue
 from switchyard.storage.persistence import open_persistence
 
 
@@ -119,6 +120,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise InvalidInputError("--user is empty: name the user who owns the session")
     if args.text is not None:  # before any file is opened: bad input leaves no trace
         check_text(args.text, context.max_input_chars)
+    DeadLetterQueue()  # an unusable SWITCHYARD_DLQ is a config error now, not after a failed run
     configure_logging(json_lines=args.log_json)
     configure_tracing(console=args.trace)
     progress = None if args.quiet else StreamProgress(Console(stderr=True))

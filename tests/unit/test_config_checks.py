@@ -247,3 +247,17 @@ def test_the_cli_refuses_an_unusable_cache_path_in_one_line(
     assert main(["run", "router", "hi", "--checkpointer", str(store)]) == 2
     assert "cannot use the response cache at " in _one_error_line(capsys)
     assert not store.exists()
+
+
+# --------------------------------------------------------------------------- dead-letter queue
+
+
+def test_the_cli_refuses_an_unusable_dead_letter_queue_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_DLQ", str(_blocked_paths(tmp_path)["under a regular file"]))
+    store = tmp_path / "state.sqlite"
+    # The run would succeed: the bad queue is found before it, not after some run fails.
+    assert main(["run", "router", "hi", "--checkpointer", str(store)]) == 2
+    assert "cannot open the dead-letter queue at " in _one_error_line(capsys)
+    assert not store.exists()
