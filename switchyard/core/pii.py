@@ -44,8 +44,11 @@ DEFAULT_PHONE_REGION = "US"
 PII_TYPES = ("email", "credit_card", "ip", "phone")
 """The kinds of personal data `mask_pii` masks."""
 
-# A phone number has at least 7 digits; text without such a run skips libphonenumber (slower).
-_PHONE_CANDIDATE = re.compile(r"\d(?:[\s().\-/]{0,3}\d){6,}")
+# A phone number has at least 7 digits; text without such a run skips libphonenumber, which costs
+# far more than the regex. ISO dates and times (in every log line) and digits inside hex ids (a
+# correlation id) do not count: libphonenumber would refuse them anyway.
+_PHONE_CANDIDATE = re.compile(r"(?<![A-Za-z0-9])\d(?:[\s().\-/]{0,3}\d){6,}(?![A-Za-z0-9])")
+_DATE_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?)?")
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ def _is_loopback(address: str) -> bool:
 
 
 def _phone_spans(text: str, region: str) -> list[PIISpan]:
-    if not _PHONE_CANDIDATE.search(text):
+    if not _PHONE_CANDIDATE.search(_DATE_TIME.sub(" ", text)):
         return []
     matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID)
     return [PIISpan("phone", match.start, match.end) for match in matcher]

@@ -77,6 +77,8 @@ def _assert_masked(output: str) -> None:
             "at 2026-12-07T11:29:39.123456+00:00, 4039.4 ms",
         ),
         ("epoch 1733570000, tokens 200000", "epoch 1733570000, tokens 200000"),
+        ("[8463284acd764cf4bd2a7731ab611abc] done", "[8463284acd764cf4bd2a7731ab611abc] done"),
+        ("2026-12-07 11:29:39 call (415) 555-2671", "2026-12-07 11:29:39 call [REDACTED_PHONE]"),
         (
             "thread 3a1e9c52-7f0b-5d7e-9e6b-2f6a3c1b9d24",
             "thread 3a1e9c52-7f0b-5d7e-9e6b-2f6a3c1b9d24",
