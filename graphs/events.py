@@ -8,8 +8,11 @@ through structured output; the bus logs every event in an append-only, capped lo
 to the type's subscribers in parallel. An event nobody subscribes to is logged as unhandled. A run
 is bounded by `max_events` and `max_depth` (and by the run's recursion limit): the round that would
 break one is dropped and the run ends with that `end_reason` and the partial result. A handler
-that fails (after its retries and fallback models) leaves a dead letter with the event; the other
-handlers carry on.
+that fails goes down the fallback chain (`switchyard.nodes.fallback`): its retries and fallback
+models inside its call, then the graph's `fallback_agent` handling the event in its place (with
+its publication rights), then a person when `Context.escalate_to_human` is on (their answer is
+the handler's result). When the chain is exhausted the handler leaves a dead letter with the
+event; the other handlers carry on.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Literal, cast
+from typing import Any, Final, Literal
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -33,8 +36,16 @@ from pydantic import BaseModel, Field, create_model
 
 from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
 from switchyard.graphs.guarded import PatternGraph
-from switchyard.nodes.agent import NodeRunnable, make_agent_node
+from switchyard.nodes.agent import NodeRunnable
 from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.fallback import (
+    FallbackAgent,
+    escalating,
+    make_chain_node,
+    resolve_fallback_agent,
+    standing_in,
+    then,
+)
 from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context, steps_after_first_node
@@ -503,12 +514,37 @@ def handler(
     spec: AgentSpec,
     may_publish: Sequence[str],
     middleware: Sequence[AgentMiddleware[Any, Any, Any]],
+    fallback_agent: AgentSpec | None = None,
 ) -> NodeRunnable:
-    """The node an agent handles its events in; a publisher answers in `publication_schema`."""
+    """The node an agent handles its events in; a publisher answers in `publication_schema`.
+
+    `fallback_agent` handles the event in the agent's place (with its publication rights) when
+    the agent's call fails.
+    """
     if may_publish:
         spec = spec.model_copy(update={"output_schema": publication_schema(may_publish)})
     view = partial(event_view, may_publish=may_publish)
-    return make_agent_node(spec, view=view, accept=accept_handled, middleware=middleware)
+    return make_chain_node(
+        spec,
+        fallback_agent=standing_in(fallback_agent, spec.output_schema),
+        view=view,
+        accept=accept_handled,
+        middleware=middleware,
+    )
+
+
+def failure_handler(spec: AgentSpec, may_publish: Sequence[str]) -> Any:
+    """The error handler of a handler node: a person (when enabled), else a dead letter.
+
+    A person's answer is the handler's result (it publishes nothing); the run goes on.
+    """
+    return escalating(
+        dead_letter,
+        agent=spec,
+        answer=then(accept_handled, BUS),
+        view=partial(event_view, may_publish=may_publish),
+        output_schema=publication_schema(may_publish) if may_publish else spec.output_schema,
+    )
 
 
 def build_events_graph(
@@ -520,6 +556,7 @@ def build_events_graph(
     max_events: int = 20,
     max_depth: int = 5,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    fallback_agent: FallbackAgent = None,
 ) -> PatternGraph:
     """Build the event-driven pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -532,9 +569,13 @@ def build_events_graph(
         max_events: Most events one run may accept, the first included.
         max_depth: Deepest causal chain one run may reach; the first event has depth 0.
         middleware: LangChain `AgentMiddleware` for every handler, outside each agent's own.
+        fallback_agent: The agent that handles an event in a failed handler's place (with its
+            publication rights) once the handler's model and fallback models failed: the name
+            of one of the agents, or an agent of its own. None: none. Then a person, when
+            `Context.escalate_to_human` is on (see `switchyard.nodes.fallback`).
 
     Raises:
-        AgentConfigError: See `check_bus`.
+        AgentConfigError: See `check_bus`; or an unknown fallback agent.
         ValueError: `max_events` below 1 or `max_depth` below 0.
 
     Example:
@@ -555,15 +596,16 @@ def build_events_graph(
         max_events=max_events,
         max_depth=max_depth,
     )
+    standby = resolve_fallback_agent(fallback_agent, by_name)
     builder = PatternGraph(
         EventsState, context_schema=Context, input_schema=EventsInput, output_schema=EventsOutput
     )
     builder.add_node(INGEST, partial(ingest, bus=bus))
     builder.add_node(BUS, partial(collect, bus=bus))
     for name, spec in by_name.items():
-        # LangGraph calls error handlers with (input, error); its stubs type them as nodes.
-        node = handler(spec, bus.publishes.get(name, ()), middleware)
-        builder.add_node(name, node, error_handler=cast(Any, dead_letter))
+        rights = bus.publishes.get(name, ())
+        node = handler(spec, rights, middleware, standby)
+        builder.add_node(name, node, error_handler=failure_handler(spec, rights))
         builder.add_edge(name, BUS)
     builder.add_node(FINISH, finish)
     builder.add_edge(START, INGEST)

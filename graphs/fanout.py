@@ -10,7 +10,9 @@ schema, goes to its error handler, which records the failure; the merge goes ahe
 Wide fan-outs (more workers than `shard_size`) run in shards: START -> intake -> (one `Send` per
 shard) shard -> merge. A shard runs its workers concurrently inside one node, each as the same
 agent node (its call, retries, fallbacks) with the same failure record, so the state a run ends
-with is the same; only the graph's steps differ (one task per shard, not per worker).
+with is the same; only the graph's steps differ (one task per shard, not per worker). A sharded
+worker's chain stops before the person: an interrupt inside a shard would run every worker of the
+shard again on resume.
 """
 
 from __future__ import annotations
@@ -34,8 +36,18 @@ from pydantic import JsonValue
 from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
 from switchyard.graphs.guarded import PatternGraph
 from switchyard.graphs.pipeline import validated_output
-from switchyard.nodes.agent import NodeRunnable, make_agent_node
+from switchyard.nodes.agent import NodeRunnable
 from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.fallback import (
+    FallbackAgent,
+    can_fall_back,
+    escalating,
+    make_chain_node,
+    resolve_fallback_agent,
+    standing_in,
+    stop_command,
+    then,
+)
 from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agent, as_agents, check_agents
 from switchyard.state.context import Context
@@ -184,14 +196,31 @@ def record_worker_failure(
 
 
 def worker_node(
-    spec: AgentSpec, middleware: Sequence[AgentMiddleware[Any, Any, Any]]
+    spec: AgentSpec,
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]],
+    fallback_agent: AgentSpec | None = None,
 ) -> NodeRunnable:
-    """The agent node of one worker (its input is the `WorkerTask` it was sent)."""
-    return make_agent_node(
+    """The agent node of one worker (its input is the `WorkerTask` it was sent).
+
+    `fallback_agent` does the worker's task when the worker's call fails.
+    """
+    return make_chain_node(
         spec,
+        fallback_agent=standing_in(fallback_agent, spec.output_schema),
         view=task_view,
         accept=partial(accept_worker_reply, spec),
         middleware=middleware,
+    )
+
+
+def worker_handler(spec: AgentSpec) -> Any:
+    """The error handler of one worker's node: a person (when enabled), else the failure record."""
+    return escalating(
+        partial(record_worker_failure, worker=spec.name),
+        agent=spec,
+        answer=then(partial(accept_worker_reply, spec), MERGE),
+        view=task_view,
+        output_schema=spec.output_schema,
     )
 
 
@@ -450,6 +479,20 @@ def accept_merger_reply(spec: AgentSpec, state: FanoutState, reply: AgentReply) 
     return {"messages": [reply.messages[-1]], "usage": reply.usage}
 
 
+def merger_failed(state: FanoutState, error: NodeError, *, merger: str) -> Command[Any]:
+    """The merger's chain is exhausted: a budget or the deadline end the run cleanly.
+
+    Any other failure fails the run (re-raised): without the merger there is no answer to give;
+    the workers' results stay checkpointed, and the run facade dead-letters the run.
+
+    Raises:
+        Exception: The merger's error, when it was not a budget or the deadline.
+    """
+    if can_fall_back(error.error):
+        raise error.error
+    return stop_command(merger, error.error, end_detail=describe_error(error.error))
+
+
 def _check_options(
     agents: Sequence[AgentSpec],
     merger: AgentSpec | None,
@@ -503,6 +546,7 @@ def build_fanout_graph(
     shard_size: int | None = DEFAULT_SHARD_SIZE,
     max_concurrency: int | None = None,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    fallback_agent: FallbackAgent = None,
 ) -> PatternGraph:
     """Build the fan-out / fan-in pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -525,10 +569,14 @@ def build_fanout_graph(
             `max_concurrency`.
         middleware: LangChain `AgentMiddleware` for every worker and the merger, outside each
             agent's own.
+        fallback_agent: The agent that does a failed worker's task, or the merger's job, once
+            its model and fallback models failed: the name of one of the agents, or an agent of
+            its own. None: none. Then a person, when `Context.escalate_to_human` is on (not in
+            shards, see above; `switchyard.nodes.fallback`).
 
     Raises:
-        AgentConfigError: No workers, duplicate or reserved names (intake, merge, shard), or
-            "synthesize" without a merger.
+        AgentConfigError: No workers, duplicate or reserved names (intake, merge, shard),
+            "synthesize" without a merger, or an unknown fallback agent.
         ValueError: Unknown strategy, a merger with another strategy, a quorum outside 1..n, or
             a `shard_size` or `max_concurrency` below 1.
 
@@ -541,25 +589,29 @@ def build_fanout_graph(
     agents = as_agents(agents)
     merger = as_agent(merger) if merger is not None else None
     strategy = _check_options(agents, merger, strategy, quorum, shard_size, max_concurrency)
+    members = {spec.name: spec for spec in (*agents, *([merger] if merger else []))}
+    standby = resolve_fallback_agent(fallback_agent, members)
     builder = PatternGraph(
         FanoutState, context_schema=Context, input_schema=FanoutInput, output_schema=FanoutOutput
     )
     builder.add_node(INTAKE, Intake(workers=tuple(spec.name for spec in agents), quorum=quorum))
     builder.add_edge(START, INTAKE)
-    workers = {spec.name: worker_node(spec, middleware) for spec in agents}
+    workers = {spec.name: worker_node(spec, middleware, standby) for spec in agents}
     if shard_size is not None and len(agents) > shard_size:
         _add_shards(builder, workers, shard_size, max_concurrency)
     else:
-        _add_workers(builder, workers)
+        _add_workers(builder, workers, members)
     builder.add_node(MERGE, Merge(strategy=strategy, quorum=quorum))
-    _add_merger(builder, merger, middleware)
+    _add_merger(builder, merger, middleware, standby)
     return builder
 
 
-def _add_workers(builder: PatternGraph, workers: Mapping[str, NodeRunnable]) -> None:
-    """One node per worker, each sent its `WorkerTask`, each recording its own failure."""
+def _add_workers(
+    builder: PatternGraph, workers: Mapping[str, NodeRunnable], specs: Mapping[str, AgentSpec]
+) -> None:
+    """One node per worker, each sent its `WorkerTask`, each with its own error handler."""
     for name, node in workers.items():
-        builder.add_node(name, node, error_handler=partial(record_worker_failure, worker=name))
+        builder.add_node(name, node, error_handler=worker_handler(specs[name]))
         builder.add_edge(name, MERGE)
     builder.add_conditional_edges(INTAKE, route_to_workers, list(workers))
 
@@ -581,15 +633,26 @@ def _add_merger(
     builder: PatternGraph,
     merger: AgentSpec | None,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]],
+    standby: AgentSpec | None,
 ) -> None:
     """The end of the graph: after the merge, or after the merger agent ("synthesize")."""
     if merger is None:
         builder.add_edge(MERGE, END)
         return
-    # No error handler: without the merger there is no answer to give, so its failure (its
-    # retries and fallback models tried) fails the run; the workers' results stay checkpointed.
     accept = partial(accept_merger_reply, merger)
-    node = make_agent_node(merger, view=merger_view, accept=accept, middleware=middleware)
-    builder.add_node(merger.name, node)
+    node = make_chain_node(
+        merger,
+        fallback_agent=standing_in(standby, merger.output_schema),
+        view=merger_view,
+        accept=accept,
+        middleware=middleware,
+    )
+    handler = escalating(
+        partial(merger_failed, merger=merger.name),
+        agent=merger,
+        answer=then(accept, END),
+        view=merger_view,
+    )
+    builder.add_node(merger.name, node, error_handler=handler)
     builder.add_conditional_edges(MERGE, route_after_merge, {SYNTHESIZE: merger.name, END: END})
     builder.add_edge(merger.name, END)

@@ -6,8 +6,12 @@ workers, unique ids, known dependencies, no cycles, fits the run's recursion lim
 with the errors when it fails. Steps run in dependency waves, the independent steps of a wave in
 parallel; each worker sees only its task and the typed outputs of the steps it depends on. A
 worker may be a compiled sub-team graph (`SubTeam`). A worker that fails, or whose output fails its
-schema, is recorded as a failed step, the steps that need it are skipped, and the manager
-synthesises what there is (`end_reason="step_failed"`).
+schema, goes down the fallback chain (`switchyard.nodes.fallback`): its retries and fallback models
+inside its call, then the graph's `fallback_agent` doing its step, then a person (their answer is
+the step's output) when `Context.escalate_to_human` is on. When the chain is exhausted the step is
+recorded as failed, the steps that need it are skipped, and the manager synthesises what there is
+(`end_reason="step_failed"`). The manager has the same chain, for its plan and its synthesis; a
+person answering for it answers the request, and the turn ends with their answer.
 
 Offline behaviour: the offline model cannot plan (its structured output is a valid `Plan` whose
 worker names are placeholders), so with `fallback_plan="offline"` (the default) a manager running
@@ -37,10 +41,19 @@ from switchyard.core.errors import AgentConfigError, describe_error
 from switchyard.core.models import load_chat_model
 from switchyard.core.offline import OfflineChatModel
 from switchyard.graphs.guarded import PatternGraph
-from switchyard.nodes.agent import NodeRunnable, make_agent_node, own_view
+from switchyard.nodes.agent import NodeRunnable, own_view
 from switchyard.nodes.call import model_for
 from switchyard.nodes.classify import last_user_text
-from switchyard.nodes.fallback import make_stop_handler
+from switchyard.nodes.fallback import (
+    FallbackAgent,
+    answer_and_end,
+    escalating,
+    make_chain_node,
+    make_stop_handler,
+    resolve_fallback_agent,
+    standing_in,
+    then,
+)
 from switchyard.nodes.record import (
     AgentReply,
     OutputValidationError,
@@ -65,6 +78,7 @@ from switchyard.state.hierarchical import (
     check_plan,
     steps_by_id,
 )
+from switchyard.state.outcomes import run_stop
 from switchyard.state.usage import UsageLedger
 from switchyard.state.views import split_turns
 
@@ -90,6 +104,7 @@ class Team:
         max_steps: Most steps a plan may have.
         max_plan_attempts: Plans requested from a real model before giving up.
         fallback_plan: When `default_plan` replaces a plan the manager could not get right.
+        fallback_agent: The agent that does a failed agent's job (the manager's included), if any.
     """
 
     manager: AgentSpec
@@ -97,6 +112,7 @@ class Team:
     max_steps: int
     max_plan_attempts: int
     fallback_plan: FallbackPlan
+    fallback_agent: AgentSpec | None = None
 
 
 def history(spec: AgentSpec, messages: Sequence[AnyMessage], context: Context) -> list[AnyMessage]:
@@ -293,10 +309,16 @@ def plan_failed(state: HierarchicalState, error: NodeError, *, team: Team) -> An
 
     When the manager's plans were all rejected, the default plan runs (when `fallback_plan`
     allows), else the run ends "plan_invalid" after `schedule`. Any other failure (a provider
-    error that outlived its retries, a budget, the deadline) ends the run as for every agent.
+    error that outlived its fallback chain, a budget, the deadline) goes on down the chain: a
+    person when enabled (`manager_answered`), else the run ends as for every agent.
     """
     if not isinstance(error.error, OutputValidationError):
-        return make_stop_handler(team.manager.name)(state, error)
+        return escalating(
+            make_stop_handler(team.manager.name),
+            agent=team.manager,
+            answer=partial(manager_answered, team=team),
+            view=partial(planning_view, team=team),
+        )(state, error)
     errors = list(rejections_of(error.error))
     chosen = None
     if falls_back(team, current_context()):
@@ -310,6 +332,27 @@ def plan_failed(state: HierarchicalState, error: NodeError, *, team: Team) -> An
         state, chosen, source=source, errors=errors, usage=partial_usage(error.error)
     )
     return Command(update=update, goto=SCHEDULE)
+
+
+def manager_answered(state: HierarchicalState, reply: AgentReply, *, team: Team) -> Command[Any]:
+    """A person's answer for a manager that could not plan: it answers the request; turn ends."""
+    record = PlanRecord(
+        valid=False,
+        steps=[],
+        waves=[],
+        source="none",
+        attempts=0,
+        errors=[f"the manager {team.manager.name!r} failed; a person answered the request"],
+    )
+    return answer_and_end(
+        state,
+        reply,
+        request=last_user_text(state["messages"]),
+        plan=record,
+        results=Overwrite({}),
+        end_reason=None,
+        end_detail=None,
+    )
 
 
 def _next_wave(plan: PlanRecord, results: Mapping[str, StepResult]) -> list[str]:
@@ -354,12 +397,22 @@ def schedule(state: HierarchicalState) -> dict[str, Any]:
     return {"results": skipped} if skipped else {}
 
 
+def run_stopped(results: Mapping[str, StepResult]) -> list[StepResult]:
+    """The steps stopped by the run's deadline or budget (which stop the whole plan)."""
+    return [result for result in results.values() if "stopped_by" in result]
+
+
 def route_wave(state: HierarchicalState) -> list[Send] | Literal["synthesise"]:
-    """One `Send` per step of the next wave (in parallel), or synthesise when none are left."""
+    """One `Send` per step of the next wave (in parallel), or synthesise when none are left.
+
+    A step stopped by the run's deadline or budget goes straight to synthesise, which stops.
+    """
     plan = state.get("plan")
     if plan is None or not plan["valid"]:
         return SYNTHESISE
     results = state.get("results") or {}
+    if run_stopped(results):
+        return SYNTHESISE
     waiting = _next_wave(plan, results)
     if not waiting:
         return SYNTHESISE
@@ -401,7 +454,8 @@ def record_step_failure(delivery: StepDelivery, error: NodeError) -> Command[Lit
     """Error handler of every worker node: record the step's failure; the plan goes on.
 
     LangGraph calls it once the worker's call failed (its retries and fallback models tried
-    inside it); steps that depend on this one are skipped by `schedule`.
+    inside it); steps that depend on this one are skipped by `schedule`. A step stopped by
+    the run's deadline or its budget stops the plan: no more waves, and no synthesis.
     """
     step = delivery["step"]
     result = StepResult(
@@ -412,8 +466,32 @@ def record_step_failure(delivery: StepDelivery, error: NodeError) -> Command[Lit
         output="",
         error=describe_error(error.error),
     )
+    stopped_by = run_stop(error.error)
+    if stopped_by is not None:
+        result["stopped_by"] = stopped_by
     update = {"results": {step["id"]: result}, "usage": partial_usage(error.error)}
     return Command(update=update, goto=SCHEDULE)
+
+
+def _early_end(state: HierarchicalState, team: Team) -> dict[str, Any] | None:
+    """Why the manager does not synthesise: no plan, or the run's deadline or budget hit."""
+    stopped = run_stopped(state.get("results") or {})
+    if not stopped:
+        return _plan_failure(state, team)
+    reason = stopped[0]["stopped_by"]
+    detail = "; ".join(f"step {r['step']!r} stopped: {r['error']}" for r in stopped)
+    done = [r for r in (state.get("results") or {}).values() if r["status"] == "ok"]
+    partial = "; ".join(f"{r['step']}: {render_step(r)}" for r in done) or "none"
+    note = AIMessage(
+        f"Stopped ({reason}): {detail}. Completed steps: {partial}", name=team.manager.name
+    )
+    return {"messages": [note], "end_reason": reason, "end_detail": detail}
+
+
+def render_step(result: StepResult) -> str:
+    """A step's output as text (structured output as compact JSON)."""
+    output = result["output"]
+    return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
 
 
 def _plan_failure(state: HierarchicalState, team: Team) -> dict[str, Any] | None:
@@ -454,7 +532,7 @@ def synthesis_update(state: HierarchicalState, reply: AgentReply) -> dict[str, A
 
 @dataclass(frozen=True)
 class Synthesis:
-    """The synthesise node: the reason there is no plan, else the manager's answer.
+    """The synthesise node: why the run stops (no plan, the deadline or budget), else the answer.
 
     Attributes:
         team: The team.
@@ -465,20 +543,24 @@ class Synthesis:
     manager: NodeRunnable
 
     def run(self, state: HierarchicalState) -> dict[str, Any]:
-        """Explain a missing plan, or have the manager answer."""
-        early = _plan_failure(state, self.team)
+        """Explain a missing plan or a stop, or have the manager answer."""
+        early = _early_end(state, self.team)
         return early if early is not None else dict(self.manager.func(state))
 
     async def arun(self, state: HierarchicalState) -> dict[str, Any]:
         """Async form of `run`."""
-        early = _plan_failure(state, self.team)
+        early = _early_end(state, self.team)
         return early if early is not None else dict(await self.manager.afunc(state))
 
 
 def planner(team: Team, middleware: Sequence[AgentMiddleware[Any, Any, Any]]) -> NodeRunnable:
-    """The plan node: the manager, asked for a `Plan` that `check_manager_plan` accepts."""
-    return make_agent_node(
+    """The plan node: the manager, asked for a `Plan` that `check_manager_plan` accepts.
+
+    The fallback agent, when there is one, plans in its place when the manager's call fails.
+    """
+    return make_chain_node(
         team.manager.model_copy(update={"output_schema": Plan}),
+        fallback_agent=standing_in(team.fallback_agent, Plan),
         view=partial(planning_view, team=team),
         accept=partial(accept_plan, team=team),
         validate=partial(check_manager_plan, team=team),
@@ -490,8 +572,9 @@ def planner(team: Team, middleware: Sequence[AgentMiddleware[Any, Any, Any]]) ->
 
 def synthesiser(team: Team, middleware: Sequence[AgentMiddleware[Any, Any, Any]]) -> NodeRunnable:
     """The synthesise node: why there is no plan, else the manager's answer from the results."""
-    answer = make_agent_node(
+    answer = make_chain_node(
         team.manager,
+        fallback_agent=standing_in(team.fallback_agent, team.manager.output_schema),
         view=partial(synthesis_view, team=team),
         accept=synthesis_update,
         middleware=middleware,
@@ -508,12 +591,14 @@ def check_team(
     max_steps: int,
     max_plan_attempts: int,
     fallback_plan: FallbackPlan,
+    fallback_agent: FallbackAgent = None,
 ) -> Team:
     """Validate the team and the limits, up front.
 
     Raises:
         AgentConfigError: No workers, a worker that is neither an agent nor a compiled graph,
-            duplicate names (the manager's included) or a name the pattern reserves.
+            duplicate names (the manager's included), a name the pattern reserves, or an
+            unknown fallback agent.
         ValueError: A limit out of range or an unknown fallback mode.
     """
     if not workers:
@@ -526,7 +611,7 @@ def check_team(
             f"the manager must be an AgentSpec with a model, got {type(manager).__name__}"
         )
     team = as_agents(workers)
-    check_agents([manager, *team], reserved=(PLAN, SCHEDULE, SYNTHESISE))
+    by_name = check_agents([manager, *team], reserved=(PLAN, SCHEDULE, SYNTHESISE))
     if not isinstance(max_steps, int) or max_steps < 1:
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
     if not isinstance(max_plan_attempts, int) or max_plan_attempts < 1:
@@ -542,6 +627,34 @@ def check_team(
         max_steps=max_steps,
         max_plan_attempts=max_plan_attempts,
         fallback_plan=fallback_plan,
+        fallback_agent=resolve_fallback_agent(fallback_agent, by_name),
+    )
+
+
+def worker_handler(spec: AgentSpec) -> Any:
+    """The error handler of a worker's node: a person (when enabled), else the step's failure.
+
+    A person's answer is the step's output; the plan goes on.
+    """
+    return escalating(
+        record_step_failure,
+        agent=spec,
+        answer=then(step_done, SCHEDULE),
+        view=step_view,
+        output_schema=spec.output_schema,
+    )
+
+
+def synthesis_handler(team: Team) -> Any:
+    """The error handler of the synthesise node: a person (when enabled), else a clean stop.
+
+    A person's answer is the turn's answer, with the end reason the step results call for.
+    """
+    return escalating(
+        make_stop_handler(team.manager.name),
+        agent=team.manager,
+        answer=then(synthesis_update, END),
+        view=partial(synthesis_view, team=team),
     )
 
 
@@ -553,6 +666,7 @@ def build_hierarchical_graph(
     max_plan_attempts: int = 2,
     fallback_plan: FallbackPlan = "offline",
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    fallback_agent: FallbackAgent = None,
 ) -> PatternGraph:
     """Build the hierarchical pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -568,9 +682,14 @@ def build_hierarchical_graph(
             "offline" (only when the manager runs on the offline model), "always" or "never".
         middleware: LangChain `AgentMiddleware` for every agent (the manager included),
             outside each agent's own.
+        fallback_agent: The agent that does a failed agent's job once its model and fallback
+            models failed: a worker's step, or the manager's plan and synthesis; the name of one
+            of the agents, or an agent of its own. None: none. Then a person, when
+            `Context.escalate_to_human` is on (see `switchyard.nodes.fallback`).
 
     Raises:
-        AgentConfigError: No workers, duplicate or reserved names, or a worker of the wrong type.
+        AgentConfigError: No workers, duplicate or reserved names, a worker of the wrong type,
+            or an unknown fallback agent.
         ValueError: A limit out of range or an unknown `fallback_plan`.
 
     Example:
@@ -585,6 +704,7 @@ def build_hierarchical_graph(
         max_steps=max_steps,
         max_plan_attempts=max_plan_attempts,
         fallback_plan=fallback_plan,
+        fallback_agent=fallback_agent,
     )
     builder = PatternGraph(
         HierarchicalState,
@@ -595,11 +715,18 @@ def build_hierarchical_graph(
     builder.add_node(PLAN, planner(team, middleware), error_handler=partial(plan_failed, team=team))
     builder.add_node(SCHEDULE, schedule)
     for name, worker in team.workers.items():
-        node = make_agent_node(worker, view=step_view, accept=step_done, middleware=middleware)
-        builder.add_node(name, node, error_handler=record_step_failure)
+        node = make_chain_node(
+            worker,
+            fallback_agent=standing_in(team.fallback_agent, worker.output_schema),
+            view=step_view,
+            accept=step_done,
+            middleware=middleware,
+        )
+        builder.add_node(name, node, error_handler=worker_handler(worker))
         builder.add_edge(name, SCHEDULE)
-    stop = make_stop_handler(manager.name)
-    builder.add_node(SYNTHESISE, synthesiser(team, middleware), error_handler=stop)
+    builder.add_node(
+        SYNTHESISE, synthesiser(team, middleware), error_handler=synthesis_handler(team)
+    )
     builder.add_edge(START, PLAN)
     builder.add_edge(PLAN, SCHEDULE)
     builder.add_conditional_edges(SCHEDULE, route_wave, [*team.workers, SYNTHESISE])

@@ -2,11 +2,13 @@
 
 START -> intake -> stage 1 -> ... -> stage n -> finish -> END. The first stage sees the user's
 request; every later stage sees a `StageHandoff` (the request plus the previous stage's validated
-output, as JSON). A stage that still raises after its retries, or whose output fails its schema,
-goes to its error handler (the stage's retries and fallback models are tried inside its call),
-which records the failure and jumps to `finish`: the run ends with end_reason "stage_failed" (or
-"budget_exceeded" / "deadline" when a guardrail stopped it), a reason naming the stage, and the
-records of the stages before it.
+output, as JSON). A stage whose call fails, or whose output fails its schema, goes down the
+fallback chain (`switchyard.nodes.fallback`): its retries and fallback models inside its call,
+then the pipeline's `fallback_agent` doing the stage's job, then a person (their answer is the
+stage's output) when `Context.escalate_to_human` is on. When the chain is exhausted, the error
+handler records the failure and jumps to `finish`: the run ends with end_reason "stage_failed"
+(or "budget_exceeded" / "deadline" when a guardrail stopped it, skipping the chain), a reason
+naming the stage, and the records of the stages before it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ from pydantic import BaseModel, JsonValue
 
 from switchyard.core.errors import InvalidInputError, describe_error
 from switchyard.graphs.guarded import PatternGraph
-from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.fallback import (
+    FallbackAgent,
+    escalating,
+    make_chain_node,
+    resolve_fallback_agent,
+    standing_in,
+    then,
+)
 from switchyard.nodes.record import AgentReply, OutputValidationError, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context
@@ -169,6 +178,7 @@ def build_pipeline_graph(
     agents: Sequence[Agent],
     *,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    fallback_agent: FallbackAgent = None,
 ) -> PatternGraph:
     """Build the pipeline pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -179,10 +189,14 @@ def build_pipeline_graph(
         agents: The stages, in the order they run; names must be unique. A stage with an
             `output_schema` hands the next stage a validated instance of it.
         middleware: LangChain `AgentMiddleware` for every stage, outside each agent's own.
+        fallback_agent: The agent that does a failed stage's job (the stage's input, its output
+            schema, its place in the pipeline) once the stage's model and fallback models
+            failed: the name of one of the stages, or an agent of its own. None: none. Then a
+            person, when `Context.escalate_to_human` is on (see `switchyard.nodes.fallback`).
 
     Raises:
-        AgentConfigError: No stages, duplicate names, or a name the pattern reserves (intake,
-            finish).
+        AgentConfigError: No stages, duplicate names, a name the pattern reserves (intake,
+            finish), or an unknown fallback agent.
 
     Example:
         ```python
@@ -191,7 +205,8 @@ def build_pipeline_graph(
         ```
     """
     agents = as_agents(agents)
-    check_agents(agents, reserved=(INTAKE, FINISH))
+    by_name = check_agents(agents, reserved=(INTAKE, FINISH))
+    standby = resolve_fallback_agent(fallback_agent, by_name)
     builder = PatternGraph(
         PipelineState,
         context_schema=Context,
@@ -205,11 +220,21 @@ def build_pipeline_graph(
         agents, [None, *names[:-1]], [*names[1:], FINISH], strict=True
     ):
         stage = Stage(spec=spec, previous=previous, following=following)
-        builder.add_node(
-            spec.name,
-            make_agent_node(spec, view=stage.view, accept=stage.accept, middleware=middleware),
-            error_handler=partial(record_stage_failure, stage=stage),
+        node = make_chain_node(
+            spec,
+            fallback_agent=standing_in(standby, spec.output_schema),
+            view=stage.view,
+            accept=stage.accept,
+            middleware=middleware,
         )
+        handler = escalating(
+            partial(record_stage_failure, stage=stage),
+            agent=spec,
+            answer=then(stage.accept, following),
+            view=stage.view,
+            output_schema=spec.output_schema,
+        )
+        builder.add_node(spec.name, node, error_handler=handler)
         builder.add_edge(previous or INTAKE, spec.name)
     builder.add_node(FINISH, finish)
     builder.add_edge(names[-1], FINISH)

@@ -18,7 +18,12 @@ from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.calibration import Calibration
 from switchyard.nodes.classifiers import Classifier, default_classifier
 from switchyard.nodes.classify import make_classify_node
-from switchyard.nodes.fallback import fallback_destinations, make_fallback_handler
+from switchyard.nodes.fallback import (
+    FallbackAgent,
+    fallback_destinations,
+    make_fallback_handler,
+    resolve_fallback_agent,
+)
 from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
 from switchyard.state.context import Context
 from switchyard.state.router import RouterInput, RouterOutput, RouterState
@@ -64,6 +69,7 @@ def build_router_graph(
     classifier: Classifier | None = None,
     calibration: Calibration | str | Path | None = None,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    fallback_agent: FallbackAgent = None,
 ) -> PatternGraph:
     """Build the router pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -78,9 +84,13 @@ def build_router_graph(
             you pass one.
         middleware: LangChain `AgentMiddleware` for every agent, outside each agent's own (see
             `switchyard.nodes.chain`).
+        fallback_agent: The agent that takes the turn when an agent fails (its model and
+            fallback models tried): the name of one of the agents, or an agent of its own (a
+            node the classifier never routes to). Default: `default_agent`. Then a person, when
+            `Context.escalate_to_human` is on (see `switchyard.nodes.fallback`).
 
     Raises:
-        AgentConfigError: No agents, duplicate names, or an unknown default agent.
+        AgentConfigError: No agents, duplicate names, or an unknown default or fallback agent.
         CalibrationError: The calibration was fitted for another classifier, other agents or
             another default agent.
         ValueError: Both a classifier and a calibration, or a classifier built for other agents.
@@ -94,16 +104,23 @@ def build_router_graph(
     agents = as_agents(agents)
     by_name = check_agents(agents, default_agent=default_agent, reserved=(CLASSIFY,))
     classifier = router_classifier(agents, default_agent, classifier, calibration)
+    standby = resolve_fallback_agent(fallback_agent or default_agent, by_name)
+    assert standby is not None
+    check_agents(
+        [*agents, standby] if standby.name not in by_name else agents, reserved=(CLASSIFY,)
+    )
     builder = PatternGraph(
         RouterState, context_schema=Context, input_schema=RouterInput, output_schema=RouterOutput
     )
     builder.add_node(CLASSIFY, make_classify_node(classifier, default_agent=default_agent))
-    for spec in agents:
+    # A fallback agent of its own is a node too, reached only from a failed agent's handler.
+    members = agents if standby.name in by_name else [*agents, standby]
+    for spec in members:
         builder.add_node(
             spec.name,
             make_agent_node(spec, middleware=middleware),
-            error_handler=make_fallback_handler(spec, default_agent=default_agent),
-            destinations=fallback_destinations(spec, default_agent),
+            error_handler=make_fallback_handler(spec, default_agent=standby.name),
+            destinations=fallback_destinations(spec, standby.name),
         )
         builder.add_edge(spec.name, END)
     builder.add_edge(START, CLASSIFY)

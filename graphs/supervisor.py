@@ -22,8 +22,16 @@ from pydantic import BaseModel, ValidationError
 
 from switchyard.core.errors import AgentConfigError
 from switchyard.graphs.guarded import PatternGraph
-from switchyard.nodes.agent import make_agent_node, own_view, render_output
-from switchyard.nodes.fallback import make_stop_handler
+from switchyard.nodes.agent import own_view, render_output
+from switchyard.nodes.fallback import (
+    FallbackAgent,
+    answer_and_end,
+    escalating,
+    make_chain_node,
+    make_stop_handler,
+    resolve_fallback_agent,
+    then,
+)
 from switchyard.nodes.handoff import (
     TaskArgs,
     close_open_calls,
@@ -229,6 +237,11 @@ def worker_report(spec: AgentSpec) -> Any:
     return accept
 
 
+def supervisor_answered(state: SupervisorState, reply: AgentReply) -> Command[str]:
+    """A person's answer for the failed supervisor: the turn's final answer."""
+    return answer_and_end(state, reply, end_reason="completed")
+
+
 def check_team(
     workers: Sequence[Agent], supervisor: AgentSpec | None, max_rounds: int | None
 ) -> tuple[list[AgentSpec], AgentSpec]:
@@ -262,6 +275,7 @@ def build_supervisor_graph(
     supervisor: AgentSpec | None = None,
     max_rounds: int | None = None,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    fallback_agent: FallbackAgent = None,
 ) -> PatternGraph:
     """Build the supervisor pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -273,10 +287,15 @@ def build_supervisor_graph(
         max_rounds: Most delegations per request; `None` uses the run's `Context.max_handoffs`.
         middleware: LangChain `AgentMiddleware` for every agent (the supervisor included),
             outside each agent's own.
+        fallback_agent: The agent that does a failed agent's job, the supervisor's included (its
+            view, its handoff tools, its place in the flow), once the agent's model and fallback
+            models failed: the name of one of the agents, or an agent of its own. None: none.
+            Then a person, when `Context.escalate_to_human` is on: their answer is the
+            supervisor's final answer, or the worker's report (see `switchyard.nodes.fallback`).
 
     Raises:
-        AgentConfigError: No workers, duplicate names (the supervisor's included), or handoffs
-            declared on a worker or the supervisor.
+        AgentConfigError: No workers, duplicate names (the supervisor's included), handoffs
+            declared on a worker or the supervisor, or an unknown fallback agent.
         ValueError: `max_rounds` is not positive.
 
     Example:
@@ -286,6 +305,9 @@ def build_supervisor_graph(
         ```
     """
     agents, supervisor = check_team(agents, supervisor, max_rounds)
+    standby = resolve_fallback_agent(
+        fallback_agent, {spec.name: spec for spec in (*agents, supervisor)}
+    )
     builder = PatternGraph(
         SupervisorState,
         context_schema=Context,
@@ -294,23 +316,41 @@ def build_supervisor_graph(
     )
     tools = make_handoff_tools(agents, args_schema=TaskArgs)
     decide = partial(delegate, supervisor=supervisor.name, tools=tools, max_rounds=max_rounds)
-    node = make_agent_node(
+    view = supervisor_view(supervisor)
+    node = make_chain_node(
         supervisor,
-        view=supervisor_view(supervisor),
+        fallback_agent=standby,
+        view=view,
         accept=decide,
         handoffs=tools,
         middleware=middleware,
     )
+    handler = escalating(
+        make_stop_handler(supervisor.name),
+        agent=supervisor,
+        answer=supervisor_answered,
+        view=view,
+    )
     builder.add_node(
         supervisor.name,
         node,
-        error_handler=make_stop_handler(supervisor.name),
+        error_handler=handler,
         destinations=(*(w.name for w in agents), END),
     )
     for spec in agents:
         view, accept = worker_view(spec), worker_report(spec)
-        node = make_agent_node(spec, view=view, accept=accept, middleware=middleware)
-        builder.add_node(spec.name, node, error_handler=make_stop_handler(spec.name))
+        node = make_chain_node(
+            spec, fallback_agent=standby, view=view, accept=accept, middleware=middleware
+        )
+        # A person's answer is the worker's report: the supervisor carries on with it.
+        handler = escalating(
+            make_stop_handler(spec.name),
+            agent=spec,
+            answer=then(accept, supervisor.name),
+            view=view,
+            output_schema=spec.output_schema,
+        )
+        builder.add_node(spec.name, node, error_handler=handler)
         builder.add_edge(spec.name, supervisor.name)
     builder.add_edge(START, supervisor.name)
     return builder

@@ -16,13 +16,19 @@ from typing import Any
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.tools import BaseTool
-from langgraph.graph import END, START
+from langgraph.graph import START
 from langgraph.types import Command
 from pydantic import ValidationError
 
 from switchyard.graphs.guarded import PatternGraph
 from switchyard.nodes.agent import make_agent_node, own_view
-from switchyard.nodes.fallback import make_fallback_handler
+from switchyard.nodes.fallback import (
+    FallbackAgent,
+    answer_and_end,
+    fallback_destinations,
+    make_fallback_handler,
+    resolve_fallback_agent,
+)
 from switchyard.nodes.handoff import (
     TransferArgs,
     close_open_calls,
@@ -207,6 +213,11 @@ def move(
     return relay(state, reply, agent=agent, tools=tools, max_handoffs=limit, repeats=repeats)
 
 
+def human_answer(state: SwarmState, reply: AgentReply, *, agent: str) -> Command[str]:
+    """A person's answer for a failed swarm agent: the turn's answer; the agent stays active."""
+    return answer_and_end(state, reply, end_reason="completed", active_agent=agent)
+
+
 def _check_limits(max_handoffs: int | None, ping_pong_repeats: int) -> None:
     if max_handoffs is not None and max_handoffs <= 0:
         raise ValueError(f"max_handoffs must be positive, got {max_handoffs}")
@@ -224,6 +235,7 @@ def build_swarm_graph(
     max_handoffs: int | None = None,
     ping_pong_repeats: int = DEFAULT_PING_PONG_REPEATS,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    fallback_agent: FallbackAgent = None,
 ) -> PatternGraph:
     """Build the swarm pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -236,10 +248,15 @@ def build_swarm_graph(
         ping_pong_repeats: Round trips between the same two agents that end a turn (at least 2;
             2 stops A -> B -> A -> B).
         middleware: LangChain `AgentMiddleware` for every agent, outside each agent's own.
+        fallback_agent: The agent that takes the turn over when an agent fails (its model and
+            fallback models tried): the name of one of the agents, or an agent of its own (a
+            node reached only that way). None (the default): no agent takes over (a peer is not
+            a fallback: handing the turn on is the agent's own decision). Then a person, when
+            `Context.escalate_to_human` is on (see `switchyard.nodes.fallback`).
 
     Raises:
-        AgentConfigError: No agents, duplicate names, an unknown default agent, or a handoff to an
-            unknown agent or to the agent itself.
+        AgentConfigError: No agents, duplicate names, an unknown default or fallback agent, or a
+            handoff to an unknown agent or to the agent itself.
         ValueError: `max_handoffs` is not positive or `ping_pong_repeats` is below 2.
 
     Example:
@@ -248,13 +265,18 @@ def build_swarm_graph(
         graph = builder.compile(checkpointer=InMemorySaver(), name="swarm")
         ```
     """
-    agents = as_agents(agents)
-    by_name = check_agents(agents, default_agent=default_agent)
+    specs = as_agents(agents)
+    by_name = check_agents(specs, default_agent=default_agent)
     _check_limits(max_handoffs, ping_pong_repeats)
+    standby = resolve_fallback_agent(fallback_agent, by_name)
+    if standby is not None and standby.name not in by_name:
+        specs = [*specs, standby]  # a node of its own, reached only when an agent fails
+        by_name = check_agents(specs, default_agent=default_agent)
+    standby_name = standby.name if standby is not None else None
     builder = PatternGraph(
         SwarmState, context_schema=Context, input_schema=SwarmInput, output_schema=SwarmOutput
     )
-    for spec in agents:
+    for spec in specs:
         tools = make_handoff_tools([by_name[p] for p in spec.handoffs], args_schema=TransferArgs)
         accept = partial(
             move, agent=spec.name, tools=tools, max_handoffs=max_handoffs, repeats=ping_pong_repeats
@@ -262,13 +284,18 @@ def build_swarm_graph(
         node = make_agent_node(
             spec, view=shared_view(spec), accept=accept, handoffs=tools, middleware=middleware
         )
-        # A failing agent's fallback models were tried in its call; then the run stops cleanly
-        # (its peers are not a fallback: handing the turn on is the agent's own decision).
+        # A failing agent's fallback models were tried in its call; then the fallback agent
+        # takes the turn, then a person, else the run stops cleanly.
+        handler = make_fallback_handler(
+            spec, default_agent=standby_name, answer=partial(human_answer, agent=spec.name)
+        )
         builder.add_node(
             spec.name,
             node,
-            error_handler=make_fallback_handler(spec),
-            destinations=(*spec.handoffs, END),
+            error_handler=handler,
+            destinations=tuple(
+                dict.fromkeys((*spec.handoffs, *fallback_destinations(spec, standby_name)))
+            ),
         )
     builder.add_conditional_edges(
         START,

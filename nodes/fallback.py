@@ -1,30 +1,66 @@
-"""The graph half of the fallback chain, wired as LangGraph node `error_handler`s.
+"""The fallback chain, the same in every pattern, and how each pattern's nodes are wired into it.
 
-The chain is the same in every pattern: the agent's fallback models (tried inside the agent call,
-by the `FallbackModels` middleware, for each model call), then the pattern's default agent, then a
-person (`interrupt`, when `Context.escalate_to_human` is on), then the dead-letter queue (the run
-facade records the failed run). A node's handler is reached once the agent call failed with its
-fallback models too; when the rest is exhausted, or when the failure was a budget or the run's
-deadline (which no fallback can fix), the run ends cleanly: `end_reason` says why, the agent's
-apology is the last message, and everything done before stays in the checkpoint.
+When an agent cannot answer, the chain is tried in this order:
+
+1. the agent's fallback models (`AgentSpec.fallback_models`), tried inside the agent call by the
+   `FallbackModels` middleware, for each model call;
+2. the pattern's fallback agent (`build_*_graph(fallback_agent=...)`; in the router, its
+   `default_agent` unless another is given), which does the failed agent's job: the same input
+   (its view), the same tools and handoffs, and its answer lands in the failed agent's place;
+3. a person, through `interrupt()`, when `Context.escalate_to_human` is on: their answer stands
+   in for the agent's and the run goes on from there (`switchyard.runtime.run.resume`);
+4. the dead-letter queue: the pattern ends the run cleanly with its end reason and the run
+   facade records the failed run.
+
+A budget or the run's deadline (which no fallback can get round) skips straight to a clean stop
+with its own end reason (`budget_exceeded`, `deadline`). Every call is charged, failed ones
+included: the spend of a failed agent travels with its error (`partial_usage`).
+
+How step 2 is wired: in the router and the swarm, whose agents answer the conversation as
+themselves, the failed node's `error_handler` sends the turn to the fallback agent's node
+(`make_fallback_handler`). In every other pattern an agent has a place in a flow (a stage, a
+worker's task, a handler's event, the supervisor's or the manager's role), often one of several
+parallel branches that a fan-in waits for: there the fallback agent stands in inside the agent's
+own node (`make_chain_node`), so the fan-in sees one result per branch in the same step. Steps 3
+and 4 are always the node's `error_handler` (`escalating`), so a person's answer resumes exactly
+the failed node's handler and nothing else runs again.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, HumanMessage
-from langgraph.errors import NodeError
+from langchain_core.tools import BaseTool
+from langgraph.errors import GraphBubbleUp, NodeError
 from langgraph.graph import END
+from langgraph.pregel import Pregel
 from langgraph.types import Command, interrupt
+from pydantic import BaseModel, ValidationError
 
-from switchyard.core.errors import describe_error
-from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
-from switchyard.nodes.record import partial_usage
-from switchyard.state.agents import AgentSpec
-from switchyard.state.context import current_context
-from switchyard.state.outcomes import EndReason, end_reason_for
+from switchyard.core.errors import AgentConfigError, describe_error
+from switchyard.nodes.agent import (
+    Accept,
+    AgentNode,
+    NodeRunnable,
+    View,
+    answer_update,
+    make_agent_node,
+    transcript_view,
+)
+from switchyard.nodes.call import Validate
+from switchyard.nodes.chain import AgentChain
+from switchyard.nodes.record import AgentReply, partial_usage
+from switchyard.state.agents import AgentSpec, as_agent, check_agents
+from switchyard.state.context import Context, current_context
+from switchyard.state.outcomes import EndReason, end_reason_for, guardrail_stop
+from switchyard.state.reducers import merge_usage
 from switchyard.state.usage import UsageLedger
 
 logger = logging.getLogger(__name__)
@@ -32,85 +68,411 @@ logger = logging.getLogger(__name__)
 HUMAN = "human"
 """Name carried by answers a person gives through escalation."""
 
+FallbackAgent = str | AgentSpec | Pregel[Any, Any, Any, Any] | None
+"""What `build_*_graph(fallback_agent=...)` takes: the name of one of the pattern's agents, an
+agent of its own (an `AgentSpec` or a compiled graph), or None (no fallback agent)."""
 
-def _stop(
-    spec: AgentSpec, reason: EndReason, failures: list[str], usage: UsageLedger
-) -> Command[Any]:
-    message = AIMessage(
-        content=f"The {spec.name} agent could not answer ({reason}): {'; '.join(failures)}",
-        name=spec.name,
+Answer = Callable[[Any, AgentReply], Command[Any]]
+"""How a person's answer continues the run: from the failed node's input and the answer (as an
+`AgentReply` named `human`), the `Command` the node's error handler returns."""
+
+Handler = Callable[..., Any]
+"""A LangGraph node `error_handler`: called with the failed node's input and its `NodeError`
+(typed loosely, as LangGraph's stubs type handlers as nodes of one argument)."""
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def resolve_fallback_agent(
+    fallback_agent: FallbackAgent, agents: Mapping[str, AgentSpec]
+) -> AgentSpec | None:
+    """The fallback agent a `build_*_graph(fallback_agent=...)` names, checked, or None.
+
+    Args:
+        fallback_agent: A name of one of `agents`, an agent of its own, or None.
+        agents: The pattern's agents by name.
+
+    Raises:
+        AgentConfigError: An unknown name, an agent of its own that takes the name of one of the
+            pattern's agents (pass the name instead), or an invalid agent.
+    """
+    if fallback_agent is None:
+        return None
+    if isinstance(fallback_agent, str):
+        if fallback_agent not in agents:
+            raise AgentConfigError(
+                f"fallback agent {fallback_agent!r} is not one of the agents: "
+                f"{', '.join(agents)}; pass its name, or an AgentSpec of its own"
+            )
+        return agents[fallback_agent]
+    spec = as_agent(fallback_agent)
+    if spec.name in agents and agents[spec.name] != spec:
+        raise AgentConfigError(
+            f"fallback agent {spec.name!r} has the name of another agent of the graph; pass the "
+            "name to use that agent, or give the fallback agent a name of its own"
+        )
+    check_agents([spec])
+    return spec
+
+
+def standing_in(
+    fallback_agent: AgentSpec | None, output_schema: type[BaseModel] | None
+) -> AgentSpec | None:
+    """`fallback_agent` as it stands in for an agent whose node expects `output_schema`.
+
+    A node that reads structured output (a stage's schema, a plan, an event handler's
+    publications) gets it from the fallback agent too. A graph agent answers as it does.
+    """
+    if fallback_agent is None or output_schema is None or fallback_agent.graph is not None:
+        return fallback_agent
+    return fallback_agent.model_copy(update={"output_schema": output_schema})
+
+
+def can_fall_back(error: BaseException) -> bool:
+    """Whether another agent or a person may stand in after `error`.
+
+    Not after a budget or the run's deadline (no one can get round them), nor after LangGraph's
+    own control flow (an interrupt raised by a tool, a `Command` for the parent graph).
+    """
+    return not isinstance(error, GraphBubbleUp) and guardrail_stop(error) is None
+
+
+# --- step 2: the fallback agent stands in, inside the failed agent's node ----------------------
+
+
+def _charged(accept: Accept, spent: UsageLedger) -> Accept:
+    """`accept`, with the failed agent's spend added to the fallback agent's reply."""
+
+    def charge(state: Any, reply: AgentReply) -> Any:
+        return accept(state, dataclasses.replace(reply, usage=merge_usage(spent, reply.usage)))
+
+    return charge
+
+
+def failures_of(agent: str, error: BaseException) -> list[str]:
+    """Each failure of `agent`'s chain behind `error`, one line each, named after its agent."""
+    chain: list[str] | None = getattr(error, "switchyard_chain", None)
+    return list(chain) if chain else [f"{agent}: {describe_error(error)}"]
+
+
+def _both_failed(agent: str, first: Exception, stand_in: str, second: Exception) -> Exception:
+    """The fallback agent's error, naming both failures and carrying both agents' spend."""
+    failures = [*failures_of(agent, first), *failures_of(f"{stand_in} (fallback agent)", second)]
+    second.switchyard_failures = failures  # type: ignore[attr-defined]
+    second.switchyard_chain = failures  # type: ignore[attr-defined]
+    second.switchyard_usage = merge_usage(  # type: ignore[attr-defined]
+        partial_usage(first), partial_usage(second)
     )
-    logger.error("agent %s failed, run ends: %s (%s)", spec.name, reason, "; ".join(failures))
-    return Command(goto=END, update={"messages": [message], "end_reason": reason, "usage": usage})
+    return second
 
 
-def make_fallback_handler(spec: AgentSpec, *, default_agent: str | None = None) -> Any:
-    """The `error_handler` of an agent node whose agent can be stood in for.
+@dataclass(frozen=True)
+class StandIn:
+    """An agent node whose fallback agent takes over when the agent's call fails.
+
+    The fallback agent gets what the agent would have seen (its view), the agent's handoff tools
+    and output checks, and its reply goes through the agent's `accept`, charged with the failed
+    agent's spend too. When it fails as well, its error names both failures and carries both
+    spends, for the node's error handler (a person, then a clean stop).
+
+    Attributes:
+        primary: The agent's node.
+        fallback: The fallback agent, doing the agent's job.
+    """
+
+    primary: AgentNode
+    fallback: AgentNode
+
+    def _stand_in(self, failure: Exception) -> AgentNode:
+        logger.warning(
+            "agent %s failed (%s); fallback agent %s stands in",
+            self.primary.agent.name,
+            describe_error(failure),
+            self.fallback.agent.name,
+        )
+        accept = _charged(self.fallback.accept, partial_usage(failure))
+        return dataclasses.replace(self.fallback, accept=accept)
+
+    def run(self, state: Any) -> Any:
+        """The agent's update; the fallback agent's when the agent's call fails."""
+        try:
+            return self.primary.run(state)
+        except Exception as failure:
+            if not can_fall_back(failure):
+                raise
+            stand_in = self._stand_in(failure)
+            try:
+                return stand_in.run(state)
+            except Exception as second:
+                raise self._failed(failure, second) from failure
+
+    async def arun(self, state: Any) -> Any:
+        """Async form of `run`."""
+        try:
+            return await self.primary.arun(state)
+        except Exception as failure:
+            if not can_fall_back(failure):
+                raise
+            stand_in = self._stand_in(failure)
+            try:
+                return await stand_in.arun(state)
+            except Exception as second:
+                raise self._failed(failure, second) from failure
+
+    def _failed(self, first: Exception, second: Exception) -> Exception:
+        if isinstance(second, GraphBubbleUp):
+            return second
+        return _both_failed(self.primary.agent.name, first, self.fallback.agent.name, second)
+
+
+def make_chain_node(
+    agent: AgentSpec,
+    *,
+    fallback_agent: AgentSpec | None,
+    view: View | None = None,
+    accept: Accept = answer_update,
+    handoffs: Sequence[BaseTool] = (),
+    validate: Validate | None = None,
+    reasks: Callable[[Context], int] | None = None,
+    middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    name: str | None = None,
+) -> NodeRunnable:
+    """`make_agent_node`, with `fallback_agent` standing in when the agent's call fails.
+
+    Args:
+        agent: The agent.
+        fallback_agent: The agent that does this agent's job when its call failed (its model
+            and fallback models tried); None, or the agent itself, adds nothing. Give it the
+            output schema the node needs (`AgentSpec.model_copy(update=...)`) when the agent's
+            was changed for this node.
+        view: What either agent sees (default: the agent's own turns of `state["messages"]`).
+        accept: What the node returns from the reply, whichever agent gave it.
+        handoffs: Handoff tools offered to either agent.
+        validate: The pattern's check of the structured output, for either agent.
+        reasks: How often a rejected structured answer is asked for again.
+        middleware: Graph-wide middleware, outside each agent's own.
+        name: The node's name (default: the agent's).
+
+    Returns:
+        A node for `StateGraph.add_node`; pair it with an `escalating` error handler.
+
+    Example:
+        ```python
+        node = make_chain_node(stage, fallback_agent=generalist, view=view, accept=accept)
+        builder.add_node(stage.name, node, error_handler=escalating(...))
+        ```
+    """
+    if fallback_agent is None or fallback_agent.name == agent.name:
+        return make_agent_node(
+            agent,
+            view=view,
+            accept=accept,
+            handoffs=handoffs,
+            validate=validate,
+            reasks=reasks,
+            middleware=middleware,
+            name=name,
+        )
+    primary = AgentNode(
+        agent=agent,
+        chain=AgentChain.of(agent, middleware),
+        view=view or transcript_view(agent),
+        accept=accept,
+        handoffs=handoffs,
+        validate=validate,
+        reasks=reasks,
+    )
+    fallback = dataclasses.replace(
+        primary, agent=fallback_agent, chain=AgentChain.of(fallback_agent, middleware)
+    )
+    stand_in = StandIn(primary=primary, fallback=fallback)
+    return NodeRunnable(stand_in.run, stand_in.arun, name=name or agent.name, agent=agent)
+
+
+# --- step 3: a person; step 4: a clean stop (and the dead-letter queue) -----------------------
+
+
+def human_reply(
+    answer: Any, spent: UsageLedger, output_schema: type[BaseModel] | None = None
+) -> AgentReply:
+    """A person's answer as the failed agent's reply (named `human`), charged with its spend.
+
+    With an `output_schema`, an answer that is (or parses as) an instance of it is the reply's
+    structured output; otherwise the answer's text is.
+    """
+    text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
+    output: str | BaseModel = text
+    if output_schema is not None:
+        try:
+            output = (
+                output_schema.model_validate(answer)
+                if isinstance(answer, Mapping)
+                else output_schema.model_validate_json(text)
+            )
+        except ValidationError:
+            output = text
+    return AgentReply(messages=[AIMessage(content=text, name=HUMAN)], output=output, usage=spent)
+
+
+def then(accept: Callable[[Any, AgentReply], Any], goto: str) -> Answer:
+    """An `Answer` that applies `accept` to the person's reply and goes on to node `goto`.
+
+    An error handler's update does not follow the failed node's edges, so it names where the
+    run goes next. When `accept` returns a `Command` of its own, that is used as it is.
+    """
+
+    def answer(state: Any, reply: AgentReply) -> Command[Any]:
+        update = accept(state, reply)
+        if isinstance(update, Command):
+            return update
+        return Command(update=update, goto=goto)
+
+    return answer
+
+
+def task_of(view: View, state: Any) -> str:
+    """What the failed agent was asked: the last message of its view (for the person)."""
+    try:
+        messages = view(state, current_context())
+    except Exception:  # a view that needs what the failure left out: ask without it
+        return ""
+    return messages[-1].text if messages else ""
+
+
+def request_of(state: Any) -> str:
+    """The user's latest request, from the node's input (a state, or a `Send` payload)."""
+    if isinstance(state, Mapping):
+        for message in reversed(state.get("messages") or []):
+            if isinstance(message, HumanMessage):
+                return message.text
+        for key in ("request", "goal"):
+            if isinstance(state.get(key), str):
+                return str(state[key])
+    return ""
+
+
+def escalate(state: Any, error: NodeError, *, agent: str, view: View | None = None) -> Any:
+    """Pause for a person (`interrupt`) with what failed; returns their answer on resume.
+
+    The question names the agent, every failure in its chain, the user's request and what the
+    agent was asked; `resume(graph, answer, ...)` (or `Command(resume=answer)`) answers it.
+    """
+    question = {
+        "reason": "agent_failed",
+        "agent": agent,
+        "failures": failures_of(agent, error.error),
+        "request": request_of(state),
+        "task": task_of(view, state) if view is not None else request_of(state),
+    }
+    logger.warning("agent %s failed; asking a person: %s", agent, "; ".join(question["failures"]))
+    return interrupt(question)
+
+
+def escalating(
+    on_failure: Handler,
+    *,
+    agent: AgentSpec,
+    answer: Answer,
+    view: View | None = None,
+    output_schema: type[BaseModel] | None = None,
+) -> Handler:
+    """A node's `error_handler`: a person when `Context.escalate_to_human` is on, else `on_failure`.
+
+    Args:
+        on_failure: The pattern's own handler: records the failure and stops (or goes on without
+            the agent), with the end reason of a budget or the deadline when one stopped it.
+        agent: The agent whose node it guards.
+        answer: How a person's answer continues the run (see `then`).
+        view: The agent's view, to show the person what it was asked.
+        output_schema: The structured output the node expects, parsed from the answer if it can.
+
+    Returns:
+        A handler for `StateGraph.add_node(..., error_handler=...)`. A budget or the deadline
+        never reaches a person: no answer can get round them.
+    """
+
+    def handle_failure(state: Any, error: NodeError) -> Any:
+        if can_fall_back(error.error) and current_context().escalate_to_human:
+            given = escalate(state, error, agent=agent.name, view=view)
+            return answer(state, human_reply(given, partial_usage(error.error), output_schema))
+        return on_failure(state, error)
+
+    return handle_failure
+
+
+def stop_command(agent: str, error: BaseException, **update: Any) -> Command[Any]:
+    """End the run cleanly after `agent` failed: its end reason, why, and what it spent."""
+    reason: EndReason = end_reason_for(error)
+    failures = "; ".join(failures_of(agent, error))
+    message = AIMessage(
+        content=f"The {agent} agent could not answer ({reason}): {failures}", name=agent
+    )
+    logger.error("agent %s failed, run ends: %s (%s)", agent, reason, failures)
+    return Command(
+        goto=END,
+        update={
+            "messages": [message],
+            "end_reason": reason,
+            "usage": partial_usage(error),
+            **update,
+        },
+    )
+
+
+def make_stop_handler(agent: str) -> Handler:
+    """An `error_handler` that ends the run cleanly when node `agent` fails after its chain.
+
+    The run stops with `end_reason` (`budget_exceeded`, `deadline` or `agent_failed`), the
+    explanation as the last message, and everything before it checkpointed, so the dead-letter
+    queue can replay it.
+    """
+
+    def stop_on_failure(state: Any, error: NodeError) -> Command[Any]:
+        return stop_command(agent, error.error)
+
+    return stop_on_failure
+
+
+def answer_and_end(state: Any, reply: AgentReply, **update: Any) -> Command[Any]:
+    """A person's answer as the turn's answer: appended to the conversation; the run ends."""
+    return Command(
+        goto=END,
+        update={"messages": reply.messages, "usage": reply.usage, **update},
+    )
+
+
+def make_fallback_handler(
+    spec: AgentSpec,
+    *,
+    default_agent: str | None = None,
+    answer: Answer | None = None,
+) -> Handler:
+    """The `error_handler` of an agent node whose turn another agent node can take over.
+
+    For the router and the swarm, whose agents answer the conversation as themselves: the
+    turn goes to the `default_agent` node, then to a person, then the run stops.
 
     Args:
         spec: The agent whose node the handler guards.
         default_agent: Node to hand the turn to when the agent failed (None, or the agent
             itself: skip this step).
+        answer: How a person's answer continues the run (default: it is the turn's answer and
+            the run ends).
 
     Returns:
         A handler for `StateGraph.add_node(..., error_handler=...)`. Pass `fallback_destinations`
         as the node's `destinations` so the drawn graph shows where a fallback can go.
     """
+    person = escalating(make_stop_handler(spec.name), agent=spec, answer=answer or answer_and_end)
 
-    def handle_failure(state: dict[str, Any], error: NodeError) -> Command[Any]:
-        failures = [f"{spec.name}: {describe_error(error.error)}"]
-        spent = partial_usage(error.error)
-        if isinstance(error.error, BudgetExceededError | DeadlineExceededError):
-            return _stop(spec, end_reason_for(error.error), failures, spent)
-        if default_agent is not None and default_agent != spec.name:
+    def hand_over(state: Any, error: NodeError) -> Any:
+        if can_fall_back(error.error) and default_agent not in (None, spec.name):
             logger.warning("agent %s failed; handing the turn to %s", spec.name, default_agent)
-            return Command(goto=default_agent, update={"usage": spent})
-        if current_context().escalate_to_human:
-            answer = interrupt(
-                {
-                    "reason": "agent_failed",
-                    "agent": spec.name,
-                    "failures": failures,
-                    "request": _last_request(state),
-                }
-            )
-            return Command(
-                update={
-                    "messages": [AIMessage(content=str(answer), name=HUMAN)],
-                    "usage": spent,
-                }
-            )
-        return _stop(spec, "agent_failed", failures, spent)
+            return Command(goto=default_agent, update={"usage": partial_usage(error.error)})
+        return person(state, error)
 
-    return handle_failure
-
-
-def make_stop_handler(agent: str) -> Any:
-    """An `error_handler` that ends the run cleanly when node `agent` fails after its retries.
-
-    For nodes whose output is a pattern's own routing (a supervisor's `Command`, a swarm agent's
-    handoff), where another model's answer cannot simply stand in: the run stops with
-    `end_reason` (`budget_exceeded`, `deadline` or `agent_failed`), the explanation as the last
-    message, and everything before it checkpointed, so the dead-letter queue can replay it.
-    """
-
-    def stop_on_failure(state: dict[str, Any], error: NodeError) -> Command[Any]:
-        message = AIMessage(
-            content=f"The {agent} agent could not answer ({end_reason_for(error.error)}): "
-            f"{agent}: {describe_error(error.error)}",
-            name=agent,
-        )
-        logger.error("node %s failed, run ends: %s", agent, describe_error(error.error))
-        return Command(
-            goto=END,
-            update={
-                "messages": [message],
-                "end_reason": end_reason_for(error.error),
-                "usage": partial_usage(error.error),
-            },
-        )
-
-    return stop_on_failure
+    return hand_over
 
 
 def fallback_destinations(spec: AgentSpec, default_agent: str | None) -> tuple[str, ...]:
@@ -118,10 +480,3 @@ def fallback_destinations(spec: AgentSpec, default_agent: str | None) -> tuple[s
     if default_agent is not None and default_agent != spec.name:
         return (default_agent, END)
     return (END,)
-
-
-def _last_request(state: dict[str, Any]) -> str:
-    for message in reversed(state.get("messages", [])):
-        if isinstance(message, HumanMessage):
-            return message.text
-    return ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Mapping
 from graphlib import CycleError, TopologicalSorter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
 from langchain_core.messages import AnyMessage
 from langgraph.graph import MessagesState
@@ -150,6 +150,8 @@ class StepResult(TypedDict):
             (a step it depends on did not complete).
         output: The worker's answer: text, or a structured output as a dict ("" unless ok).
         error: Why the step failed or was skipped.
+        stopped_by: The guardrail that stopped the step and so the whole run (`deadline`, or
+            `budget_exceeded` for a run or session budget); absent otherwise.
     """
 
     step: str
@@ -158,6 +160,7 @@ class StepResult(TypedDict):
     status: Literal["ok", "failed", "skipped"]
     output: str | dict[str, Any]
     error: str | None
+    stopped_by: NotRequired[EndReason]
 
 
 def merge_step_results(

@@ -64,3 +64,16 @@ def guardrail_stop(error: BaseException) -> EndReason | None:
     """`budget_exceeded` or `deadline` when `error` is that guardrail's stop, else None."""
     reason = end_reason_for(error)
     return reason if reason in GUARDRAIL_STOPS else None
+
+
+def run_stop(error: BaseException) -> EndReason | None:
+    """`deadline`, or `budget_exceeded` for a run or session budget, when `error` ends the run.
+
+    An agent's own budget (`AgentSpec.budget`) refuses only that agent's calls: a pattern whose
+    other branches can still finish (a plan's other steps, a quorum's other workers) goes on, so
+    this returns None for it.
+    """
+    reason = guardrail_stop(error)
+    if reason == "budget_exceeded" and getattr(error, "scope", None) == "agent":
+        return None
+    return reason
