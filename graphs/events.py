@@ -10,9 +10,9 @@ is bounded by `max_events` and `max_depth` (and by the run's recursion limit): t
 break one is dropped and the run ends with that `end_reason` and the partial result. A handler
 that fails goes down the fallback chain (`switchyard.nodes.fallback`): its retries and fallback
 models inside its call, then the graph's `fallback_agent` handling the event in its place (with
-its publication rights), then a person when `Context.escalate_to_human` is on (their answer is
-the handler's result). When the chain is exhausted the handler leaves a dead letter with the
-event; the other handlers carry on.
+its publication rights); then the handler leaves a dead letter with the event, and the other
+handlers carry on. The bus asks a person about each dead letter of the run, one at a time, when
+`Context.escalate_to_human` is on: their answer is the handler's result (it publishes nothing).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -40,15 +40,15 @@ from switchyard.nodes.agent import NodeRunnable
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import (
     FallbackAgent,
-    escalating,
+    answer_text,
+    ask_person,
     make_chain_node,
     resolve_fallback_agent,
     standing_in,
-    then,
 )
 from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
-from switchyard.state.context import Context, steps_after_first_node
+from switchyard.state.context import Context, current_context, steps_after_first_node
 from switchyard.state.events import (
     DeadLetter,
     Delivery,
@@ -256,10 +256,13 @@ def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
                 continue
             records.append(_record(event, "delivered", subscribers))
             deliveries += [Delivery(agent=agent, event=event) for agent in subscribers]
+    answered = ask_about_dead_letters(state)
+    done = {(h["agent"], h["event_id"]) for h in [*(state.get("handled") or []), *answered]}
     failed = [
         letter
         for letter in state.get("dead_letters") or []
         if letter["event"]["correlation_id"] == correlation_id
+        and (letter["agent"], letter["event"]["id"]) not in done
     ]
     end_reason: EndReason | None = None
     end_detail: str | None = None
@@ -276,7 +279,7 @@ def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
             f"{letter['agent']} failed on {letter['event']['type']} ({letter['error']})"
             for letter in failed
         )
-    return {
+    update: dict[str, Any] = {
         "published": Overwrite([]),
         "pending": deliveries,
         "event_count": accepted,
@@ -284,6 +287,45 @@ def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
         "end_reason": end_reason,
         "end_detail": end_detail,
     }
+    if answered:
+        update["handled"] = answered
+    return update
+
+
+def ask_about_dead_letters(state: EventsState) -> list[Handled]:
+    """A person's answer for each handler of this run that failed, as its result.
+
+    Only when `Context.escalate_to_human` is on; one question at a time, in the order the
+    handlers failed: a resume answers the next one. Handlers a budget or the deadline stopped are
+    not asked about, nor those already answered. A person's answer publishes nothing.
+    """
+    if not current_context().escalate_to_human:
+        return []
+    correlation_id = state.get("correlation_id")
+    done = {(h["agent"], h["event_id"]) for h in state.get("handled") or []}
+    answered: list[Handled] = []
+    for letter in state.get("dead_letters") or []:
+        event = letter["event"]
+        key = (letter["agent"], event["id"])
+        if event["correlation_id"] != correlation_id or "stopped_by" in letter or key in done:
+            continue
+        answer = ask_person(
+            agent=letter["agent"],
+            failures=[f"{letter['agent']}: {letter['error']}"],
+            request=last_user_text(state.get("messages", [])),
+            task=event_message(event, []).text,
+        )
+        done.add(key)
+        answered.append(
+            Handled(
+                agent=letter["agent"],
+                event_id=event["id"],
+                event_type=event["type"],
+                output=answer_text(answer),
+                published=[],
+            )
+        )
+    return answered
 
 
 def route_events(state: EventsState) -> list[Send] | Literal["finish"]:
@@ -533,20 +575,6 @@ def handler(
     )
 
 
-def failure_handler(spec: AgentSpec, may_publish: Sequence[str]) -> Any:
-    """The error handler of a handler node: a person (when enabled), else a dead letter.
-
-    A person's answer is the handler's result (it publishes nothing); the run goes on.
-    """
-    return escalating(
-        dead_letter,
-        agent=spec,
-        answer=then(accept_handled, BUS),
-        view=partial(event_view, may_publish=may_publish),
-        output_schema=publication_schema(may_publish) if may_publish else spec.output_schema,
-    )
-
-
 def build_events_graph(
     agents: Sequence[Agent],
     *,
@@ -605,7 +633,8 @@ def build_events_graph(
     for name, spec in by_name.items():
         rights = bus.publishes.get(name, ())
         node = handler(spec, rights, middleware, standby)
-        builder.add_node(name, node, error_handler=failure_handler(spec, rights))
+        # LangGraph calls error handlers with (input, error); its stubs type them as nodes.
+        builder.add_node(name, node, error_handler=cast(Any, dead_letter))
         builder.add_edge(name, BUS)
     builder.add_node(FINISH, finish)
     builder.add_edge(START, INGEST)

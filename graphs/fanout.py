@@ -10,9 +10,7 @@ schema, goes to its error handler, which records the failure; the merge goes ahe
 Wide fan-outs (more workers than `shard_size`) run in shards: START -> intake -> (one `Send` per
 shard) shard -> merge. A shard runs its workers concurrently inside one node, each as the same
 agent node (its call, retries, fallbacks) with the same failure record, so the state a run ends
-with is the same; only the graph's steps differ (one task per shard, not per worker). A sharded
-worker's chain stops before the person: an interrupt inside a shard would run every worker of the
-shard again on resume.
+with is the same; only the graph's steps differ (one task per shard, not per worker).
 """
 
 from __future__ import annotations
@@ -40,6 +38,8 @@ from switchyard.nodes.agent import NodeRunnable
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import (
     FallbackAgent,
+    answer_text,
+    ask_person,
     can_fall_back,
     escalating,
     make_chain_node,
@@ -50,7 +50,7 @@ from switchyard.nodes.fallback import (
 )
 from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agent, as_agents, check_agents
-from switchyard.state.context import Context
+from switchyard.state.context import Context, current_context
 from switchyard.state.fanout import (
     MERGE_STRATEGIES,
     FanoutInput,
@@ -210,17 +210,6 @@ def worker_node(
         view=task_view,
         accept=partial(accept_worker_reply, spec),
         middleware=middleware,
-    )
-
-
-def worker_handler(spec: AgentSpec) -> Any:
-    """The error handler of one worker's node: a person (when enabled), else the failure record."""
-    return escalating(
-        partial(record_worker_failure, worker=spec.name),
-        agent=spec,
-        answer=then(partial(accept_worker_reply, spec), MERGE),
-        view=task_view,
-        output_schema=spec.output_schema,
     )
 
 
@@ -411,9 +400,18 @@ class Merge:
         """Write `vote`, `end_reason`, `end_detail`, and the answer (collect, vote) or why none.
 
         With "synthesize" and the quorum met it writes no message: the merger agent answers.
+        When `Context.escalate_to_human` is on, a person is first asked about each worker whose
+        chain is exhausted (not one a budget or the deadline stopped); their answers are those
+        workers' results.
         """
         dispatched = state["dispatched"]
-        results = [state["results"][name] for name in dispatched if name in state["results"]]
+        answered = ask_about_failures(state)
+        merged = {**state["results"], **answered}
+        outcome = self.merge([merged[name] for name in dispatched if name in merged], dispatched)
+        return {**outcome, "results": answered} if answered else outcome
+
+    def merge(self, results: Sequence[WorkerResult], dispatched: Sequence[str]) -> dict[str, Any]:
+        """The merge of `results` (see `__call__`)."""
         ok = [result for result in results if result["status"] == "ok"]
         failed = [result for result in results if result["status"] == "failed"]
         needed = required_quorum(self.quorum, len(dispatched))
@@ -442,6 +440,29 @@ class Merge:
                 winner = next(result for result in ok if result["worker"] == first)
                 outcome["messages"] = [AIMessage(render(winner["output"]), name=MERGE)]
         return outcome
+
+
+def ask_about_failures(state: FanoutState) -> dict[str, WorkerResult]:
+    """A person's answer for each failed worker, as its result, when escalation is on.
+
+    One question at a time, in the workers' order: a resume answers the next one. Workers a
+    budget or the deadline stopped are not asked about: no answer gets round those.
+    """
+    if not current_context().escalate_to_human:
+        return {}
+    request = last_user_text(state["messages"])
+    answered: dict[str, WorkerResult] = {}
+    for name in state["dispatched"]:
+        result = state["results"].get(name)
+        if result is None or result["status"] != "failed" or "stopped_by" in result:
+            continue
+        answer = ask_person(
+            agent=name, failures=[f"{name}: {result['error']}"], request=request, task=request
+        )
+        answered[name] = WorkerResult(
+            worker=name, status="ok", output=answer_text(answer), duration_ms=None, error=None
+        )
+    return answered
 
 
 def route_after_merge(state: FanoutState) -> str:
@@ -571,8 +592,8 @@ def build_fanout_graph(
             agent's own.
         fallback_agent: The agent that does a failed worker's task, or the merger's job, once
             its model and fallback models failed: the name of one of the agents, or an agent of
-            its own. None: none. Then a person, when `Context.escalate_to_human` is on (not in
-            shards, see above; `switchyard.nodes.fallback`).
+            its own. None: none. Then a person, when `Context.escalate_to_human` is on (see
+            `switchyard.nodes.fallback`).
 
     Raises:
         AgentConfigError: No workers, duplicate or reserved names (intake, merge, shard),
@@ -600,18 +621,16 @@ def build_fanout_graph(
     if shard_size is not None and len(agents) > shard_size:
         _add_shards(builder, workers, shard_size, max_concurrency)
     else:
-        _add_workers(builder, workers, members)
+        _add_workers(builder, workers)
     builder.add_node(MERGE, Merge(strategy=strategy, quorum=quorum))
     _add_merger(builder, merger, middleware, standby)
     return builder
 
 
-def _add_workers(
-    builder: PatternGraph, workers: Mapping[str, NodeRunnable], specs: Mapping[str, AgentSpec]
-) -> None:
-    """One node per worker, each sent its `WorkerTask`, each with its own error handler."""
+def _add_workers(builder: PatternGraph, workers: Mapping[str, NodeRunnable]) -> None:
+    """One node per worker, each sent its `WorkerTask`, each recording its own failure."""
     for name, node in workers.items():
-        builder.add_node(name, node, error_handler=worker_handler(specs[name]))
+        builder.add_node(name, node, error_handler=partial(record_worker_failure, worker=name))
         builder.add_edge(name, MERGE)
     builder.add_conditional_edges(INTAKE, route_to_workers, list(workers))
 

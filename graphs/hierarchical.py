@@ -7,9 +7,10 @@ with the errors when it fails. Steps run in dependency waves, the independent st
 parallel; each worker sees only its task and the typed outputs of the steps it depends on. A
 worker may be a compiled sub-team graph (`SubTeam`). A worker that fails, or whose output fails its
 schema, goes down the fallback chain (`switchyard.nodes.fallback`): its retries and fallback models
-inside its call, then the graph's `fallback_agent` doing its step, then a person (their answer is
-the step's output) when `Context.escalate_to_human` is on. When the chain is exhausted the step is
-recorded as failed, the steps that need it are skipped, and the manager synthesises what there is
+inside its call, then the graph's `fallback_agent` doing its step; then the step is recorded as
+failed, and `schedule` (the join after each wave) asks a person about it when
+`Context.escalate_to_human` is on (their answer is the step's output). A step that stays failed
+has the steps that need it skipped, and the manager synthesises what there is
 (`end_reason="step_failed"`). The manager has the same chain, for its plan and its synthesis; a
 person answering for it answers the request, and the turn ends with their answer.
 
@@ -47,6 +48,8 @@ from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import (
     FallbackAgent,
     answer_and_end,
+    answer_text,
+    ask_person,
     escalating,
     make_chain_node,
     make_stop_handler,
@@ -367,14 +370,17 @@ def _next_wave(plan: PlanRecord, results: Mapping[str, StepResult]) -> list[str]
 def schedule(state: HierarchicalState) -> dict[str, Any]:
     """Join point between waves: skip the steps whose dependencies did not complete.
 
-    Marks as skipped every waiting step that depends on a failed or skipped step, wave by wave,
-    until it reaches a wave with a step that can run (or the end of the plan).
+    When `Context.escalate_to_human` is on, a person is first asked about each failed step
+    (`ask_about_failed_steps`); their answers are those steps' outputs. Then it marks as skipped
+    every waiting step that depends on a failed or skipped step, wave by wave, until it reaches
+    a wave with a step that can run (or the end of the plan).
     """
     plan = state.get("plan")
     if plan is None or not plan["valid"]:
         return {}
     steps = steps_by_id(plan)
-    results = dict(state.get("results") or {})
+    answered = ask_about_failed_steps(state)
+    results = {**(state.get("results") or {}), **answered}
     skipped: dict[str, StepResult] = {}
     while waiting := _next_wave(plan, results):
         runnable = False
@@ -394,12 +400,42 @@ def schedule(state: HierarchicalState) -> dict[str, Any]:
                 runnable = True
         if runnable:
             break
-    return {"results": skipped} if skipped else {}
+    changed = {**answered, **skipped}
+    return {"results": changed} if changed else {}
 
 
 def run_stopped(results: Mapping[str, StepResult]) -> list[StepResult]:
     """The steps stopped by the run's deadline or budget (which stop the whole plan)."""
     return [result for result in results.values() if "stopped_by" in result]
+
+
+def ask_about_failed_steps(state: HierarchicalState) -> dict[str, StepResult]:
+    """A person's answer for each failed step, as its result, when escalation is on.
+
+    One question at a time, in plan order: a resume answers the next one. Steps a budget or the
+    deadline stopped are not asked about: no answer gets round those.
+    """
+    if not current_context().escalate_to_human or run_stopped(state.get("results") or {}):
+        return {}
+    answered: dict[str, StepResult] = {}
+    for result in (state.get("results") or {}).values():
+        if result["status"] != "failed" or "stopped_by" in result:
+            continue
+        answer = ask_person(
+            agent=result["worker"],
+            failures=[f"{result['worker']}: {result['error']}"],
+            request=state.get("request", ""),
+            task=result["task"],
+        )
+        answered[result["step"]] = StepResult(
+            step=result["step"],
+            worker=result["worker"],
+            task=result["task"],
+            status="ok",
+            output=answer_text(answer),
+            error=None,
+        )
+    return answered
 
 
 def route_wave(state: HierarchicalState) -> list[Send] | Literal["synthesise"]:
@@ -631,20 +667,6 @@ def check_team(
     )
 
 
-def worker_handler(spec: AgentSpec) -> Any:
-    """The error handler of a worker's node: a person (when enabled), else the step's failure.
-
-    A person's answer is the step's output; the plan goes on.
-    """
-    return escalating(
-        record_step_failure,
-        agent=spec,
-        answer=then(step_done, SCHEDULE),
-        view=step_view,
-        output_schema=spec.output_schema,
-    )
-
-
 def synthesis_handler(team: Team) -> Any:
     """The error handler of the synthesise node: a person (when enabled), else a clean stop.
 
@@ -722,7 +744,7 @@ def build_hierarchical_graph(
             accept=step_done,
             middleware=middleware,
         )
-        builder.add_node(name, node, error_handler=worker_handler(worker))
+        builder.add_node(name, node, error_handler=record_step_failure)
         builder.add_edge(name, SCHEDULE)
     builder.add_node(
         SYNTHESISE, synthesiser(team, middleware), error_handler=synthesis_handler(team)

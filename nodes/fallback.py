@@ -21,9 +21,15 @@ themselves, the failed node's `error_handler` sends the turn to the fallback age
 (`make_fallback_handler`). In every other pattern an agent has a place in a flow (a stage, a
 worker's task, a handler's event, the supervisor's or the manager's role), often one of several
 parallel branches that a fan-in waits for: there the fallback agent stands in inside the agent's
-own node (`make_chain_node`), so the fan-in sees one result per branch in the same step. Steps 3
-and 4 are always the node's `error_handler` (`escalating`), so a person's answer resumes exactly
-the failed node's handler and nothing else runs again.
+own node (`make_chain_node`), so the fan-in sees one result per branch in the same step.
+
+Steps 3 and 4: a node that runs alone asks the person from its `error_handler` (`escalating`), so a
+person's answer resumes exactly the failed node's handler and nothing else runs again. Parallel
+branches (fan-out workers, a wave of hierarchical steps, the handlers of one round of events) only
+record their failure; the node that joins them (`merge`, `schedule`, `bus`) asks about each failed
+branch, one question at a time (`ask_person`), so several failures in one step never leave several
+interrupts that one `resume` could not answer, and the join, which calls no model, is all that runs
+again on resume.
 """
 
 from __future__ import annotations
@@ -301,7 +307,7 @@ def human_reply(
     With an `output_schema`, an answer that is (or parses as) an instance of it is the reply's
     structured output; otherwise the answer's text is.
     """
-    text = answer if isinstance(answer, str) else json.dumps(answer, default=str)
+    text = answer_text(answer)
     output: str | BaseModel = text
     if output_schema is not None:
         try:
@@ -352,21 +358,37 @@ def request_of(state: Any) -> str:
     return ""
 
 
-def escalate(state: Any, error: NodeError, *, agent: str, view: View | None = None) -> Any:
-    """Pause for a person (`interrupt`) with what failed; returns their answer on resume.
+def ask_person(*, agent: str, failures: Sequence[str], request: str, task: str) -> Any:
+    """Pause for a person (`interrupt`): what failed and what it was asked; their answer on resume.
 
     The question names the agent, every failure in its chain, the user's request and what the
-    agent was asked; `resume(graph, answer, ...)` (or `Command(resume=answer)`) answers it.
+    agent was asked; `resume(graph, answer, ...)` (or `Command(resume=answer)`) answers it. A
+    node that asks several questions asks them one at a time: each resume answers the next.
     """
     question = {
         "reason": "agent_failed",
         "agent": agent,
-        "failures": failures_of(agent, error.error),
-        "request": request_of(state),
-        "task": task_of(view, state) if view is not None else request_of(state),
+        "failures": list(failures),
+        "request": request,
+        "task": task,
     }
-    logger.warning("agent %s failed; asking a person: %s", agent, "; ".join(question["failures"]))
+    logger.warning("agent %s failed; asking a person: %s", agent, "; ".join(failures))
     return interrupt(question)
+
+
+def answer_text(answer: Any) -> str:
+    """A person's answer as text (anything but text as JSON)."""
+    return answer if isinstance(answer, str) else json.dumps(answer, default=str)
+
+
+def escalate(state: Any, error: NodeError, *, agent: str, view: View | None = None) -> Any:
+    """`ask_person` about the failed node `agent`, from its input and its error."""
+    return ask_person(
+        agent=agent,
+        failures=failures_of(agent, error.error),
+        request=request_of(state),
+        task=task_of(view, state) if view is not None else request_of(state),
+    )
 
 
 def escalating(

@@ -498,3 +498,68 @@ def test_a_fallback_agent_named_among_the_agents_stands_in_for_the_others() -> N
     assert QUESTION in first.texts[-1]
     handoff = json.loads(second.texts[-1])
     assert handoff["previous_output"] == "research notes, by the writer"
+
+
+# --- parallel branches: one question at a time ----------------------------------------------------
+
+PARALLEL: dict[str, Callable[[Sequence[AgentSpec]], Any]] = {
+    "fanout": lambda pair: build_fanout_graph(pair, quorum=2),
+    "fanout-sharded": lambda pair: build_fanout_graph(pair, quorum=2, shard_size=1),
+    "hierarchical": lambda pair: build_hierarchical_graph(
+        pair, manager=agent("lead"), fallback_plan="never"
+    ),
+    "events": lambda pair: build_events_graph(
+        pair, subscriptions={"request.received": [a.name for a in pair]}
+    ),
+}
+"""Patterns whose agents fail side by side in one step: the join asks about each in turn."""
+
+PARALLEL_OTHERS: dict[str, dict[str, list[Reply]]] = {
+    "hierarchical": {
+        "lead": [
+            plan_call(
+                ("first", "alpha", "Find the policy", []), ("second", "beta", "Find the form", [])
+            ),
+            "The final reply.",
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("entry", list(ENTRIES.values()), ids=list(ENTRIES))
+@pytest.mark.parametrize("pattern", list(PARALLEL))
+def test_agents_failing_side_by_side_are_asked_about_one_at_a_time(
+    pattern: str, entry: Entry
+) -> None:
+    context = Context(escalate_to_human=True)
+    graph = PARALLEL[pattern]([agent("alpha"), agent("beta")]).compile(
+        checkpointer=InMemorySaver(), name="parallel"
+    )
+    with models(
+        alpha=[down("alpha")], beta=[down("beta")], **PARALLEL_OTHERS.get(pattern, {})
+    ) as fakes:
+        first = entry.start(graph, context)
+        assert first.end_reason == "escalated", first
+        second = entry.resume(graph, f"{PERSON} ({first.interrupt['agent']})", context)
+        assert second.end_reason == "escalated", second
+        assert {first.interrupt["agent"], second.interrupt["agent"]} == {"alpha", "beta"}
+        done = entry.resume(graph, f"{PERSON} ({second.interrupt['agent']})", context)
+    assert done.end_reason == "completed", done
+    assert len(fakes["alpha"].calls) == len(fakes["beta"].calls) == 1  # never asked again
+    # each answer is its agent's result in the checkpointed state
+    thread = done.result.thread_id if done.result is not None else "t"
+    values = str(graph.get_state({"configurable": {"thread_id": thread}}).values)
+    for name in ("alpha", "beta"):
+        assert f"{PERSON} ({name})" in values
+
+
+def test_a_sharded_fan_out_has_the_fallback_agent_too() -> None:
+    graph = build_fanout_graph(
+        [failing("alpha"), agent("beta")], quorum=2, shard_size=1, fallback_agent=STANDBY_AGENT
+    ).compile(checkpointer=InMemorySaver())
+    with models(
+        target=[down("target")], backup=[down("backup")], standby=["STANDBY"], beta=["BETA"]
+    ):
+        result = run(graph, QUESTION)
+    assert result.ok, result.error
+    assert "## alpha\n\nSTANDBY" in result.output
