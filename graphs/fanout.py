@@ -46,7 +46,6 @@ from switchyard.nodes.fallback import (
     resolve_fallback_agent,
     standing_in,
     stop_command,
-    then,
 )
 from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agent, as_agents, check_agents
@@ -666,12 +665,8 @@ def _add_merger(
         accept=accept,
         middleware=middleware,
     )
-    handler = escalating(
-        partial(merger_failed, merger=merger.name),
-        agent=merger,
-        answer=then(accept, END),
-        view=merger_view,
-    )
+    # A person's answer is the merger's: the run's answer.
+    handler = escalating(partial(merger_failed, merger=merger.name), agent=merger, view=merger_view)
     builder.add_node(merger.name, node, error_handler=handler)
     builder.add_conditional_edges(MERGE, route_after_merge, {SYNTHESIZE: merger.name, END: END})
     builder.add_edge(merger.name, END)

@@ -47,7 +47,6 @@ from switchyard.nodes.call import model_for
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import (
     FallbackAgent,
-    answer_and_end,
     answer_text,
     ask_person,
     escalating,
@@ -55,7 +54,6 @@ from switchyard.nodes.fallback import (
     make_stop_handler,
     resolve_fallback_agent,
     standing_in,
-    then,
 )
 from switchyard.nodes.record import (
     AgentReply,
@@ -319,7 +317,7 @@ def plan_failed(state: HierarchicalState, error: NodeError, *, team: Team) -> An
         return escalating(
             make_stop_handler(team.manager.name),
             agent=team.manager,
-            answer=partial(manager_answered, team=team),
+            node=PLAN,
             view=partial(planning_view, team=team),
         )(state, error)
     errors = list(rejections_of(error.error))
@@ -337,25 +335,21 @@ def plan_failed(state: HierarchicalState, error: NodeError, *, team: Team) -> An
     return Command(update=update, goto=SCHEDULE)
 
 
-def manager_answered(state: HierarchicalState, reply: AgentReply, *, team: Team) -> Command[Any]:
-    """A person's answer for a manager that could not plan: it answers the request; turn ends."""
-    record = PlanRecord(
-        valid=False,
-        steps=[],
-        waves=[],
-        source="none",
-        attempts=0,
-        errors=[f"the manager {team.manager.name!r} failed; a person answered the request"],
-    )
-    return answer_and_end(
-        state,
-        reply,
-        request=last_user_text(state["messages"]),
-        plan=record,
-        results=Overwrite({}),
-        end_reason=None,
-        end_detail=None,
-    )
+def manager_answered(state: HierarchicalState, reply: AgentReply, *, team: Team) -> dict[str, Any]:
+    """A person's answer for a manager that could not plan: it answers the request.
+
+    No plan runs (`source="person"`); `synthesise` then ends the turn with the answer.
+    """
+    record = PlanRecord(valid=False, steps=[], waves=[], source="person", attempts=0, errors=[])
+    return {
+        "messages": reply.messages,
+        "usage": reply.usage,
+        "request": last_user_text(state["messages"]),
+        "plan": record,
+        "results": Overwrite({}),
+        "end_reason": None,
+        "end_detail": None,
+    }
 
 
 def _next_wave(plan: PlanRecord, results: Mapping[str, StepResult]) -> list[str]:
@@ -534,6 +528,8 @@ def _plan_failure(state: HierarchicalState, team: Team) -> dict[str, Any] | None
     plan = state.get("plan")
     if plan is not None and plan["valid"]:
         return None
+    if plan is not None and plan["source"] == "person":
+        return {"end_reason": None, "end_detail": None}  # the person's answer is the answer
     errors = plan["errors"] if plan is not None else []
     reason = errors[-1] if errors else "no plan was made"
     note = AIMessage(
@@ -603,6 +599,7 @@ def planner(team: Team, middleware: Sequence[AgentMiddleware[Any, Any, Any]]) ->
         reasks=partial(plan_reasks, team=team),
         middleware=middleware,
         name=PLAN,
+        answered=partial(manager_answered, team=team),
     )
 
 
@@ -675,7 +672,7 @@ def synthesis_handler(team: Team) -> Any:
     return escalating(
         make_stop_handler(team.manager.name),
         agent=team.manager,
-        answer=then(synthesis_update, END),
+        node=SYNTHESISE,
         view=partial(synthesis_view, team=team),
     )
 

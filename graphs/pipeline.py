@@ -34,7 +34,6 @@ from switchyard.nodes.fallback import (
     make_chain_node,
     resolve_fallback_agent,
     standing_in,
-    then,
 )
 from switchyard.nodes.record import AgentReply, OutputValidationError, partial_usage
 from switchyard.state.agents import Agent, AgentSpec, as_agents, check_agents
@@ -227,12 +226,9 @@ def build_pipeline_graph(
             accept=stage.accept,
             middleware=middleware,
         )
+        # A person's answer is the stage's output: the next stage works from it.
         handler = escalating(
-            partial(record_stage_failure, stage=stage),
-            agent=spec,
-            answer=then(stage.accept, following),
-            view=stage.view,
-            output_schema=spec.output_schema,
+            partial(record_stage_failure, stage=stage), agent=spec, view=stage.view
         )
         builder.add_node(spec.name, node, error_handler=handler)
         builder.add_edge(previous or INTAKE, spec.name)

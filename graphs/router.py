@@ -14,13 +14,13 @@ from langchain.agents.middleware import AgentMiddleware
 from langgraph.graph import END, START
 
 from switchyard.graphs.guarded import PatternGraph
-from switchyard.nodes.agent import make_agent_node
 from switchyard.nodes.calibration import Calibration
 from switchyard.nodes.classifiers import Classifier, default_classifier
 from switchyard.nodes.classify import make_classify_node
 from switchyard.nodes.fallback import (
     FallbackAgent,
     fallback_destinations,
+    make_chain_node,
     make_fallback_handler,
     resolve_fallback_agent,
 )
@@ -104,21 +104,18 @@ def build_router_graph(
     agents = as_agents(agents)
     by_name = check_agents(agents, default_agent=default_agent, reserved=(CLASSIFY,))
     classifier = router_classifier(agents, default_agent, classifier, calibration)
-    standby = resolve_fallback_agent(fallback_agent or default_agent, by_name)
-    assert standby is not None
-    check_agents(
-        [*agents, standby] if standby.name not in by_name else agents, reserved=(CLASSIFY,)
-    )
+    standby = resolve_fallback_agent(fallback_agent, by_name) or by_name[default_agent]
+    # A fallback agent of its own is a node too, reached only from a failed agent's handler.
+    members = agents if standby.name in by_name else [*agents, standby]
+    check_agents(members, reserved=(CLASSIFY,))
     builder = PatternGraph(
         RouterState, context_schema=Context, input_schema=RouterInput, output_schema=RouterOutput
     )
     builder.add_node(CLASSIFY, make_classify_node(classifier, default_agent=default_agent))
-    # A fallback agent of its own is a node too, reached only from a failed agent's handler.
-    members = agents if standby.name in by_name else [*agents, standby]
     for spec in members:
         builder.add_node(
             spec.name,
-            make_agent_node(spec, middleware=middleware),
+            make_chain_node(spec, fallback_agent=None, middleware=middleware),
             error_handler=make_fallback_handler(spec, default_agent=standby.name),
             destinations=fallback_destinations(spec, standby.name),
         )

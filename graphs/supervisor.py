@@ -25,12 +25,10 @@ from switchyard.graphs.guarded import PatternGraph
 from switchyard.nodes.agent import own_view, render_output
 from switchyard.nodes.fallback import (
     FallbackAgent,
-    answer_and_end,
     escalating,
     make_chain_node,
     make_stop_handler,
     resolve_fallback_agent,
-    then,
 )
 from switchyard.nodes.handoff import (
     TaskArgs,
@@ -237,11 +235,6 @@ def worker_report(spec: AgentSpec) -> Any:
     return accept
 
 
-def supervisor_answered(state: SupervisorState, reply: AgentReply) -> Command[str]:
-    """A person's answer for the failed supervisor: the turn's final answer."""
-    return answer_and_end(state, reply, end_reason="completed")
-
-
 def check_team(
     workers: Sequence[Agent], supervisor: AgentSpec | None, max_rounds: int | None
 ) -> tuple[list[AgentSpec], AgentSpec]:
@@ -325,12 +318,8 @@ def build_supervisor_graph(
         handoffs=tools,
         middleware=middleware,
     )
-    handler = escalating(
-        make_stop_handler(supervisor.name),
-        agent=supervisor,
-        answer=supervisor_answered,
-        view=view,
-    )
+    # A person's answer is the supervisor's reply: an answer, so the turn ends with it.
+    handler = escalating(make_stop_handler(supervisor.name), agent=supervisor, view=view)
     builder.add_node(
         supervisor.name,
         node,
@@ -343,13 +332,7 @@ def build_supervisor_graph(
             spec, fallback_agent=standby, view=view, accept=accept, middleware=middleware
         )
         # A person's answer is the worker's report: the supervisor carries on with it.
-        handler = escalating(
-            make_stop_handler(spec.name),
-            agent=spec,
-            answer=then(accept, supervisor.name),
-            view=view,
-            output_schema=spec.output_schema,
-        )
+        handler = escalating(make_stop_handler(spec.name), agent=spec, view=view)
         builder.add_node(spec.name, node, error_handler=handler)
         builder.add_edge(spec.name, supervisor.name)
     builder.add_edge(START, supervisor.name)

@@ -21,11 +21,11 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from switchyard.graphs.guarded import PatternGraph
-from switchyard.nodes.agent import make_agent_node, own_view
+from switchyard.nodes.agent import own_view
 from switchyard.nodes.fallback import (
     FallbackAgent,
-    answer_and_end,
     fallback_destinations,
+    make_chain_node,
     make_fallback_handler,
     resolve_fallback_agent,
 )
@@ -213,11 +213,6 @@ def move(
     return relay(state, reply, agent=agent, tools=tools, max_handoffs=limit, repeats=repeats)
 
 
-def human_answer(state: SwarmState, reply: AgentReply, *, agent: str) -> Command[str]:
-    """A person's answer for a failed swarm agent: the turn's answer; the agent stays active."""
-    return answer_and_end(state, reply, end_reason="completed", active_agent=agent)
-
-
 def _check_limits(max_handoffs: int | None, ping_pong_repeats: int) -> None:
     if max_handoffs is not None and max_handoffs <= 0:
         raise ValueError(f"max_handoffs must be positive, got {max_handoffs}")
@@ -281,14 +276,17 @@ def build_swarm_graph(
         accept = partial(
             move, agent=spec.name, tools=tools, max_handoffs=max_handoffs, repeats=ping_pong_repeats
         )
-        node = make_agent_node(
-            spec, view=shared_view(spec), accept=accept, handoffs=tools, middleware=middleware
+        node = make_chain_node(
+            spec,
+            fallback_agent=None,  # the fallback agent takes the turn as itself (its own node)
+            view=shared_view(spec),
+            accept=accept,
+            handoffs=tools,
+            middleware=middleware,
         )
         # A failing agent's fallback models were tried in its call; then the fallback agent
         # takes the turn, then a person, else the run stops cleanly.
-        handler = make_fallback_handler(
-            spec, default_agent=standby_name, answer=partial(human_answer, agent=spec.name)
-        )
+        handler = make_fallback_handler(spec, default_agent=standby_name)
         builder.add_node(
             spec.name,
             node,

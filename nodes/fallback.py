@@ -8,7 +8,8 @@ When an agent cannot answer, the chain is tried in this order:
    `default_agent` unless another is given), which does the failed agent's job: the same input
    (its view), the same tools and handoffs, and its answer lands in the failed agent's place;
 3. a person, through `interrupt()`, when `Context.escalate_to_human` is on: their answer stands
-   in for the agent's and the run goes on from there (`switchyard.runtime.run.resume`);
+   in for the agent's and the run goes on from there (`switchyard.runtime.run.resume`, or
+   `Command(resume=...)`);
 4. the dead-letter queue: the pattern ends the run cleanly with its end reason and the run
    facade records the failed run.
 
@@ -23,13 +24,16 @@ worker's task, a handler's event, the supervisor's or the manager's role), often
 parallel branches that a fan-in waits for: there the fallback agent stands in inside the agent's
 own node (`make_chain_node`), so the fan-in sees one result per branch in the same step.
 
-Steps 3 and 4: a node that runs alone asks the person from its `error_handler` (`escalating`), so a
-person's answer resumes exactly the failed node's handler and nothing else runs again. Parallel
+Step 3: a node that runs alone is asked about by its own `error_handler` (`escalating`): it
+records the failed calls' spend and the question (state key `asking`) and sends the run back to
+the node, which asks the person (`interrupt`) instead of calling its agent. So the spend is
+checkpointed before the run pauses, nothing that failed runs again on resume, and the person's
+answer goes through the node's own `accept` and edges, as the agent's reply would have. Parallel
 branches (fan-out workers, a wave of hierarchical steps, the handlers of one round of events) only
 record their failure; the node that joins them (`merge`, `schedule`, `bus`) asks about each failed
 branch, one question at a time (`ask_person`), so several failures in one step never leave several
-interrupts that one `resume` could not answer, and the join, which calls no model, is all that runs
-again on resume.
+interrupts that one `resume` could not answer. Step 4, without a person: the node's handler stops
+the run cleanly (or the pattern goes on without the branch) and the run facade dead-letters it.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from langchain.agents.middleware import AgentMiddleware
 from langchain_core.messages import AIMessage, HumanMessage
@@ -65,7 +69,7 @@ from switchyard.nodes.chain import AgentChain
 from switchyard.nodes.record import AgentReply, partial_usage
 from switchyard.state.agents import AgentSpec, as_agent, check_agents
 from switchyard.state.context import Context, current_context
-from switchyard.state.outcomes import EndReason, end_reason_for, guardrail_stop
+from switchyard.state.outcomes import EndReason, Question, end_reason_for, guardrail_stop
 from switchyard.state.reducers import merge_usage
 from switchyard.state.usage import UsageLedger
 
@@ -78,9 +82,8 @@ FallbackAgent = str | AgentSpec | Pregel[Any, Any, Any, Any] | None
 """What `build_*_graph(fallback_agent=...)` takes: the name of one of the pattern's agents, an
 agent of its own (an `AgentSpec` or a compiled graph), or None (no fallback agent)."""
 
-Answer = Callable[[Any, AgentReply], Command[Any]]
-"""How a person's answer continues the run: from the failed node's input and the answer (as an
-`AgentReply` named `human`), the `Command` the node's error handler returns."""
+ASKING: Final = "asking"
+"""The state key where a failed node's error handler leaves the question for a person."""
 
 Handler = Callable[..., Any]
 """A LangGraph node `error_handler`: called with the failed node's input and its `NodeError`
@@ -243,15 +246,16 @@ def make_chain_node(
     reasks: Callable[[Context], int] | None = None,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
     name: str | None = None,
+    answered: Accept | None = None,
 ) -> NodeRunnable:
-    """`make_agent_node`, with `fallback_agent` standing in when the agent's call fails.
+    """`make_agent_node`, with the rest of the fallback chain: a fallback agent and a person.
 
     Args:
         agent: The agent.
         fallback_agent: The agent that does this agent's job when its call failed (its model
             and fallback models tried); None, or the agent itself, adds nothing. Give it the
-            output schema the node needs (`AgentSpec.model_copy(update=...)`) when the agent's
-            was changed for this node.
+            output schema the node needs (`standing_in`) when the agent's was changed for this
+            node.
         view: What either agent sees (default: the agent's own turns of `state["messages"]`).
         accept: What the node returns from the reply, whichever agent gave it.
         handoffs: Handoff tools offered to either agent.
@@ -259,50 +263,119 @@ def make_chain_node(
         reasks: How often a rejected structured answer is asked for again.
         middleware: Graph-wide middleware, outside each agent's own.
         name: The node's name (default: the agent's).
+        answered: What the node returns from a person's answer (default: `accept`, so the
+            answer goes wherever the agent's would have).
 
     Returns:
-        A node for `StateGraph.add_node`; pair it with an `escalating` error handler.
+        A node for `StateGraph.add_node`. Pair it with an `escalating` error handler: when the
+        handler leaves a question for this node (`asking`), the node asks it instead of calling
+        its agent.
 
     Example:
         ```python
         node = make_chain_node(stage, fallback_agent=generalist, view=view, accept=accept)
-        builder.add_node(stage.name, node, error_handler=escalating(...))
+        builder.add_node(stage.name, node, error_handler=escalating(record, agent=stage))
         ```
     """
-    if fallback_agent is None or fallback_agent.name == agent.name:
-        return make_agent_node(
-            agent,
-            view=view,
-            accept=accept,
-            handoffs=handoffs,
-            validate=validate,
-            reasks=reasks,
-            middleware=middleware,
-            name=name,
-        )
-    primary = AgentNode(
-        agent=agent,
-        chain=AgentChain.of(agent, middleware),
-        view=view or transcript_view(agent),
+    node_name = name or agent.name
+    node = make_agent_node(
+        agent,
+        view=view,
         accept=accept,
         handoffs=handoffs,
         validate=validate,
         reasks=reasks,
+        middleware=middleware,
+        name=node_name,
     )
-    fallback = dataclasses.replace(
-        primary, agent=fallback_agent, chain=AgentChain.of(fallback_agent, middleware)
+    work: Callable[[Any], Any] = node.func
+    awork: Callable[[Any], Awaitable[Any]] = node.afunc
+    if fallback_agent is not None and fallback_agent.name != agent.name:
+        primary = AgentNode(
+            agent=agent,
+            chain=AgentChain.of(agent, middleware),
+            view=view or transcript_view(agent),
+            accept=accept,
+            handoffs=handoffs,
+            validate=validate,
+            reasks=reasks,
+        )
+        fallback = dataclasses.replace(
+            primary, agent=fallback_agent, chain=AgentChain.of(fallback_agent, middleware)
+        )
+        stand_in = StandIn(primary=primary, fallback=fallback)
+        work, awork = stand_in.run, stand_in.arun
+    asking = Asking(
+        name=node_name,
+        work=work,
+        awork=awork,
+        answered=answered or accept,
+        output_schema=agent.output_schema,
     )
-    stand_in = StandIn(primary=primary, fallback=fallback)
-    return NodeRunnable(stand_in.run, stand_in.arun, name=name or agent.name, agent=agent)
+    return NodeRunnable(asking.run, asking.arun, name=node_name, agent=agent)
 
 
 # --- step 3: a person; step 4: a clean stop (and the dead-letter queue) -----------------------
 
 
+@dataclass(frozen=True)
+class Asking:
+    """A node that asks a person the question its error handler left for it, when there is one.
+
+    The error handler of a failed node writes the question and the failed calls' spend to
+    `asking` and sends the run back to the node (so the spend is checkpointed before the run
+    pauses). The node then asks (`interrupt`) instead of calling its agent; on resume the
+    person's answer goes through the node's `answered`, as the agent's reply would have, and
+    the question is cleared. Nothing else runs again.
+
+    Attributes:
+        name: The node's name (its key in `asking`).
+        work: The node's work, sync (the agent call and its fallback agent).
+        awork: The node's work, async.
+        answered: What the node returns from the person's answer.
+        output_schema: The structured output the node expects, parsed from the answer if it can.
+    """
+
+    name: str
+    work: Callable[[Any], Any]
+    awork: Callable[[Any], Awaitable[Any]]
+    answered: Accept
+    output_schema: type[BaseModel] | None = None
+
+    def _question(self, state: Any) -> Question | None:
+        if not isinstance(state, Mapping):
+            return None
+        question: Question | None = (state.get(ASKING) or {}).get(self.name)
+        return question
+
+    def _answer(self, state: Any, question: Question) -> Any:
+        given = interrupt(question)
+        update = self.answered(state, human_reply(given, {}, self.output_schema))
+        return with_update(update, {ASKING: {self.name: None}})
+
+    def run(self, state: Any) -> Any:
+        """The person's answer when a question waits for this node, else the node's work."""
+        question = self._question(state)
+        return self.work(state) if question is None else self._answer(state, question)
+
+    async def arun(self, state: Any) -> Any:
+        """Async form of `run`."""
+        question = self._question(state)
+        return await self.awork(state) if question is None else self._answer(state, question)
+
+
+def with_update(update: Any, extra: Mapping[str, Any]) -> Any:
+    """A node's return value (a dict or a `Command`) with `extra` state updates added."""
+    if isinstance(update, Command):
+        merged = {**dict(update.update or {}), **extra}
+        return dataclasses.replace(update, update=merged)
+    return {**(update or {}), **extra}
+
+
 def human_reply(
-    answer: Any, spent: UsageLedger, output_schema: type[BaseModel] | None = None
+    answer: Any, spent: UsageLedger | None = None, output_schema: type[BaseModel] | None = None
 ) -> AgentReply:
-    """A person's answer as the failed agent's reply (named `human`), charged with its spend.
+    """A person's answer as the failed agent's reply (named `human`).
 
     With an `output_schema`, an answer that is (or parses as) an instance of it is the reply's
     structured output; otherwise the answer's text is.
@@ -318,23 +391,8 @@ def human_reply(
             )
         except ValidationError:
             output = text
-    return AgentReply(messages=[AIMessage(content=text, name=HUMAN)], output=output, usage=spent)
-
-
-def then(accept: Callable[[Any, AgentReply], Any], goto: str) -> Answer:
-    """An `Answer` that applies `accept` to the person's reply and goes on to node `goto`.
-
-    An error handler's update does not follow the failed node's edges, so it names where the
-    run goes next. When `accept` returns a `Command` of its own, that is used as it is.
-    """
-
-    def answer(state: Any, reply: AgentReply) -> Command[Any]:
-        update = accept(state, reply)
-        if isinstance(update, Command):
-            return update
-        return Command(update=update, goto=goto)
-
-    return answer
+    message = AIMessage(content=text, name=HUMAN)
+    return AgentReply(messages=[message], output=output, usage=dict(spent or {}))
 
 
 def task_of(view: View, state: Any) -> str:
@@ -358,22 +416,25 @@ def request_of(state: Any) -> str:
     return ""
 
 
-def ask_person(*, agent: str, failures: Sequence[str], request: str, task: str) -> Any:
-    """Pause for a person (`interrupt`): what failed and what it was asked; their answer on resume.
-
-    The question names the agent, every failure in its chain, the user's request and what the
-    agent was asked; `resume(graph, answer, ...)` (or `Command(resume=answer)`) answers it. A
-    node that asks several questions asks them one at a time: each resume answers the next.
-    """
-    question = {
+def question_for(*, agent: str, failures: Sequence[str], request: str, task: str) -> Question:
+    """What a person is asked: the agent, every failure of its chain, the request, its task."""
+    return {
         "reason": "agent_failed",
         "agent": agent,
         "failures": list(failures),
         "request": request,
         "task": task,
     }
+
+
+def ask_person(*, agent: str, failures: Sequence[str], request: str, task: str) -> Any:
+    """Pause for a person (`interrupt`) with `question_for(...)`; their answer on resume.
+
+    `resume(graph, answer, ...)` (or `Command(resume=answer)`) answers it. A node that asks
+    several questions asks them one at a time: each resume answers the next.
+    """
     logger.warning("agent %s failed; asking a person: %s", agent, "; ".join(failures))
-    return interrupt(question)
+    return interrupt(question_for(agent=agent, failures=failures, request=request, task=task))
 
 
 def answer_text(answer: Any) -> str:
@@ -381,44 +442,46 @@ def answer_text(answer: Any) -> str:
     return answer if isinstance(answer, str) else json.dumps(answer, default=str)
 
 
-def escalate(state: Any, error: NodeError, *, agent: str, view: View | None = None) -> Any:
-    """`ask_person` about the failed node `agent`, from its input and its error."""
-    return ask_person(
-        agent=agent,
-        failures=failures_of(agent, error.error),
-        request=request_of(state),
-        task=task_of(view, state) if view is not None else request_of(state),
-    )
-
-
 def escalating(
     on_failure: Handler,
     *,
     agent: AgentSpec,
-    answer: Answer,
+    node: str | None = None,
     view: View | None = None,
-    output_schema: type[BaseModel] | None = None,
 ) -> Handler:
     """A node's `error_handler`: a person when `Context.escalate_to_human` is on, else `on_failure`.
+
+    The handler does not ask itself: it records the failed calls' spend and the question in
+    `asking` and sends the run back to the node (built with `make_chain_node`), which asks.
+    So the spend is checkpointed before the run pauses, and the person's answer goes through
+    the node's own `accept` and edges, as the agent's reply would have.
 
     Args:
         on_failure: The pattern's own handler: records the failure and stops (or goes on without
             the agent), with the end reason of a budget or the deadline when one stopped it.
         agent: The agent whose node it guards.
-        answer: How a person's answer continues the run (see `then`).
+        node: The node's name (default: the agent's).
         view: The agent's view, to show the person what it was asked.
-        output_schema: The structured output the node expects, parsed from the answer if it can.
 
     Returns:
         A handler for `StateGraph.add_node(..., error_handler=...)`. A budget or the deadline
         never reaches a person: no answer can get round them.
     """
+    target = node or agent.name
 
     def handle_failure(state: Any, error: NodeError) -> Any:
-        if can_fall_back(error.error) and current_context().escalate_to_human:
-            given = escalate(state, error, agent=agent.name, view=view)
-            return answer(state, human_reply(given, partial_usage(error.error), output_schema))
-        return on_failure(state, error)
+        if not (can_fall_back(error.error) and current_context().escalate_to_human):
+            return on_failure(state, error)
+        failures = failures_of(agent.name, error.error)
+        logger.warning("agent %s failed; asking a person: %s", agent.name, "; ".join(failures))
+        question = question_for(
+            agent=agent.name,
+            failures=failures,
+            request=request_of(state),
+            task=task_of(view, state) if view is not None else request_of(state),
+        )
+        update = {"usage": partial_usage(error.error), ASKING: {target: question}}
+        return Command(update=update, goto=target)
 
     return handle_failure
 
@@ -464,29 +527,23 @@ def answer_and_end(state: Any, reply: AgentReply, **update: Any) -> Command[Any]
     )
 
 
-def make_fallback_handler(
-    spec: AgentSpec,
-    *,
-    default_agent: str | None = None,
-    answer: Answer | None = None,
-) -> Handler:
+def make_fallback_handler(spec: AgentSpec, *, default_agent: str | None = None) -> Handler:
     """The `error_handler` of an agent node whose turn another agent node can take over.
 
     For the router and the swarm, whose agents answer the conversation as themselves: the
-    turn goes to the `default_agent` node, then to a person, then the run stops.
+    turn goes to the `default_agent` node, then to a person (`escalating`; build the node with
+    `make_chain_node`), then the run stops.
 
     Args:
         spec: The agent whose node the handler guards.
         default_agent: Node to hand the turn to when the agent failed (None, or the agent
             itself: skip this step).
-        answer: How a person's answer continues the run (default: it is the turn's answer and
-            the run ends).
 
     Returns:
         A handler for `StateGraph.add_node(..., error_handler=...)`. Pass `fallback_destinations`
         as the node's `destinations` so the drawn graph shows where a fallback can go.
     """
-    person = escalating(make_stop_handler(spec.name), agent=spec, answer=answer or answer_and_end)
+    person = escalating(make_stop_handler(spec.name), agent=spec)
 
     def hand_over(state: Any, error: NodeError) -> Any:
         if can_fall_back(error.error) and default_agent not in (None, spec.name):

@@ -15,7 +15,7 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from typing_extensions import TypedDict
 
-from switchyard.state.outcomes import EndReason
+from switchyard.state.outcomes import EndReason, Escalations
 from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
@@ -124,7 +124,7 @@ class FanoutOutput(TypedDict):
     end_detail: str | None
 
 
-class FanoutState(MessagesState, AgentMemory):
+class FanoutState(MessagesState, AgentMemory, Escalations):
     """Full fan-out state, checkpointed per session.
 
     Writers and reducers:

@@ -22,7 +22,7 @@ from typing_extensions import TypedDict
 
 from switchyard.core.errors import SwitchyardError
 from switchyard.state.agents import AgentSpec, config_error
-from switchyard.state.outcomes import EndReason
+from switchyard.state.outcomes import EndReason, Escalations
 from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
@@ -110,7 +110,8 @@ class PlanRecord(TypedDict):
         waves: Step ids grouped into waves: each wave depends only on earlier ones, and the
             steps of one wave run in parallel.
         source: "manager" (the manager's plan), "default" (the fallback plan built from the
-            workers) or "none" (no valid plan).
+            workers), "none" (no valid plan) or "person" (the manager failed, and a person
+            answered the request instead: no plan runs, and the turn ends with their answer).
         attempts: Plans requested from the manager.
         errors: Why each rejected plan was rejected, in order.
     """
@@ -118,7 +119,7 @@ class PlanRecord(TypedDict):
     valid: bool
     steps: list[StepSpec]
     waves: list[list[str]]
-    source: Literal["manager", "default", "none"]
+    source: Literal["manager", "default", "none", "person"]
     attempts: int
     errors: list[str]
 
@@ -265,7 +266,7 @@ class HierarchicalOutput(TypedDict):
     end_detail: str | None
 
 
-class HierarchicalState(MessagesState, AgentMemory):
+class HierarchicalState(MessagesState, AgentMemory, Escalations):
     """Full hierarchical state, checkpointed per session.
 
     `request` and `plan` are written by the plan node only, `end_reason` and `end_detail` by the

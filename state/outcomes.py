@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 from langgraph.errors import GraphRecursionError
+from typing_extensions import TypedDict
 
 from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
 
@@ -77,3 +78,29 @@ def run_stop(error: BaseException) -> EndReason | None:
     if reason == "budget_exceeded" and getattr(error, "scope", None) == "agent":
         return None
     return reason
+
+
+Question = dict[str, Any]
+"""What a person is asked when an agent's fallback chain is exhausted (see
+`switchyard.nodes.fallback.ask_person`): reason, agent, failures, request and task."""
+
+
+def merge_questions(
+    left: dict[str, Question | None] | None, right: dict[str, Question | None] | None
+) -> dict[str, Question | None]:
+    """Questions waiting for a person, by the node that asks them.
+
+    Keeps every node's newest question; a node's `None` drops its question (it was answered).
+    """
+    merged = {**(left or {}), **(right or {})}
+    return {node: question for node, question in merged.items() if question is not None}
+
+
+class Escalations(TypedDict):
+    """The state key where a failed node leaves its question for a person (checkpointed).
+
+    A node's error handler writes the question (and the failed calls' spend) and sends the run
+    back to the node, which asks it (`interrupt`) instead of calling its agent, then clears it.
+    """
+
+    asking: Annotated[dict[str, Question | None], merge_questions]

@@ -15,7 +15,7 @@ from langgraph.graph.message import add_messages
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from typing_extensions import TypedDict
 
-from switchyard.state.outcomes import EndReason
+from switchyard.state.outcomes import EndReason, Escalations
 from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
@@ -76,7 +76,7 @@ class PipelineOutput(TypedDict):
     end_detail: str | None
 
 
-class PipelineState(MessagesState, AgentMemory):
+class PipelineState(MessagesState, AgentMemory, Escalations):
     """Full pipeline state, checkpointed per session.
 
     Writers and reducers:

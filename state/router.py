@@ -9,7 +9,7 @@ from langgraph.graph import MessagesState
 from langgraph.graph.message import add_messages
 from typing_extensions import TypedDict
 
-from switchyard.state.outcomes import EndReason
+from switchyard.state.outcomes import EndReason, Escalations
 from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
@@ -38,7 +38,7 @@ class RouterOutput(TypedDict):
     end_reason: EndReason | None
 
 
-class RouterState(MessagesState, AgentMemory):
+class RouterState(MessagesState, AgentMemory, Escalations):
     """Full router state, checkpointed per session.
 
     `route` and `active_agent` have a single writer (`classify`), so they need no reducer; the

@@ -17,7 +17,7 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
-from switchyard.state.outcomes import EndReason
+from switchyard.state.outcomes import EndReason, Escalations
 from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.usage import UsageLedger
 
@@ -81,7 +81,7 @@ class SupervisorOutput(TypedDict):
     end_reason: EndReason | None
 
 
-class SupervisorState(MessagesState, AgentMemory):
+class SupervisorState(MessagesState, AgentMemory, Escalations):
     """Full supervisor state, checkpointed per session.
 
     `task` and `end_reason` have a single writer (the supervisor node). `results` (every worker),

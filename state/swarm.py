@@ -16,7 +16,7 @@ from langgraph.graph.message import add_messages
 from langgraph.managed import RemainingSteps
 from typing_extensions import TypedDict
 
-from switchyard.state.outcomes import EndReason
+from switchyard.state.outcomes import EndReason, Escalations
 from switchyard.state.reducers import AgentMemory, merge_usage
 from switchyard.state.supervisor import keep_current_turn
 from switchyard.state.usage import UsageLedger
@@ -57,7 +57,7 @@ class SwarmOutput(TypedDict):
     end_reason: Annotated[EndReason | None, last_value]
 
 
-class SwarmState(MessagesState, AgentMemory):
+class SwarmState(MessagesState, AgentMemory, Escalations):
     """Full swarm state, checkpointed per session.
 
     Every agent node writes `messages`, `usage`, `active_agent`, `end_reason`, `handoffs` and

@@ -375,6 +375,10 @@ def test_the_fallback_agent_answers_when_the_model_and_its_fallbacks_fail(
     assert outcome.end_reason == "completed", outcome
     assert (len(fakes["backup"].calls), len(fakes["standby"].calls)) == (n, n)
     assert saw("STANDBY ANSWER", outcome, fakes)
+    # the fallback agent did the agent's job: what it was asked, with the tools it was offered
+    failed, stood_in = fakes["target"].calls[len(case.before)], fakes["standby"].calls[0]
+    assert stood_in.texts[-1] == failed.texts[-1]
+    assert stood_in.tools == failed.tools
     if outcome.result is not None:
         usage = outcome.result.usage
         assert usage[f"{case.target}/{BACKUP}"]["calls"] == n  # the failed calls are charged
@@ -402,6 +406,12 @@ def test_an_exhausted_chain_pauses_for_a_person_and_resume_continues(
         assert question["request"] == QUESTION or QUESTION in question["task"]
         failures = "; ".join(question["failures"])
         assert "standby is down" in failures
+        # every failed call is in the ledger before the run waits for the person
+        thread = paused.result.thread_id if paused.result is not None else "t"
+        ledger = graph.get_state({"configurable": {"thread_id": thread}}).values["usage"]
+        calls_made = {key: entry["calls"] for key, entry in ledger.items()}
+        assert calls_made[f"{case.target}/{TARGET}"] == len(case.before) + 1
+        assert calls_made[f"{case.target}/{BACKUP}"] == calls_made[f"standby/{STANDBY}"] == 1
         calls = {name: len(fake.calls) for name, fake in fakes.items()}
         done = entry.resume(graph, PERSON, context)
         # resuming runs on from the person's answer: no failed agent is asked again
