@@ -62,7 +62,7 @@ def open_scope(context: Context, session_usage: UsageLedger | None = None) -> Ru
         agent_spent=agents,
         deadline=deadline,
     )
-    return RunScope(meter=meter)
+    return RunScope(meter=meter, call_timeout_s=context.timeout_s)
 
 
 def usage_in(head: CheckpointTuple | None) -> UsageLedger:

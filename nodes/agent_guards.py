@@ -143,9 +143,10 @@ class ToolAuthority(AgentMiddleware[Any, Any, Any]):
 class UsageRecorder(CallGuard):
     """The usage ledger: one entry per model call actually made, failed ones included.
 
-    Innermost in the chain, so every attempt is seen with the model it really went to: a retry
-    (`retry_attempt() > 1`) and a fallback model are counted as such; a cached reply costs
-    nothing and counts as a cache hit.
+    Inside the retries and fallbacks, so every attempt is seen with the model it really went to: a
+    retry (`retry_attempt() > 1`) and a fallback model are counted as such; a cached reply costs
+    nothing and counts as a cache hit. Outside `CallLimits`, so a call abandoned at its time limit
+    is recorded too, with the usage its error carries.
 
     Args:
         agent: The agent whose calls are recorded.

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ValidationError
 from typing_extensions import TypedDict, Unpack
 
 from switchyard.core.models import default_model, load_chat_model
-from switchyard.core.resilience import ATTEMPT_KEY, retry_attempt
+from switchyard.core.resilience import ATTEMPT_KEY, provider_fault, retry_attempt
 from switchyard.guardrails.scope import current_scope
 from switchyard.nodes.binding import as_base_tool, bound_model
 from switchyard.nodes.chain import AgentChain, defines, model_params
@@ -66,6 +66,9 @@ MAX_TOOL_ROUNDS = 5
 
 _PARSE_ERRORS = (ValidationError, json.JSONDecodeError, OutputParserException)
 """Errors that mean "the answer did not fit the schema" when a structured-output call raises."""
+
+_RESPONSE_ERRORS = (IndexError, KeyError)
+"""Errors that may mean "the provider's response lacked its parts" (`provider_fault` decides)."""
 
 Validate = Callable[[BaseModel], None]
 """A pattern's own check of structured output; raises `OutputValidationError` to re-ask."""
@@ -166,6 +169,21 @@ def model_response(
             exc.reply = exc.reply or raw
             raise
     return ModelResponse(result=[raw or AIMessage(content="")], structured_response=parsed)
+
+
+def unusable(request: ModelRequest[Any], exc: Exception, agent: str) -> Exception:
+    """What a call that raised `exc` while its answer was read fails with.
+
+    A provider's malformed body or empty `choices` is a transient `ProviderResponseError`
+    (retried); a structured answer that does not parse is an `OutputValidationError` (re-asked);
+    anything else is `exc` itself.
+    """
+    fault = provider_fault(exc)
+    if fault is not None:
+        return fault
+    if request.response_format is None or not isinstance(exc, _PARSE_ERRORS):
+        return exc
+    return parse_failure(request, exc, agent)
 
 
 def parse_failure(request: ModelRequest[Any], exc: Exception, agent: str) -> OutputValidationError:
@@ -287,8 +305,11 @@ class AgentCall:
         runnable, messages = bound_request(request)
         try:
             output = runnable.invoke(messages, self._call_config())
-        except _PARSE_ERRORS as exc:
-            raise parse_failure(request, exc, self.spec.name) from exc
+        except _PARSE_ERRORS + _RESPONSE_ERRORS as exc:
+            failure = unusable(request, exc, self.spec.name)
+            if failure is exc:
+                raise
+            raise failure from exc
         return model_response(request, output, self.spec.name, self.validate)
 
     async def aexecute(self, request: ModelRequest[Any]) -> ModelResponse[Any]:
@@ -296,8 +317,11 @@ class AgentCall:
         runnable, messages = bound_request(request)
         try:
             output = await runnable.ainvoke(messages, self._call_config())
-        except _PARSE_ERRORS as exc:
-            raise parse_failure(request, exc, self.spec.name) from exc
+        except _PARSE_ERRORS + _RESPONSE_ERRORS as exc:
+            failure = unusable(request, exc, self.spec.name)
+            if failure is exc:
+                raise
+            raise failure from exc
         return model_response(request, output, self.spec.name, self.validate)
 
     def answer(self, response: ModelResponse[Any]) -> AIMessage:

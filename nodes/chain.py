@@ -9,9 +9,10 @@ default chain (`default_middleware`) is, outermost first:
 3. `TransientRetry` (LangChain's `ModelRetryMiddleware`): transient failures are retried;
 4. `SpendGuard`: run, session and agent budgets admit each call and are charged what it used;
 5. `BreakerGuard`: the model's circuit breaker;
-6. `CallLimits`: the agent's timeout and the run's deadline, on model and tool calls;
-7. `ToolAuthority`: an agent calls only the tools it declared;
-8. `UsageRecorder`: the usage ledger, one entry per actual call.
+6. `UsageRecorder`: the usage ledger, one entry per actual call (a call abandoned at its time
+   limit included, charged its prompt's estimate);
+7. `CallLimits`: the agent's timeout and the run's deadline, on model and tool calls in flight;
+8. `ToolAuthority`: an agent calls only the tools it declared.
 
 A user's middleware (`AgentSpec.middleware`, or `build_*_graph(middleware=...)` for every agent)
 goes outside all of these, so whatever it does (retries of its own, another model) is still
@@ -91,9 +92,9 @@ def default_middleware(spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
         TransientRetry(spec.max_attempts),
         SpendGuard(spec.name, budget=spec.budget, load=load),
         BreakerGuard(),
+        UsageRecorder(spec.name),
         CallLimits(spec.name, timeout_s=spec.timeout_s),
         ToolAuthority(spec.name),
-        UsageRecorder(spec.name),
     ]
     return chain
 

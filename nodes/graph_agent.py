@@ -9,11 +9,12 @@ guardrails reach inside it:
   each of its model calls: the run's deadline and budgets admit each call before it is sent (a
   refusal stops the graph), what it used is charged and recorded in the ledger, under the agent.
 
-The agent's `timeout_s` and the run's deadline bound the whole graph call when it runs async.
+The agent's `timeout_s` and the run's deadline bound the whole graph call, sync or async.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,7 +30,7 @@ from switchyard.core.errors import SwitchyardError
 from switchyard.core.models import provider_label
 from switchyard.core.pricing import cost_usd
 from switchyard.core.tokens import expected_tokens, tokens_of
-from switchyard.guardrails.limits import bounded, time_limit
+from switchyard.guardrails.limits import bounded, time_limit, within
 from switchyard.guardrails.scope import current_meter
 from switchyard.nodes.record import AgentReply, CallRecord, recording
 from switchyard.state.agents import AgentSpec
@@ -175,12 +176,13 @@ def _reply(
 
 
 def call_graph_agent(spec: AgentSpec, view: Sequence[BaseMessage]) -> AgentReply:
-    """Run a graph agent on its view (sync: the deadline is checked before it starts)."""
+    """Run a graph agent on its view, bounded by the agent's timeout and the run's deadline."""
     record, started = CallRecord(spec.name), time.perf_counter()
-    time_limit(spec.name, "start", None)
+    limit, by_deadline = time_limit(spec.name, "start", spec.timeout_s)
     config, pattern = _config(spec, record)
     with recording(record):
-        output = spec.graph.invoke({"messages": list(view)}, config)
+        call = functools.partial(spec.graph.invoke, {"messages": list(view)}, config)
+        output = within(call, spec.name, limit, by_deadline=by_deadline)
     return _reply(spec, view, output, record, pattern, started)
 
 

@@ -25,6 +25,9 @@ from switchyard.guardrails.budgets import Budget
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
+DEFAULT_TIMEOUT_S = 60.0
+"""Seconds one model or tool call of an agent may take unless the agent sets its own."""
+
 
 class AgentSpec(BaseModel):
     """Declarative description of one agent; every pattern turns these into graph nodes.
@@ -71,7 +74,12 @@ class AgentSpec(BaseModel):
     max_context_tokens: int = Field(
         default=8_000, gt=0, description="Token budget for the agent's view of the conversation."
     )
-    timeout_s: float | None = Field(default=None, gt=0, description="Per-call timeout, seconds.")
+    timeout_s: float | None = Field(
+        default=DEFAULT_TIMEOUT_S,
+        gt=0,
+        description="Seconds one model or tool call may take before it is abandoned (a model "
+        "call is then retried); None: only the run's deadline bounds it.",
+    )
     max_attempts: int = Field(
         default=3, ge=1, le=10, description="Attempts per model call on transient failures."
     )

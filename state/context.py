@@ -66,7 +66,17 @@ class Context:
     )
     deadline_s: float | None = field(
         default=300.0,
-        metadata={"description": "Seconds after which a run starts no more model calls."},
+        metadata={
+            "description": "Seconds a run may take: model and tool calls still running then are "
+            "abandoned and the run ends with end reason 'deadline'. Empty: no deadline."
+        },
+    )
+    timeout_s: float | None = field(
+        default=None,
+        metadata={
+            "description": "Override of every agent's timeout_s: seconds one model or tool call "
+            "may take. Empty: each agent's own (60 s unless it sets another)."
+        },
     )
     durability: Literal["sync", "async", "exit"] = field(
         default="sync",
@@ -115,7 +125,7 @@ class Context:
                 "escalation_threshold must be at least 0 and below confidence_threshold "
                 f"({self.confidence_threshold}), got {self.escalation_threshold}"
             )
-        for name in ("max_message_pairs", "max_context_tokens"):
+        for name in ("max_message_pairs", "max_context_tokens", "timeout_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"{name} must be positive when set, got {value}")

@@ -11,6 +11,8 @@ answer each request with the next *fault* of its schedule:
 | `slow`          | nothing for `slow_s` seconds (past the client's timeout), then `ok`     |
 | `drop`          | the connection closed without a response                                |
 | `malformed`     | HTTP 200 whose JSON body does not parse                                 |
+| `empty_choices` | HTTP 200, a well-formed completion with `"choices": []`                 |
+| `hang`          | nothing at all until the server stops (a provider that never answers)   |
 | `bad_tool_args` | a tool call whose arguments are not JSON; for a `response_format`       |
 |                 | request, JSON content that does not match the schema                    |
 
@@ -41,7 +43,20 @@ from typing import Any
 
 from switchyard.core.offline import sample_from_schema
 
-FAULTS = frozenset({"ok", "429", "500", "503", "slow", "drop", "malformed", "bad_tool_args"})
+FAULTS = frozenset(
+    {
+        "ok",
+        "429",
+        "500",
+        "503",
+        "slow",
+        "hang",
+        "drop",
+        "malformed",
+        "empty_choices",
+        "bad_tool_args",
+    }
+)
 """Every fault the server knows."""
 
 ANY_MODEL: str | None = None
@@ -324,8 +339,14 @@ class _Handler(BaseHTTPRequestHandler):
             payload = b'{"id": "chatcmpl-broken", "choices": [{"message": '
             self._send(200, payload, "application/json")
             return
+        if fault == "hang":
+            state._stopping.wait()
+            return  # the server is stopping; the client never got an answer
         if fault == "slow" and state._stopping.wait(state.slow_s):
             return  # the server is stopping
+        if fault == "empty_choices":
+            self._json(200, {**state.completion(body), "choices": []})
+            return
         answer = state.completion(body, bad=fault == "bad_tool_args")
         if body.get("stream"):
             self._stream(answer, body)

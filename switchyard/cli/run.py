@@ -17,6 +17,7 @@ from switchyard.observability.logs import configure_logging
 from switchyard.observability.telemetry import configure_tracing
 from switchyard.runtime.registry import load_graph
 from switchyard.runtime.run import RunResult, check_text, resume, run
+from switchyard.state.agents import DEFAULT_TIMEOUT_S
 from switchyard.state.context import Context
 from switchyard.storage.dlq import DeadLetterQueue
 from switchyard.storage.persistence import open_persistence
@@ -45,6 +46,22 @@ def add_command(commands: Any) -> None:
         default=None,
         help="SQLite path, 'memory' or postgresql:// DSN (default: SWITCHYARD_CHECKPOINTER, "
         "else .switchyard/state.sqlite)",
+    )
+    run_cmd.add_argument(
+        "--deadline",
+        type=_seconds,
+        default=Context.deadline_s,
+        metavar="SECONDS",
+        help="the run ends (end reason 'deadline') after this long, calls in flight included "
+        "(default: %(default)s)",
+    )
+    run_cmd.add_argument(
+        "--timeout",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="longest one model or tool call may take, for every agent (default: each agent's "
+        f"own timeout_s, {DEFAULT_TIMEOUT_S:g} unless it sets another)",
     )
     run_cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
     run_cmd.add_argument(
@@ -107,9 +124,20 @@ def _print_result(result: RunResult, console: Console) -> None:
     )
 
 
+def _seconds(text: str) -> float:
+    """A positive number of seconds, for `--deadline` and `--timeout`."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _run(args: argparse.Namespace, console: Console) -> int:
     graph = load_graph(args.pattern)
-    context = Context(model=args.model)
+    context = Context(model=args.model, deadline_s=args.deadline, timeout_s=args.timeout)
     if (args.text is None) == (args.resume is None):
         raise InvalidInputError("give either a message or --resume ANSWER (with --session)")
     if args.resume is not None and args.session is None:

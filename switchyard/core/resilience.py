@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import itertools
+import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain.agents.middleware import ModelRetryMiddleware
 from langgraph.types import RetryPolicy
+
+from switchyard.core.errors import SwitchyardError
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 """HTTP statuses that mean "try again": timeouts, rate limits, overload and server errors."""
@@ -48,6 +53,84 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError | ConnectionError):
         return True
     return any(cls.__name__ in _TRANSIENT_NAMES for cls in type(exc).__mro__)
+
+
+class ProviderResponseError(SwitchyardError):
+    """The provider answered with a body the client could not use: not JSON, or no choices.
+
+    A broken gateway or an overloaded provider does this now and then, like a 5xx: it is transient
+    (`status_code` 502), so the call is retried.
+    """
+
+    status_code = 502
+
+
+_PROVIDER_MODULES = ("httpx.", "openai.", "anthropic.", "botocore.", "langchain_")
+"""Where a provider's response is read and turned into a message (`langchain_core` aside)."""
+
+_REPLY_INDEXING = "langchain_core.language_models.chat_models"
+"""Where `invoke` takes the first generation of a result (none when `choices` was empty)."""
+
+
+def _raised_in(exc: BaseException) -> list[str]:
+    """The modules of the frames `exc` passed through, outermost first."""
+    modules: list[str] = []
+    tb = exc.__traceback__
+    while tb is not None:
+        modules.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    return modules
+
+
+def provider_fault(exc: BaseException) -> ProviderResponseError | None:
+    """`exc` as a `ProviderResponseError` when it is a provider's unusable response, else None.
+
+    A malformed body surfaces as the `json.JSONDecodeError` of the HTTP client reading it (told
+    apart from a structured answer that fails to parse, which is re-asked, by where it was
+    raised). A reply with empty `choices` becomes a result with no generations, and so the
+    `IndexError` of the chat model's `invoke` taking the first one; a reply missing another part,
+    an `IndexError` or `KeyError` in the provider's integration.
+    """
+    modules = _raised_in(exc)
+    if isinstance(exc, json.JSONDecodeError):
+        if any(m.startswith(("httpx.", "openai._", "anthropic._")) for m in modules):
+            return ProviderResponseError(f"provider sent a malformed response body ({exc})")
+        return None
+    if isinstance(exc, IndexError | KeyError) and modules:
+        innermost = modules[-1]
+        if innermost == _REPLY_INDEXING:
+            return ProviderResponseError("provider sent a reply with no choices in it")
+        if innermost.startswith(_PROVIDER_MODULES) and not innermost.startswith("langchain_core"):
+            return ProviderResponseError(
+                f"provider sent a reply without the expected parts ({type(exc).__name__}: {exc})"
+            )
+    return None
+
+
+def retry_after_s(exc: BaseException) -> float | None:
+    """Seconds a provider asked to wait before the next call (`Retry-After`), if it said.
+
+    Read from the error's HTTP response: `retry-after-ms`, else `Retry-After` as seconds or as an
+    HTTP date.
+    """
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    try:
+        milliseconds = headers.get("retry-after-ms")
+        if milliseconds is not None:
+            return max(float(milliseconds) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return max(float(value), 0.0)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max((when - datetime.now(UTC)).total_seconds(), 0.0)
+    except (TypeError, ValueError, AttributeError):  # a header we cannot read is ignored
+        return None
 
 
 def model_retry_policy(max_attempts: int = 3) -> RetryPolicy:

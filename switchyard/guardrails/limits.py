@@ -1,15 +1,29 @@
-"""`CallLimits`: the agent's per-call timeout and the run's deadline, on model and tool calls."""
+"""`CallLimits`: the agent's per-call timeout and the run's deadline, on model and tool calls.
+
+Both limits hold while a call is in flight, sync or async: an async call is cancelled at its
+limit; a sync one runs on a worker thread that the run stops waiting for
+(`switchyard.core.workers`). LangGraph's own `TimeoutPolicy` bounds whole node attempts, and only
+async ones; these bound each model and tool call inside a node, on every entry path.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest
+from langchain_core.messages import AIMessage, ToolMessage
 from langgraph.prebuilt.tool_node import ToolCallRequest
 
-from switchyard.core.errors import SwitchyardError
+from switchyard.core.errors import SwitchyardError, describe_error
+from switchyard.core.models import model_name_of
+from switchyard.core.offline import OfflineChatModel
+from switchyard.core.resilience import retry_after_s
+from switchyard.core.tokens import expected_tokens
+from switchyard.core.workers import CallAbandonedError, call_within
 from switchyard.guardrails.budgets import DeadlineExceededError
 from switchyard.guardrails.guard import AsyncModelCall, ModelCall
 from switchyard.guardrails.scope import current_scope
@@ -26,10 +40,14 @@ class AgentTimeoutError(SwitchyardError, TimeoutError):
 def time_limit(agent: str, what: str, timeout_s: float | None) -> tuple[float | None, bool]:
     """Seconds a call may take, and whether the run's deadline (not `timeout_s`) sets it.
 
+    The run's `Context.timeout_s`, when set, replaces the agent's `timeout_s`.
+
     Raises:
         DeadlineExceededError: The run's deadline has passed: the call must not start.
     """
     scope = current_scope()
+    if scope is not None and scope.call_timeout_s is not None:
+        timeout_s = scope.call_timeout_s
     remaining = scope.remaining_s() if scope is not None else None
     if remaining is not None and remaining <= 0:
         raise DeadlineExceededError(
@@ -41,8 +59,37 @@ def time_limit(agent: str, what: str, timeout_s: float | None) -> tuple[float | 
     return timeout_s, False
 
 
+def expired(
+    agent: str,
+    what: str,
+    limit: float,
+    *,
+    by_deadline: bool,
+    request: ModelRequest[Any] | None = None,
+) -> SwitchyardError:
+    """The error of a call still running at its limit: the deadline's, or the agent's timeout.
+
+    For a model call (`request`), the error carries the usage the abandoned call is charged.
+    """
+    error: SwitchyardError
+    if by_deadline:
+        error = DeadlineExceededError(
+            f"run deadline reached while agent {agent!r} was waiting to {what}; "
+            "raise Context.deadline_s for longer runs"
+        )
+    else:
+        error = AgentTimeoutError(f"agent {agent!r} timed out after {limit:.3g}s waiting to {what}")
+    return error if request is None else _charged(error, request)
+
+
 async def bounded(
-    call: Awaitable[Any], agent: str, limit: float | None, *, by_deadline: bool
+    call: Awaitable[Any],
+    agent: str,
+    limit: float | None,
+    *,
+    by_deadline: bool,
+    what: str = "finish",
+    request: ModelRequest[Any] | None = None,
 ) -> Any:
     """Await `call`, cancelled after `limit` seconds (`time_limit` gives both arguments).
 
@@ -58,25 +105,123 @@ async def bounded(
     except TimeoutError:
         if not bound.expired():  # the call's own timeout error, not ours
             raise
-        if by_deadline:
-            raise DeadlineExceededError(
-                f"run deadline reached while agent {agent!r} was waiting for a call"
-            ) from None
-        raise AgentTimeoutError(f"agent {agent!r} timed out after {limit:.3g}s") from None
+        raise expired(agent, what, limit, by_deadline=by_deadline, request=request) from None
+
+
+def within(
+    call: Callable[[], Any],
+    agent: str,
+    limit: float | None,
+    *,
+    by_deadline: bool,
+    what: str = "finish",
+    request: ModelRequest[Any] | None = None,
+) -> Any:
+    """Sync form of `bounded`: `call()` on a worker thread, given up on after `limit` seconds.
+
+    Raises:
+        DeadlineExceededError: The run's deadline came first.
+        AgentTimeoutError: The agent's timeout came first.
+    """
+    if limit is None:
+        return call()
+    try:
+        return call_within(call, limit)
+    except CallAbandonedError:
+        raise expired(agent, what, limit, by_deadline=by_deadline, request=request) from None
+
+
+def _charged(error: SwitchyardError, request: ModelRequest[Any]) -> SwitchyardError:
+    """`error`, carrying the prompt's estimated tokens as the abandoned call's usage.
+
+    The provider got the request and may well have processed (and billed) it; what it used never
+    came back, so the usage recorder and the budgets are charged the prompt's estimate instead of
+    nothing (`reply_of` reads an error's `reply`).
+    """
+    prompt = [request.system_message, *request.messages] if request.system_message else []
+    tokens_in, _ = expected_tokens(prompt or request.messages, None)
+    usage = {"input_tokens": tokens_in, "output_tokens": 0, "total_tokens": tokens_in}
+    error.reply = AIMessage(content="", usage_metadata=usage)  # type: ignore[attr-defined]
+    return error
+
+
+_resume_at: ContextVar[tuple[str, float] | None] = ContextVar(
+    "switchyard_provider_resume_at", default=None
+)
+"""The model whose provider asked to wait, and when its next call may go (`Retry-After`).
+
+Attempts of one model call run one after another in one context (the retry middleware's loop),
+so the next attempt reads what the last one set; a fallback model (another provider) does not
+wait for it."""
+
+_sleep = time.sleep
+"""Blocking wait before an attempt (tests replace it to see the waits without taking them)."""
+_asleep = asyncio.sleep
+
+
+def _wait_asked(request: ModelRequest[Any]) -> float:
+    """Seconds this attempt must still wait for the last failure's `Retry-After` (and forget it)."""
+    asked = _resume_at.get()
+    if asked is None:
+        return 0.0
+    _resume_at.set(None)
+    model, at = asked
+    return max(at - time.monotonic(), 0.0) if model == model_name_of(request.model) else 0.0
+
+
+def _note_retry_after(agent: str, request: ModelRequest[Any], error: BaseException) -> None:
+    """Remember a failure's `Retry-After` for the next attempt, or end the run if it cannot wait.
+
+    Raises:
+        DeadlineExceededError: The provider asked for a wait that ends past the run's deadline;
+            retrying sooner would only be refused again.
+    """
+    wait = retry_after_s(error)
+    if not wait:
+        return
+    scope = current_scope()
+    remaining = scope.remaining_s() if scope is not None else None
+    if remaining is not None and wait >= remaining:
+        raise DeadlineExceededError(
+            f"agent {agent!r}: the provider asked to wait {wait:.3g}s before calling again "
+            f"(Retry-After), past the run's deadline in {max(remaining, 0):.3g}s "
+            f"({describe_error(error)})"
+        ) from error
+    _resume_at.set((model_name_of(request.model), time.monotonic() + wait))
+
+
+def _in_process(request: ModelRequest[Any]) -> bool:
+    """The embedded offline model answers in microseconds and cannot hang: no worker thread."""
+    return isinstance(request.model, OfflineChatModel)
+
+
+def _tool_timed_out(request: ToolCallRequest, limit: float) -> ToolMessage:
+    """A tool that ran past the agent's timeout is reported to the model, which can go on."""
+    call = request.tool_call
+    return ToolMessage(
+        f"error: tool {call['name']!r} did not finish within {limit:.3g}s and was abandoned",
+        tool_call_id=call["id"] or "",
+        name=call["name"],
+        status="error",
+    )
 
 
 class CallLimits(AgentMiddleware[Any, Any, Any]):
-    """Bounds every model and tool call of an agent in time.
+    """Bounds every model and tool call of an agent in time, while it is in flight.
 
-    No call starts once the run's deadline has passed (`DeadlineExceededError`). An async call in
-    flight is cancelled at the agent's `timeout_s` (`AgentTimeoutError`, which is transient, so the
-    retry middleware tries again) or at the deadline, whichever comes first. A sync call cannot be
-    cancelled from inside the process: the model client's own timeout (set from `timeout_s` when
-    the model is loaded) bounds it instead.
+    No call starts once the run's deadline has passed (`DeadlineExceededError`). A call in flight
+    is stopped at the agent's `timeout_s` or at the deadline, whichever comes first, sync or async.
+    A model call past `timeout_s` raises `AgentTimeoutError` (transient: the retry middleware tries
+    again) and is charged its prompt's estimated tokens; a tool call past it answers the model with
+    an error. The deadline ends the agent's call (`DeadlineExceededError`), and so the run.
+
+    A provider's `Retry-After` (on a 429 or 503) is honoured: the next attempt waits for it when
+    the wait ends before the deadline; when it does not, the run ends at once (`deadline`) rather
+    than retrying into certain refusals.
 
     Args:
         agent: The agent whose calls this bounds.
-        timeout_s: Longest a model call may take (None: no per-call limit).
+        timeout_s: Longest a model or tool call may take (None: only the run's deadline).
     """
 
     def __init__(self, agent: str, *, timeout_s: float | None = None) -> None:
@@ -84,25 +229,68 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
         self.agent = agent
         self.timeout_s = timeout_s
 
-    def _limit(self, what: str, *, timed: bool) -> tuple[float | None, bool]:
-        return time_limit(self.agent, what, self.timeout_s if timed else None)
-
     def wrap_model_call(self, request: ModelRequest[Any], handler: ModelCall) -> Any:
-        """Refuse the call after the deadline; the client's timeout bounds it in flight."""
-        self._limit("call its model", timed=True)
-        return handler(request)
+        """Wait out a `Retry-After`; refuse the call after the deadline; bound it in flight."""
+        what = "call its model"
+        wait = _wait_asked(request)
+        if wait:
+            _sleep(wait)
+        limit, by_deadline = time_limit(self.agent, what, self.timeout_s)
+        if _in_process(request):
+            return handler(request)
+        try:
+            return within(
+                lambda: handler(request),
+                self.agent,
+                limit,
+                by_deadline=by_deadline,
+                what=what,
+                request=request,
+            )
+        except Exception as exc:
+            _note_retry_after(self.agent, request, exc)
+            raise
 
     async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncModelCall) -> Any:
-        """Refuse the call after the deadline; cancel it at the timeout or the deadline."""
-        limit, by_deadline = self._limit("call its model", timed=True)
-        return await bounded(handler(request), self.agent, limit, by_deadline=by_deadline)
+        """Async form of `wrap_model_call`: the call is cancelled at its limit."""
+        what = "call its model"
+        wait = _wait_asked(request)
+        if wait:
+            await _asleep(wait)
+        limit, by_deadline = time_limit(self.agent, what, self.timeout_s)
+        try:
+            return await bounded(
+                handler(request),
+                self.agent,
+                limit,
+                by_deadline=by_deadline,
+                what=what,
+                request=request,
+            )
+        except Exception as exc:
+            _note_retry_after(self.agent, request, exc)
+            raise
 
     def wrap_tool_call(self, request: ToolCallRequest, handler: Callable[..., Any]) -> Any:
-        """Refuse a tool call after the deadline."""
-        self._limit(f"run tool {request.tool_call['name']!r}", timed=False)
-        return handler(request)
+        """Refuse a tool call after the deadline; stop waiting at the timeout or the deadline."""
+        what = f"run tool {request.tool_call['name']!r}"
+        limit, by_deadline = time_limit(self.agent, what, self.timeout_s)
+        try:
+            return within(
+                lambda: handler(request), self.agent, limit, by_deadline=by_deadline, what=what
+            )
+        except AgentTimeoutError:
+            assert limit is not None
+            return _tool_timed_out(request, limit)
 
     async def awrap_tool_call(self, request: ToolCallRequest, handler: AsyncToolCall) -> Any:
-        """Refuse a tool call after the deadline; cancel it when the deadline comes."""
-        limit, by_deadline = self._limit(f"run tool {request.tool_call['name']!r}", timed=False)
-        return await bounded(handler(request), self.agent, limit, by_deadline=by_deadline)
+        """Refuse a tool call after the deadline; cancel it at the timeout or the deadline."""
+        what = f"run tool {request.tool_call['name']!r}"
+        limit, by_deadline = time_limit(self.agent, what, self.timeout_s)
+        try:
+            return await bounded(
+                handler(request), self.agent, limit, by_deadline=by_deadline, what=what
+            )
+        except AgentTimeoutError:
+            assert limit is not None
+            return _tool_timed_out(request, limit)

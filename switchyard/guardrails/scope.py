@@ -35,11 +35,13 @@ class RunScope:
     Attributes:
         meter: Spend against the run's, the session's and each agent's budget, and the deadline.
         started: `time.monotonic()` when the run started.
+        call_timeout_s: The run's override of every agent's `timeout_s` (None: each agent's own).
         values: Run-scoped middleware state, by agent, then by state key.
     """
 
     meter: RunMeter
     started: float = field(default_factory=time.monotonic)
+    call_timeout_s: float | None = None
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -29,6 +29,7 @@ from switchyard.core.resilience import is_transient
 from switchyard.graphs.demos import ROUTER_AGENTS
 from switchyard.graphs.router import build_router_graph
 from switchyard.guardrails import breaker as breaker_module
+from switchyard.guardrails import limits as limits_module
 from switchyard.guardrails.breaker import breaker_for, configure_breakers
 from switchyard.guardrails.budgets import Budget, add_cost_alert, remove_cost_alert
 from switchyard.guardrails.cache import disable_response_cache, enable_response_cache
@@ -165,7 +166,16 @@ def test_a_persistent_503_is_sent_exactly_max_attempts_times(server: FaultServer
 
 @pytest.mark.parametrize(
     "faults",
-    [("429",), ("500",), ("503",), ("drop",), ("slow",), ("429", "503")],
+    [
+        ("429",),
+        ("500",),
+        ("503",),
+        ("drop",),
+        ("slow",),
+        ("malformed",),
+        ("empty_choices",),
+        ("429", "503"),
+    ],
     ids=lambda faults: "+".join(faults),
 )
 def test_transient_faults_are_retried_and_the_run_succeeds(
@@ -199,7 +209,7 @@ def test_transient_faults_are_retried_and_the_run_succeeds(
     assert_nothing_lost(graph, second, [(REFUND, first.output), (FOLLOW_UP, second.output)])
 
 
-@pytest.mark.parametrize("fault", ["slow", "503", "drop"])
+@pytest.mark.parametrize("fault", ["slow", "503", "drop", "malformed", "empty_choices"])
 async def test_async_runs_retry_the_same_faults(server: FaultServer, fault: str) -> None:
     graph = router()
     server.plan(fault, "ok", model=MINI_WIRE)
@@ -314,25 +324,28 @@ def test_an_open_breaker_with_no_fallback_ends_the_run_without_calling(
 # --- bad output: re-asked, then the fallback ----------------------------------------------------
 
 
-def test_malformed_json_falls_back_without_retrying(server: FaultServer) -> None:
+def test_a_body_that_stays_malformed_is_retried_then_falls_back(server: FaultServer) -> None:
     graph = router(spec(SUPPORT, fallback_models=(BIG,)), DOCS)
-    server.plan("malformed", model=MINI_WIRE)
+    server.plan("malformed", "malformed", "malformed", model=MINI_WIRE)
     result = run(graph, REFUND, user_id="ada", session_id="s")
     assert result.ok, result.error
-    # a body that does not parse is not a transient failure: no retry, straight to the fallback
-    assert (server.count(MINI_WIRE), server.count(BIG_WIRE)) == (1, 1)
+    # a body that does not parse is a provider fault, like a 5xx: retried, then the fallback
+    assert (server.count(MINI_WIRE), server.count(BIG_WIRE)) == (3, 1)
     assert result.usage["support/openai:gpt-4o"]["fallbacks"] == 1
     assert_nothing_lost(graph, result, [(REFUND, reply_to(REFUND))])
 
 
-def test_malformed_structured_output_is_re_asked_then_falls_back(server: FaultServer) -> None:
+def test_a_malformed_body_of_a_structured_call_is_retried_not_re_asked(
+    server: FaultServer,
+) -> None:
     graph = router(spec(SUPPORT, output_schema=Ticket, fallback_models=(BIG,)), DOCS)
-    server.plan("malformed", "malformed", model=MINI_WIRE)
+    server.plan("malformed", "malformed", "malformed", model=MINI_WIRE)
     result = run(graph, REFUND, user_id="ada", session_id="s")
     assert result.ok, result.error
     schema_calls = [r for r in server.requests(MINI_WIRE) if "response_format" in r]
-    assert len(schema_calls) == 2
-    assert "did not match the required schema" in last_user(schema_calls[1])
+    assert len(schema_calls) == 3
+    # the same request each time: a broken body says nothing about the answer to correct
+    assert all(last_user(call) == REFUND for call in schema_calls)
     assert server.count(BIG_WIRE) == 1  # the fallback answers in one structured call
     ticket = Ticket.model_validate_json(result.output)
     assert ticket.priority == 1
@@ -398,6 +411,101 @@ def test_invalid_tool_call_arguments_are_answered_with_the_error(server: FaultSe
         "AIMessage",
     ]
     assert_nothing_lost(graph, result, [(text, reply_to(text))])
+
+
+# --- hard limits: a provider that never answers, Retry-After ------------------------------------
+
+PATIENT = spec(SUPPORT, timeout_s=None)
+"""Support with no per-call timeout: only the run's deadline bounds its calls."""
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["run", "arun"])
+async def test_a_provider_that_never_answers_ends_the_run_at_its_deadline(
+    server: FaultServer, asynchronous: bool
+) -> None:
+    graph = router(PATIENT, DOCS)
+    server.fail_always("hang", model=MINI_WIRE)
+    context = Context(deadline_s=1.0)
+    call = arun if asynchronous else run
+    result = call(graph, REFUND, user_id="ada", session_id="s", context=context)
+    result = await result if asynchronous else result  # type: ignore[misc]
+    # the server still holds the request: only the deadline can have ended the run
+    assert (result.ok, result.end_reason) == (False, "deadline")
+    assert "waiting to call its model" in str(result.error)
+    assert server.count(MINI_WIRE) == 1
+    assert result.input_tokens > 0  # the abandoned call is charged its prompt
+    assert [letter.end_reason for letter in DeadLetterQueue().list()] == ["deadline"]
+    assert_nothing_lost(graph, result, [(REFUND, None)])
+
+
+def test_a_reply_slower_than_the_deadline_is_not_waited_for(server: FaultServer) -> None:
+    server.slow_s = 30.0
+    graph = router(PATIENT, DOCS)
+    server.plan("slow", model=MINI_WIRE)
+    result = run(graph, REFUND, user_id="ada", session_id="s", context=Context(deadline_s=1.0))
+    assert result.end_reason == "deadline"
+    assert server.count(MINI_WIRE) == 1
+
+
+@pytest.fixture
+def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The waits a `Retry-After` asks of the next attempt, recorded instead of taken."""
+    taken: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        taken.append(seconds)
+
+    monkeypatch.setattr(limits_module, "_sleep", taken.append)
+    monkeypatch.setattr(limits_module, "_asleep", asleep)
+    return taken
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["run", "arun"])
+async def test_retry_after_is_waited_for_when_it_ends_before_the_deadline(
+    server: FaultServer, waits: list[float], asynchronous: bool
+) -> None:
+    server.retry_after = "20"
+    graph = router(PATIENT, DOCS)
+    server.plan("429", "ok", model=MINI_WIRE)
+    call = arun if asynchronous else run
+    result = call(graph, REFUND, user_id="ada", session_id="s", context=Context(deadline_s=60))
+    result = await result if asynchronous else result  # type: ignore[misc]
+    assert result.ok, result.error
+    assert server.served() == [(MINI_WIRE, "429"), (MINI_WIRE, "ok")]
+    assert len(waits) == 1
+    assert 19.0 < waits[0] <= 20.0  # what is left of 20 s after the (1 ms) back-off
+
+
+def test_retry_after_past_the_deadline_ends_the_run_without_retrying(
+    server: FaultServer, waits: list[float]
+) -> None:
+    server.retry_after = "120"
+    graph = router(PATIENT, DOCS)
+    server.fail_always("429", model=MINI_WIRE)
+    result = run(graph, REFUND, user_id="ada", session_id="s", context=Context(deadline_s=30))
+    assert (result.ok, result.end_reason) == (False, "deadline")
+    assert "asked to wait 120s before calling again (Retry-After)" in str(result.error)
+    assert server.count(MINI_WIRE) == 1
+    assert waits == []
+
+
+@pytest.mark.parametrize("fault", ["empty_choices", "malformed", "hang"])
+def test_the_final_error_names_the_provider_fault_in_one_line(
+    server: FaultServer, fault: str
+) -> None:
+    graph = router(spec(SUPPORT, max_attempts=2), DOCS)
+    server.fail_always(fault, model=MINI_WIRE)
+    result = run(graph, REFUND, user_id="ada", session_id="s")
+    assert result.end_reason == "agent_failed"
+    assert result.error is not None
+    assert "\n" not in result.error
+    named = {
+        "empty_choices": "ProviderResponseError: provider sent a reply with no choices in it",
+        "malformed": "ProviderResponseError: provider sent a malformed response body",
+        "hang": "AgentTimeoutError: agent 'support' timed out after 0.3s",
+    }
+    assert named[fault] in result.error
+    assert server.count(MINI_WIRE) == 2
 
 
 # --- budgets ------------------------------------------------------------------------------------
@@ -550,7 +658,7 @@ def test_a_failed_run_is_dead_lettered_and_replays_once_the_server_recovers(
 def test_every_failure_kind_is_dead_lettered(big_usage: FaultServer) -> None:
     server = big_usage
     graph = router(spec(SUPPORT, max_attempts=2), DOCS)
-    server.plan("503", "503", "malformed", model=MINI_WIRE)
+    server.plan("503", "503", "malformed", "empty_choices", model=MINI_WIRE)
     outage = run(graph, REFUND, user_id="ada", session_id="a")
     broken = run(graph, REFUND, user_id="ada", session_id="b")
     over = run(
@@ -568,7 +676,7 @@ def test_every_failure_kind_is_dead_lettered(big_usage: FaultServer) -> None:
         assert letters[r.correlation_id].thread_id == r.thread_id
         assert letters[r.correlation_id].checkpoint_id is not None
         assert_nothing_lost(graph, r, [(REFUND, None)])
-    assert server.count(MINI_WIRE) == 3
+    assert server.count(MINI_WIRE) == 4
 
 
 # --- streaming and the response cache -----------------------------------------------------------

@@ -9,7 +9,6 @@ recursion limit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.pregel import Pregel
 
 from switchyard import (
     AgentSpec,
@@ -25,19 +23,12 @@ from switchyard import (
     Context,
     DeadLetterQueue,
     OfflineChatModel,
-    build_events_graph,
-    build_fanout_graph,
-    build_hierarchical_graph,
     build_pipeline_graph,
-    build_router_graph,
-    build_supervisor_graph,
     build_swarm_graph,
-    demos,
-    register_chat_model,
     run,
-    unregister_chat_model,
 )
 from tests.fakes import Reply, ScriptedChatModel
+from tests.patterns import PATTERNS, eager_supervisor, offline_worker
 
 ANSWER = "Answered by the graph agent."
 
@@ -58,47 +49,11 @@ def graph_agent(
     return spec, model
 
 
-def offline_worker(name: str) -> AgentSpec:
-    return AgentSpec(name=name, description=f"The {name} agent.")
-
-
 @pytest.fixture(autouse=True)
-def eager_supervisor() -> Any:
-    """An offline supervisor that delegates whenever it can (to its only worker here)."""
-    register_chat_model("offline:eager", OfflineChatModel(model_name="eager", tool_threshold=0.0))
-    yield
-    unregister_chat_model("offline:eager")
+def _eager_supervisor() -> Any:
+    with eager_supervisor():
+        yield
 
-
-Build = Callable[[AgentSpec], Pregel[Any, Any, Any, Any]]
-
-PATTERNS: dict[str, Build] = {
-    "router": lambda helper: build_router_graph(
-        [helper, *demos.ROUTER_AGENTS[1:]], default_agent="helper"
-    ).compile(checkpointer=InMemorySaver()),
-    "pipeline": lambda helper: build_pipeline_graph([helper, offline_worker("edit")]).compile(
-        checkpointer=InMemorySaver()
-    ),
-    "fanout": lambda helper: build_fanout_graph([helper, offline_worker("second")]).compile(
-        checkpointer=InMemorySaver()
-    ),
-    "hierarchical": lambda helper: build_hierarchical_graph(
-        [helper, offline_worker("writer")], manager=offline_worker("manager")
-    ).compile(checkpointer=InMemorySaver()),
-    "events": lambda helper: build_events_graph(
-        [helper], subscriptions={"request.received": ["helper"]}
-    ).compile(checkpointer=InMemorySaver()),
-    "supervisor": lambda helper: build_supervisor_graph(
-        [helper],
-        supervisor=AgentSpec(
-            name="supervisor", description="Delegates every request.", model="offline:eager"
-        ),
-    ).compile(checkpointer=InMemorySaver()),
-    "swarm": lambda helper: build_swarm_graph([helper], default_agent="helper").compile(
-        checkpointer=InMemorySaver()
-    ),
-}
-"""Each pattern with the graph agent `helper` in an agent's or a worker's place."""
 
 REFUSED = {
     "router": "budget_exceeded",

@@ -156,9 +156,9 @@ def test_the_default_chain_is_visible_and_user_middleware_goes_outside_it() -> N
         "TransientRetry",
         "SpendGuard",
         "BreakerGuard",
+        "UsageRecorder",
         "CallLimits",
         "ToolAuthority",
-        "UsageRecorder",
     ]
     assert names[1:] == [type(m).__name__ for m in default_middleware(SUPPORT)]
     bare = AgentChain.of(SUPPORT.model_copy(update={"default_middleware": False}))

@@ -1,0 +1,78 @@
+"""Each pattern built around one agent, `helper`, in an agent's or a worker's place.
+
+Tests of a guardrail that must hold in every pattern parametrise over `PATTERNS` and hand it the
+`helper` spec they need (a graph agent, a hanging model, a budget, ...). The supervisor is an
+offline model that delegates whenever it can (`eager_supervisor()` registers it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.pregel import Pregel
+
+from switchyard import (
+    AgentSpec,
+    OfflineChatModel,
+    build_events_graph,
+    build_fanout_graph,
+    build_hierarchical_graph,
+    build_pipeline_graph,
+    build_router_graph,
+    build_supervisor_graph,
+    build_swarm_graph,
+    demos,
+    register_chat_model,
+    unregister_chat_model,
+)
+
+EAGER = "offline:eager"
+
+
+@contextmanager
+def eager_supervisor() -> Iterator[None]:
+    """An offline supervisor model that delegates whenever it can (to its only worker here)."""
+    register_chat_model(EAGER, OfflineChatModel(model_name="eager", tool_threshold=0.0))
+    try:
+        yield
+    finally:
+        unregister_chat_model(EAGER)
+
+
+def offline_worker(name: str) -> AgentSpec:
+    """An agent on the offline model."""
+    return AgentSpec(name=name, description=f"The {name} agent.")
+
+
+Build = Callable[[AgentSpec], Pregel[Any, Any, Any, Any]]
+
+PATTERNS: dict[str, Build] = {
+    "router": lambda helper: build_router_graph(
+        [helper, *demos.ROUTER_AGENTS[1:]], default_agent="helper"
+    ).compile(checkpointer=InMemorySaver()),
+    "pipeline": lambda helper: build_pipeline_graph([helper, offline_worker("edit")]).compile(
+        checkpointer=InMemorySaver()
+    ),
+    "fanout": lambda helper: build_fanout_graph([helper, offline_worker("second")]).compile(
+        checkpointer=InMemorySaver()
+    ),
+    "hierarchical": lambda helper: build_hierarchical_graph(
+        [helper, offline_worker("writer")], manager=offline_worker("manager")
+    ).compile(checkpointer=InMemorySaver()),
+    "events": lambda helper: build_events_graph(
+        [helper], subscriptions={"request.received": ["helper"]}
+    ).compile(checkpointer=InMemorySaver()),
+    "supervisor": lambda helper: build_supervisor_graph(
+        [helper],
+        supervisor=AgentSpec(
+            name="supervisor", description="Delegates every request.", model=EAGER
+        ),
+    ).compile(checkpointer=InMemorySaver()),
+    "swarm": lambda helper: build_swarm_graph([helper], default_agent="helper").compile(
+        checkpointer=InMemorySaver()
+    ),
+}
+"""Each pattern with the agent `helper` in an agent's or a worker's place (in-memory threads)."""
