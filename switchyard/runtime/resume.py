@@ -44,7 +44,7 @@ from switchyard.runtime.run import (
     run_result,
     usage_of,
 )
-from switchyard.runtime.settings import SETTINGS_KEY, restored_context, settings_in, settings_text
+from switchyard.runtime.settings import restored_context, settings_in
 from switchyard.state.context import Context
 
 
@@ -215,8 +215,6 @@ def _prepare(
         correlation_id=correlation_id or uuid.uuid4().hex,
         resumed=True,
     )
-    # The resumed run's checkpoints carry its settings too, for the next resume.
-    config["metadata"][SETTINGS_KEY] = settings_text(context)
     return Prepared(context, config, user_id, session, "")
 
 

@@ -40,7 +40,7 @@ from switchyard.runtime.effects import (
 )
 from switchyard.runtime.letters import check_letter, check_pending
 from switchyard.runtime.registry import graph_reference
-from switchyard.runtime.settings import restored_context, run_settings
+from switchyard.runtime.settings import SETTINGS_KEY, restored_context, run_settings, settings_text
 from switchyard.runtime.stream import Progress
 from switchyard.state.context import Context
 from switchyard.state.outcomes import EndReason, end_reason_for
@@ -210,6 +210,8 @@ def run_config(
         "correlation_id": correlation_id,
         "pattern": graph.name,
     }
+    # What resume and replay restore (the run's context and default model), in every checkpoint.
+    metadata[SETTINGS_KEY] = settings_text(context)
     tags = [f"pattern:{graph.name}", f"correlation:{correlation_id}"]
     if resumed:
         metadata["resumed"] = True
