@@ -24,6 +24,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import StateGraph
 from langgraph.types import Command
+from pydantic import BaseModel
 
 from switchyard.core.errors import AgentConfigError
 from switchyard.graphs.demos import ROUTER_AGENTS
@@ -419,6 +420,8 @@ def test_an_exhausted_chain_pauses_for_a_person_and_resume_continues(
             assert len(fakes[name].calls) == calls[name]
     assert done.end_reason not in ("escalated", "agent_failed", "stage_failed"), done
     assert saw(PERSON, done, fakes), (done, {n: f.calls for n, f in fakes.items()})
+    thread = done.result.thread_id if done.result is not None else "t"
+    assert not graph.get_state({"configurable": {"thread_id": thread}}).values.get("asking")
     if done.result is not None:
         assert done.result.ok, done.result.error
         assert DeadLetterQueue().list() == []
@@ -573,3 +576,52 @@ def test_a_sharded_fan_out_has_the_fallback_agent_too() -> None:
         result = run(graph, QUESTION)
     assert result.ok, result.error
     assert "## alpha\n\nSTANDBY" in result.output
+
+
+# --- structured output on the way ---------------------------------------------------------------
+
+
+class Notes(BaseModel):
+    """A research stage's structured output."""
+
+    facts: list[str]
+
+
+def test_a_persons_answer_in_the_stages_schema_is_its_structured_output() -> None:
+    research = failing("research").model_copy(update={"output_schema": Notes})
+    graph = build_pipeline_graph([research, agent("write")]).compile(checkpointer=InMemorySaver())
+    context = Context(escalate_to_human=True)
+    with models(target=[down("target")], backup=[down("backup")], write=["Written."]) as fakes:
+        paused = run(graph, QUESTION, context=context)
+        assert paused.end_reason == "escalated"
+        done = resume(
+            graph,
+            {"facts": ["refunds take 5 days"]},
+            user_id=paused.user_id,
+            session_id=paused.session_id,
+            context=context,
+        )
+    assert done.ok, done.error
+    handoff = json.loads(fakes["write"].calls[0].texts[-1])
+    assert handoff["previous_output"] == {"facts": ["refunds take 5 days"]}
+
+
+def test_the_fallback_agent_of_a_publisher_publishes_in_its_place() -> None:
+    graph = build_events_graph(
+        [failing("reviewer"), agent("editor")],
+        subscriptions={"request.received": ["reviewer"], "review.done": ["editor"]},
+        publishes={"reviewer": ["review.done"]},
+        fallback_agent=STANDBY_AGENT,
+    ).compile(checkpointer=InMemorySaver())
+    publication = {"reply": "Reviewed.", "publish": [{"type": "review.done", "content": "ok"}]}
+    call = {"name": "HandlerOutput", "args": publication, "id": "out"}
+    with models(
+        target=[down("target")],
+        backup=[down("backup")],
+        standby=[AIMessage("", tool_calls=[call])],
+        editor=["Edited."],
+    ) as fakes:
+        result = run(graph, QUESTION)
+    assert (result.ok, result.output) == (True, "Edited."), result.error
+    assert fakes["standby"].calls[0].tools == ["HandlerOutput"]  # offered the reviewer's schema
+    assert json.loads(fakes["editor"].calls[0].texts[-1])["event"]["type"] == "review.done"
