@@ -354,14 +354,31 @@ class Asking:
         return with_update(update, {ASKING: {self.name: None}})
 
     def run(self, state: Any) -> Any:
-        """The person's answer when a question waits for this node, else the node's work."""
+        """The person's answer when a question of this turn waits for this node, else its work.
+
+        A question left by an earlier turn (the user sent a new message instead of answering)
+        is dropped, and the node does its work.
+        """
         question = self._question(state)
-        return self.work(state) if question is None else self._answer(state, question)
+        if question is not None and question.get("turn") == turn_of(state):
+            return self._answer(state, question)
+        update = self.work(state)
+        return update if question is None else with_update(update, {ASKING: {self.name: None}})
 
     async def arun(self, state: Any) -> Any:
         """Async form of `run`."""
         question = self._question(state)
-        return await self.awork(state) if question is None else self._answer(state, question)
+        if question is not None and question.get("turn") == turn_of(state):
+            return self._answer(state, question)
+        update = await self.awork(state)
+        return update if question is None else with_update(update, {ASKING: {self.name: None}})
+
+
+def turn_of(state: Any) -> int:
+    """The turn a node's input belongs to: how many user messages its state holds."""
+    if not isinstance(state, Mapping):
+        return 0
+    return sum(1 for message in state.get("messages") or () if isinstance(message, HumanMessage))
 
 
 def with_update(update: Any, extra: Mapping[str, Any]) -> Any:
@@ -480,6 +497,7 @@ def escalating(
             request=request_of(state),
             task=task_of(view, state) if view is not None else request_of(state),
         )
+        question["turn"] = turn_of(state)
         update = {"usage": partial_usage(error.error), ASKING: {target: question}}
         return Command(update=update, goto=target)
 

@@ -625,3 +625,22 @@ def test_the_fallback_agent_of_a_publisher_publishes_in_its_place() -> None:
     assert (result.ok, result.output) == (True, "Edited."), result.error
     assert fakes["standby"].calls[0].tools == ["HandlerOutput"]  # offered the reviewer's schema
     assert json.loads(fakes["editor"].calls[0].texts[-1])["event"]["type"] == "review.done"
+
+
+def test_a_new_message_instead_of_an_answer_drops_the_question() -> None:
+    graph = build_pipeline_graph([failing("research"), agent("write")]).compile(
+        checkpointer=InMemorySaver()
+    )
+    context = Context(escalate_to_human=True)
+    with models(
+        target=[down("target"), "Fresh research notes."],
+        backup=[down("backup")],
+        write=["Written from fresh notes."],
+    ) as fakes:
+        paused = run(graph, QUESTION, user_id="ada", session_id="s", context=context)
+        assert paused.end_reason == "escalated"
+        again = run(graph, "Try again please", user_id="ada", session_id="s", context=context)
+    assert (again.ok, again.output) == (True, "Written from fresh notes."), again.error
+    assert len(fakes["target"].calls) == 2  # the stage worked on the new turn, nobody was asked
+    state = graph.get_state({"configurable": {"thread_id": again.thread_id}}).values
+    assert not state.get("asking")
