@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from switchyard.core.errors import (
         AgentConfigError,
+        ConfigError,
         GraphNotFoundError,
         InvalidInputError,
         ModelConfigError,
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
         add_cost_alert,
     )
     from switchyard.guardrails.idempotency import aonce, idempotency_key, once
+    from switchyard.guardrails.limits import AgentTimeoutError
     from switchyard.nodes.agent import make_agent_node
     from switchyard.nodes.chain import default_middleware
     from switchyard.runtime.resume import aresume_thread, resume_thread
@@ -66,6 +68,7 @@ if TYPE_CHECKING:
         run,
         thread_id_for,
     )
+    from switchyard.runtime.sessions import MultitaskStrategy, SessionBusyError
     from switchyard.state.agents import AgentSpec
     from switchyard.state.context import Context
     from switchyard.state.hierarchical import (
@@ -137,6 +140,10 @@ _EXPORTS: dict[str, str] = {
     "SessionAccessError": "switchyard.core.errors",
     "GraphNotFoundError": "switchyard.core.errors",
     "PersistenceConfigError": "switchyard.core.errors",
+    "ConfigError": "switchyard.core.errors",
+    "SessionBusyError": "switchyard.runtime.sessions",
+    "MultitaskStrategy": "switchyard.runtime.sessions",
+    "AgentTimeoutError": "switchyard.guardrails.limits",
     "BudgetExceededError": "switchyard.guardrails.budgets",
     "DeadlineExceededError": "switchyard.guardrails.budgets",
     "CircuitOpenError": "switchyard.guardrails.breaker",
@@ -149,9 +156,11 @@ _MODULES: dict[str, str] = {"demos": "switchyard.graphs.demos"}
 __all__ = [
     "AgentConfigError",
     "AgentSpec",
+    "AgentTimeoutError",
     "Budget",
     "BudgetExceededError",
     "CircuitOpenError",
+    "ConfigError",
     "Context",
     "DeadLetterQueue",
     "DeadlineExceededError",
@@ -159,6 +168,7 @@ __all__ = [
     "GraphNotFoundError",
     "InvalidInputError",
     "ModelConfigError",
+    "MultitaskStrategy",
     "OfflineChatModel",
     "PersistenceConfigError",
     "Plan",
@@ -167,6 +177,7 @@ __all__ = [
     "RetentionPolicy",
     "RunResult",
     "SessionAccessError",
+    "SessionBusyError",
     "SubTeam",
     "SwitchyardError",
     "add_cost_alert",

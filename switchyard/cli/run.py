@@ -17,6 +17,7 @@ from switchyard.observability.logs import configure_logging
 from switchyard.observability.telemetry import configure_tracing
 from switchyard.runtime.registry import load_graph
 from switchyard.runtime.run import RunResult, check_text, resume, run
+from switchyard.runtime.sessions import MULTITASK_STRATEGIES
 from switchyard.state.agents import DEFAULT_TIMEOUT_S
 from switchyard.state.context import Context
 from switchyard.storage.dlq import DeadLetterQueue
@@ -62,6 +63,13 @@ def add_command(commands: Any) -> None:
         metavar="SECONDS",
         help="longest one model or tool call may take, for every agent (default: each agent's "
         f"own timeout_s, {DEFAULT_TIMEOUT_S:g} unless it sets another)",
+    )
+    run_cmd.add_argument(
+        "--multitask",
+        choices=MULTITASK_STRATEGIES,
+        default="enqueue",
+        help="when the session is answering another message: wait for it (at most the "
+        "deadline) or refuse this one (exit 2) (default: %(default)s)",
     )
     run_cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
     run_cmd.add_argument(
@@ -165,6 +173,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 session_id=args.session,
                 context=context,
                 progress=progress,
+                multitask_strategy=args.multitask,
             )
         else:
             result = run(
@@ -174,6 +183,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 session_id=args.session,
                 context=context,
                 progress=progress,
+                multitask_strategy=args.multitask,
             )
     if args.json:
         print(json.dumps(redact_value(result.model_dump(mode="json")), indent=2))

@@ -32,7 +32,7 @@ from langgraph.types import StateSnapshot
 
 from switchyard.core.errors import SessionAccessError, SwitchyardError
 from switchyard.core.models import default_model, load_chat_model
-from switchyard.runtime.effects import State, Steps, adrive, drive
+from switchyard.runtime.effects import State, Steps
 from switchyard.runtime.run import (
     DEFAULT_DLQ,
     DLQArg,
@@ -44,6 +44,7 @@ from switchyard.runtime.run import (
     run_result,
     usage_of,
 )
+from switchyard.runtime.sessions import MultitaskStrategy, adrive_turn, drive_turn
 from switchyard.runtime.settings import restored_context, settings_in
 from switchyard.state.context import Context
 
@@ -248,6 +249,7 @@ def resume_thread(
     context: Context | None = None,
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Continue a thread's interrupted run from its last checkpoint.
 
@@ -264,6 +266,7 @@ def resume_thread(
             thread's checkpoint metadata, else the defaults.
         correlation_id: Reuse the caller's id; a new one is made when None.
         dlq: Where a resume that fails again is recorded (as in `run`).
+        multitask_strategy: As in `run`: a resume is a turn of the thread's session.
 
     Raises:
         ThreadAccessError: The thread does not exist, has no owner or belongs to another user
@@ -279,7 +282,8 @@ def resume_thread(
         ```
     """
     steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
-    result: RunResult = drive(graph, steps)
+    wait_s = (context or Context()).deadline_s
+    result: RunResult = drive_turn(graph, steps, thread_id, multitask_strategy, wait_s)
     return result
 
 
@@ -291,6 +295,7 @@ async def aresume_thread(
     context: Context | None = None,
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Async form of `resume_thread` (use with an async checkpointer).
 
@@ -301,5 +306,6 @@ async def aresume_thread(
         ValueError: As `resume_thread`.
     """
     steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
-    result: RunResult = await adrive(graph, steps)
+    wait_s = (context or Context()).deadline_s
+    result: RunResult = await adrive_turn(graph, steps, thread_id, multitask_strategy, wait_s)
     return result

@@ -35,11 +35,10 @@ from switchyard.runtime.effects import (
     Invoke,
     State,
     Steps,
-    adrive,
-    drive,
 )
 from switchyard.runtime.letters import check_letter, check_pending
 from switchyard.runtime.registry import graph_reference
+from switchyard.runtime.sessions import MultitaskStrategy, adrive_turn, drive_turn
 from switchyard.runtime.settings import SETTINGS_KEY, restored_context, run_settings, settings_text
 from switchyard.runtime.stream import Progress
 from switchyard.state.context import Context
@@ -491,6 +490,7 @@ def run(
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Send one user message through a compiled pattern graph.
 
@@ -505,6 +505,9 @@ def run(
             (`SWITCHYARD_DLQ`), a `DeadLetterQueue`, or None for nowhere.
         progress: Stream the run, showing each step as it happens (any `Progress`, such as
             the CLI's `StreamProgress`); the result is the same as without it.
+        multitask_strategy: When another turn of the session is running (another thread,
+            process or host): "enqueue" waits for it (at most the run's deadline), "reject"
+            raises `SessionBusyError`. One session runs one turn at a time either way.
 
     Returns:
         The run's result. A failure inside the graph (a provider error, a budget, the deadline)
@@ -516,6 +519,7 @@ def run(
         InvalidInputError: The message or ids are invalid (nothing is written).
         ModelConfigError: The model cannot be loaded (nothing is written).
         SessionAccessError: The session belongs to another user (nothing is read or written).
+        SessionBusyError: The session is busy ("reject"), or stayed busy past the deadline.
 
     Example:
         ```python
@@ -525,8 +529,14 @@ def run(
     """
     prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
     payload = {"messages": [HumanMessage(prepared.text)]}
-    result: RunResult = drive(graph, execution(graph, payload, prepared, dlq, progress=progress))
+    steps = execution(graph, payload, prepared, dlq, progress=progress)
+    result: RunResult = drive_turn(graph, steps, *_turn(prepared, multitask_strategy))
     return result
+
+
+def _turn(prepared: Prepared, strategy: MultitaskStrategy) -> tuple[str, MultitaskStrategy, Any]:
+    """`drive_turn`'s last arguments for a prepared run: its thread, strategy and deadline."""
+    return prepared.config["configurable"]["thread_id"], strategy, prepared.context.deadline_s
 
 
 async def arun(
@@ -539,12 +549,13 @@ async def arun(
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Async form of `run` (use with an async checkpointer)."""
     prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
     payload = {"messages": [HumanMessage(prepared.text)]}
     steps = execution(graph, payload, prepared, dlq, progress=progress)
-    result: RunResult = await adrive(graph, steps)
+    result: RunResult = await adrive_turn(graph, steps, *_turn(prepared, multitask_strategy))
     return result
 
 
@@ -584,14 +595,17 @@ def resume(
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Continue a run paused for a person (`end_reason="escalated"`) with the person's answer.
 
     Raises:
         InvalidInputError: The session has no paused run.
+        SessionBusyError: As `run`.
     """
     prepared = prepare(graph, None, user_id, session_id, context, correlation_id, check_input=False)
-    result: RunResult = drive(graph, answering(graph, answer, prepared, dlq, progress))
+    steps = answering(graph, answer, prepared, dlq, progress)
+    result: RunResult = drive_turn(graph, steps, *_turn(prepared, multitask_strategy))
     return result
 
 
@@ -605,14 +619,17 @@ async def aresume(
     correlation_id: str | None = None,
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Async form of `resume` (use with an async checkpointer).
 
     Raises:
         InvalidInputError: The session has no paused run.
+        SessionBusyError: As `run`.
     """
     prepared = prepare(graph, None, user_id, session_id, context, correlation_id, check_input=False)
-    result: RunResult = await adrive(graph, answering(graph, answer, prepared, dlq, progress))
+    steps = answering(graph, answer, prepared, dlq, progress)
+    result: RunResult = await adrive_turn(graph, steps, *_turn(prepared, multitask_strategy))
     return result
 
 
@@ -660,6 +677,7 @@ def replay(
     context: Context | None = None,
     dlq: DeadLetterQueue | None = None,
     user_id: str | None = None,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Resume a dead-lettered run from its last good checkpoint (completed steps are not redone).
 
@@ -672,13 +690,17 @@ def replay(
         context: Run settings; None restores the failed run's own (its context and model).
         dlq: The queue holding the letter (default: the environment's).
         user_id: The caller; when given, must own the letter.
+        multitask_strategy: As in `run`: a replay is a turn of the letter's session.
 
     Raises:
         DeadLetterAccessError: `user_id` does not own the letter (worded as for an unknown id).
         InvalidInputError: The record has no checkpoint to resume from.
         GraphNotFoundError: `graph` is not the graph the run failed in (nothing is run).
     """
-    result: RunResult = drive(graph, replaying(graph, letter, context, dlq, user_id))
+    steps = replaying(graph, letter, context, dlq, user_id)
+    deadline_s = (restored_context(letter.settings, context) or Context()).deadline_s
+    turn = (letter.thread_id, multitask_strategy, deadline_s)
+    result: RunResult = drive_turn(graph, steps, *turn)
     return result
 
 
@@ -689,6 +711,7 @@ async def areplay(
     context: Context | None = None,
     dlq: DeadLetterQueue | None = None,
     user_id: str | None = None,
+    multitask_strategy: MultitaskStrategy = "enqueue",
 ) -> RunResult:
     """Async form of `replay` (use with an async checkpointer).
 
@@ -697,5 +720,8 @@ async def areplay(
         InvalidInputError: As `replay`.
         GraphNotFoundError: As `replay`.
     """
-    result: RunResult = await adrive(graph, replaying(graph, letter, context, dlq, user_id))
+    steps = replaying(graph, letter, context, dlq, user_id)
+    deadline_s = (restored_context(letter.settings, context) or Context()).deadline_s
+    turn = (letter.thread_id, multitask_strategy, deadline_s)
+    result: RunResult = await adrive_turn(graph, steps, *turn)
     return result

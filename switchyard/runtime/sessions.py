@@ -1,0 +1,418 @@
+"""One session, one turn at a time: across threads, processes and hosts.
+
+Two turns of one session that run at once both start from the same checkpoint: each writes its
+own, the thread forks, and one turn's messages are lost. `one_turn` / `aone_turn` make a turn wait
+for (strategy `enqueue`) or refuse to run beside (strategy `reject`: `SessionBusyError`) any other
+turn of its session, as the Agent Server's multitask strategies of the same names do.
+
+A turn holds two locks, taken in this order:
+
+1. in this process, a first-come-first-served queue per thread (threads and tasks wait in the
+   order they arrived);
+2. across processes, the checkpointer's own: a PostgreSQL advisory lock per thread (released by
+   the server if the process dies; every host on the database shares it), or for SQLite a byte-
+   range lock on a file beside the database (`<database>.locks`; released by the OS if the process
+   dies). An in-memory checkpointer lives in one process: the first lock is all it needs.
+
+Waiters poll the second lock (5 ms, doubling to 50 ms) rather than block on it, so a waiting turn
+holds no database connection and can be refused at the run's deadline. Across processes, turns go
+in the order they win the lock, not strictly the order they arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any, ClassVar, Literal
+
+from langgraph.pregel import Pregel
+
+from switchyard.core.errors import InvalidInputError, SwitchyardError
+from switchyard.runtime.effects import Steps, adrive, drive
+
+MultitaskStrategy = Literal["enqueue", "reject"]
+"""What a turn does when its session is busy: wait its turn, or be refused."""
+
+MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("enqueue", "reject")
+
+_FIRST_POLL_S = 0.005
+_LAST_POLL_S = 0.05
+
+
+class SessionBusyError(SwitchyardError):
+    """Another turn of the session is running (`reject`), or did not finish in time (`enqueue`)."""
+
+
+def check_strategy(strategy: str) -> MultitaskStrategy:
+    """`strategy` if it is one; else the one error that lists them.
+
+    Raises:
+        InvalidInputError: Not a known strategy.
+    """
+    if strategy not in MULTITASK_STRATEGIES:
+        raise InvalidInputError(
+            f"multitask_strategy must be one of {', '.join(MULTITASK_STRATEGIES)}, got {strategy!r}"
+        )
+    return strategy
+
+
+def _lock_key(thread_id: str) -> int:
+    """A signed 64-bit key for `thread_id` (PostgreSQL advisory locks take a bigint)."""
+    digest = hashlib.blake2b(f"switchyard-turn:{thread_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+# --- in this process: first come, first served ---------------------------------------------------
+
+
+class _Queue:
+    """Turns waiting per thread id, in arrival order; the head of a queue may run."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[str, deque[object]] = {}
+
+    def join(self, thread_id: str) -> object:
+        ticket = object()
+        with self._lock:
+            self._waiting.setdefault(thread_id, deque()).append(ticket)
+        return ticket
+
+    def first(self, thread_id: str, ticket: object) -> bool:
+        with self._lock:
+            return self._waiting[thread_id][0] is ticket
+
+    def leave(self, thread_id: str, ticket: object) -> None:
+        with self._lock:
+            waiting = self._waiting[thread_id]
+            waiting.remove(ticket)
+            if not waiting:
+                del self._waiting[thread_id]
+
+
+_queue = _Queue()
+
+
+# --- across processes: the checkpointer's lock ---------------------------------------------------
+
+
+class _Unshared:
+    """A checkpointer only this process sees (in memory): nothing to lock beyond it."""
+
+    def try_lock(self) -> bool:
+        return True
+
+    def unlock(self) -> None:
+        return None
+
+    async def atry_lock(self) -> bool:
+        return True
+
+    async def aunlock(self) -> None:
+        return None
+
+
+class _FileRange:
+    """A one-byte POSIX lock at the thread's offset in `<database>.locks` (SQLite).
+
+    POSIX locks belong to the process, not the file descriptor, and closing any descriptor of the
+    file drops all of them: so one descriptor per file stays open for the life of the process, and
+    the in-process queue (not this lock) keeps the process's own threads apart.
+    """
+
+    _files: ClassVar[dict[str, int]] = {}
+    _held: ClassVar[dict[tuple[str, int], int]] = {}
+    _guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, database: str, thread_id: str) -> None:
+        self.path = f"{database}.locks"
+        self.offset = _lock_key(thread_id) & 0x7FFF_FFFF
+
+    def _fd(self) -> int:
+        fd = self._files.get(self.path)
+        if fd is None:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._files[self.path] = fd
+        return fd
+
+    def try_lock(self) -> bool:
+        with self._guard:
+            key = (self.path, self.offset)
+            if key in self._held:  # another session of this process shares the byte
+                self._held[key] += 1
+                return True
+            try:
+                fcntl.lockf(self._fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset)
+            except OSError:  # another process holds it
+                return False
+            self._held[key] = 1
+            return True
+
+    def unlock(self) -> None:
+        with self._guard:
+            key = (self.path, self.offset)
+            self._held[key] -= 1
+            if not self._held[key]:
+                del self._held[key]
+                fcntl.lockf(self._fd(), fcntl.LOCK_UN, 1, self.offset)
+
+    async def atry_lock(self) -> bool:
+        return self.try_lock()  # a non-blocking system call
+
+    async def aunlock(self) -> None:
+        self.unlock()
+
+
+def _won(row: Any) -> bool:
+    """The boolean a `SELECT pg_try_advisory_lock(...) AS won` row holds (dict or tuple rows)."""
+    return bool(row["won"] if isinstance(row, dict) else row[0])
+
+
+class _LockConnection:
+    """One connection per database and process that holds this process's advisory locks.
+
+    Advisory locks belong to a database session, so the connection holding a turn's lock must
+    stay open for the turn: taking it from the saver's pool would starve the runs themselves (a
+    pool of N is exhausted by N busy sessions). One extra connection holds every lock of the
+    process instead; statements on it are short and go one at a time. If it drops, its locks go
+    with it (the server releases them) and the next statement reconnects.
+    """
+
+    _open: ClassVar[dict[str, _LockConnection]] = {}
+    _guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, conninfo: str, kwargs: dict[str, Any]) -> None:
+        self.conninfo = conninfo
+        self.kwargs = {**kwargs, "autocommit": True}
+        self.lock = threading.Lock()
+        self.conn: Any = None
+
+    @classmethod
+    def of(cls, pool: Any) -> _LockConnection:
+        """The lock connection of the database `pool` connects to."""
+        with cls._guard:
+            found = cls._open.get(pool.conninfo)
+            if found is None:
+                found = cls._open[pool.conninfo] = cls(pool.conninfo, dict(pool.kwargs or {}))
+            return found
+
+    def execute(self, sql: str, key: int) -> Any:
+        """Run one statement; a dropped connection is opened again once."""
+        import psycopg
+
+        with self.lock:
+            for attempt in (1, 2):
+                if self.conn is None or self.conn.closed:
+                    self.conn = psycopg.Connection.connect(self.conninfo, **self.kwargs)
+                try:
+                    return self.conn.execute(sql, (key,)).fetchone()
+                except psycopg.OperationalError:
+                    self.conn = None
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+
+class _Advisory:
+    """A PostgreSQL session-level advisory lock on the thread's key.
+
+    Held by the process's lock connection (`_LockConnection`) when the saver has a pool, or by the
+    saver's own connection (used under the saver's lock) when it has just one.
+    """
+
+    _TRY = "SELECT pg_try_advisory_lock(%s) AS won"
+    _UNLOCK = "SELECT pg_advisory_unlock(%s) AS done"
+
+    def __init__(self, saver: Any, thread_id: str) -> None:
+        self.saver = saver
+        self.key = _lock_key(thread_id)
+        pooled = hasattr(saver.conn, "getconn")
+        self.dedicated = _LockConnection.of(saver.conn) if pooled else None
+
+    def _run(self, sql: str) -> Any:
+        if self.dedicated is not None:
+            return self.dedicated.execute(sql, self.key)
+        with self.saver.lock:
+            return self.saver.conn.execute(sql, (self.key,)).fetchone()
+
+    def try_lock(self) -> bool:
+        return _won(self._run(self._TRY))
+
+    def unlock(self) -> None:
+        self._run(self._UNLOCK)
+
+    async def _arun(self, sql: str) -> Any:
+        if self.dedicated is not None:  # a sync connection, off the event loop
+            return await asyncio.to_thread(self.dedicated.execute, sql, self.key)
+        async with self.saver.lock:
+            cursor = await self.saver.conn.execute(sql, (self.key,))
+            return await cursor.fetchone()
+
+    async def atry_lock(self) -> bool:
+        return _won(await self._arun(self._TRY))
+
+    async def aunlock(self) -> None:
+        await self._arun(self._UNLOCK)
+
+
+_databases: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+"""The file of each SQLite checkpointer seen ("" for an in-memory database)."""
+
+
+def _sqlite_file(rows: list[Any]) -> str:
+    return next((str(row[2]) for row in rows if row[1] == "main"), "")
+
+
+def _kind(saver: Any) -> str:
+    module = type(saver).__module__
+    if module.startswith("langgraph.checkpoint.postgres"):
+        return "postgres"
+    if module.startswith("langgraph.checkpoint.sqlite"):
+        return "sqlite"
+    return "unshared"
+
+
+def _lock_for(saver: Any, thread_id: str) -> Any:
+    kind = _kind(saver)
+    if kind == "postgres":
+        return _Advisory(saver, thread_id)
+    if kind == "sqlite":
+        if saver not in _databases:
+            with saver.lock:
+                _databases[saver] = _sqlite_file(
+                    saver.conn.execute("PRAGMA database_list").fetchall()
+                )
+        database = _databases[saver]
+        return _FileRange(database, thread_id) if database else _Unshared()
+    return _Unshared()
+
+
+async def _alock_for(saver: Any, thread_id: str) -> Any:
+    if _kind(saver) == "sqlite" and saver not in _databases:
+        async with saver.lock:
+            cursor = await saver.conn.execute("PRAGMA database_list")
+            _databases[saver] = _sqlite_file(list(await cursor.fetchall()))
+    return _lock_for(saver, thread_id)
+
+
+# --- the turn ------------------------------------------------------------------------------------
+
+
+def _busy(strategy: MultitaskStrategy, waited_s: float) -> SessionBusyError:
+    if strategy == "reject":
+        return SessionBusyError(
+            "this session is answering another message; send this one when it is done "
+            "(or use multitask_strategy='enqueue' to wait)"
+        )
+    return SessionBusyError(
+        f"this session was still answering another message after {waited_s:.3g}s "
+        "(the run's deadline); send this message again later"
+    )
+
+
+class _Wait:
+    """Polling with back-off until a turn may start, or until its wait is over."""
+
+    def __init__(self, strategy: MultitaskStrategy, wait_s: float | None) -> None:
+        self.strategy = strategy
+        self.started = time.monotonic()
+        self.wait_s = wait_s
+        self.delay = _FIRST_POLL_S
+
+    def next_delay(self) -> float:
+        """Seconds until the next try.
+
+        Raises:
+            SessionBusyError: `reject`, or `enqueue` past its wait.
+        """
+        waited = time.monotonic() - self.started
+        if self.strategy == "reject" or (self.wait_s is not None and waited >= self.wait_s):
+            raise _busy(self.strategy, waited)
+        delay, self.delay = self.delay, min(self.delay * 2, _LAST_POLL_S)
+        return delay if self.wait_s is None else min(delay, self.wait_s - waited)
+
+
+@contextmanager
+def one_turn(
+    saver: Any, thread_id: str, strategy: MultitaskStrategy, wait_s: float | None
+) -> Iterator[None]:
+    """Hold the session `thread_id` for one turn (see the module docstring).
+
+    Args:
+        saver: The graph's checkpointer (None: a graph without one, nothing to hold).
+        thread_id: The session's thread.
+        strategy: `enqueue` (wait, at most `wait_s` seconds) or `reject`.
+        wait_s: Longest wait for `enqueue` (the run's deadline); None: no limit.
+
+    Raises:
+        SessionBusyError: The session stayed busy (nothing of this turn ran).
+    """
+    if saver is None:
+        yield
+        return
+    lock = _lock_for(saver, thread_id)
+    ticket = _queue.join(thread_id)
+    try:
+        wait = _Wait(strategy, wait_s)
+        while not (_queue.first(thread_id, ticket) and lock.try_lock()):
+            time.sleep(wait.next_delay())
+        try:
+            yield
+        finally:
+            lock.unlock()
+    finally:
+        _queue.leave(thread_id, ticket)
+
+
+@asynccontextmanager
+async def aone_turn(
+    saver: Any, thread_id: str, strategy: MultitaskStrategy, wait_s: float | None
+) -> AsyncIterator[None]:
+    """Async form of `one_turn`: waiting does not block the event loop."""
+    if saver is None:
+        yield
+        return
+    lock = await _alock_for(saver, thread_id)
+    ticket = _queue.join(thread_id)
+    try:
+        wait = _Wait(strategy, wait_s)
+        while not (_queue.first(thread_id, ticket) and await lock.atry_lock()):
+            await asyncio.sleep(wait.next_delay())
+        try:
+            yield
+        finally:
+            await lock.aunlock()
+    finally:
+        _queue.leave(thread_id, ticket)
+
+
+def drive_turn(
+    graph: Pregel[Any, Any, Any, Any],
+    steps: Steps,
+    thread_id: str,
+    strategy: MultitaskStrategy,
+    wait_s: float | None,
+) -> Any:
+    """`drive(graph, steps)` as the session's one turn (`one_turn`)."""
+    with one_turn(graph.checkpointer, thread_id, check_strategy(strategy), wait_s):
+        return drive(graph, steps)
+
+
+async def adrive_turn(
+    graph: Pregel[Any, Any, Any, Any],
+    steps: Steps,
+    thread_id: str,
+    strategy: MultitaskStrategy,
+    wait_s: float | None,
+) -> Any:
+    """Async form of `drive_turn`."""
+    async with aone_turn(graph.checkpointer, thread_id, check_strategy(strategy), wait_s):
+        return await adrive(graph, steps)
