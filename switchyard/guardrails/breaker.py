@@ -280,6 +280,20 @@ def _default_store() -> BreakerStore:
     return RedisStore(url)
 
 
+def check_breaker_store() -> None:
+    """Open the process's breaker store now (once), so a bad Redis is refused before a run.
+
+    Raises:
+        ConfigError: `SWITCHYARD_REDIS_URL` is set but unusable (see `check_redis`).
+    """
+    global _store
+    if _store is not None:
+        return
+    with _lock:
+        if _store is None:
+            _store = _default_store()
+
+
 def breaker_for(model: str) -> CircuitBreaker:
     """The shared breaker of a provider+model string."""
     global _store

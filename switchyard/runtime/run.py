@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from switchyard.core.errors import InvalidInputError, SessionAccessError, describe_error
 from switchyard.core.models import default_model, load_chat_model
 from switchyard.graphs.guarded import open_scope, usage_in
+from switchyard.guardrails.breaker import check_breaker_store
 from switchyard.guardrails.scope import with_scope
 from switchyard.observability import telemetry
 from switchyard.observability.logs import correlation_scope
@@ -174,8 +175,9 @@ def prepare(
     if check_input:
         text = check_text(text, context.max_input_chars)
     # Fail before touching the thread when the model cannot be loaded (unknown provider,
-    # missing key): the error names what to set.
+    # missing key) or the breakers' Redis does not answer: the error names what to fix.
     load_chat_model(context.model or default_model())
+    check_breaker_store()
     session = uuid.uuid4().hex if session_id is None else session_id  # thread_id_for refuses ""
     config = run_config(
         graph,
