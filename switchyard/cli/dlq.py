@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from switchyard.core.errors import GraphNotFoundError, InvalidInputError
+from switchyard.core.redact import redact
 from switchyard.runtime.registry import load_target
 from switchyard.runtime.run import replay
 from switchyard.runtime.settings import restored_context
@@ -124,8 +125,9 @@ def _replay(
             checkpointer=persistence.checkpointer, store=persistence.store, name=loaded.name
         )
         result = replay(compiled, letter, context=context, dlq=queue, user_id=args.user)
-    status = "completed" if result.ok else f"failed again ({result.end_reason}: {result.error})"
+    error = redact(result.error or "")  # masked like all `switchyard run` prints
+    status = "completed" if result.ok else f"failed again ({result.end_reason}: {error})"
     console.print(f"replay of {letter.id}: {status}", markup=False, highlight=False)
     if result.ok:
-        console.print(result.output, markup=False, highlight=False)
+        console.print(redact(result.output), markup=False, highlight=False)
     return 0 if result.ok else 1

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 
 from switchyard.core.errors import GraphNotFoundError, InvalidInputError
+from switchyard.core.redact import redact, redact_value
 from switchyard.runtime.registry import load_graph
 from switchyard.runtime.resume import check_access, resume_thread, thread_status
 from switchyard.runtime.run import thread_id_for
@@ -84,12 +85,13 @@ def _resume_command(args: argparse.Namespace, console: Console) -> int:
         result = resume_thread(
             graph, thread_id, user_id=args.user, context=_context(metadata, args.model)
         )
+    # Like `switchyard run`: secrets and personal data are masked in all that is printed.
     if args.json:
-        print(json.dumps(result.model_dump(mode="json"), indent=2))
+        print(json.dumps(redact_value(result.model_dump(mode="json")), indent=2))
     elif result.ok:
-        console.print(result.output, markup=False, highlight=False)
+        console.print(redact(result.output), markup=False, highlight=False)
     else:
-        console.print(f"run ended: {result.end_reason}: {result.error}", markup=False)
+        console.print(f"run ended: {result.end_reason}: {redact(result.error or '')}", markup=False)
     return 0 if result.ok else 1
 
 

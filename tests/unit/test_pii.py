@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
@@ -30,9 +31,11 @@ from switchyard.graphs.router import build_router_graph
 from switchyard.observability import telemetry
 from switchyard.observability.logs import configure_logging
 from switchyard.observability.telemetry import RedactingSpanExporter, use_tracer_provider
-from switchyard.runtime.run import run
+from switchyard.runtime.run import run, thread_id_for
+from switchyard.runtime.settings import SETTINGS_KEY, settings_text
 from switchyard.state import Context
 from switchyard.storage.dlq import DeadLetterQueue
+from switchyard.storage.persistence import open_persistence
 from tests.fakes import ScriptedChatModel, scripted
 
 EMAIL = "ana.lopez@example.com"
@@ -193,6 +196,61 @@ def test_dead_letters_store_and_show_masked_text(
     assert main(["dlq", "list"]) == 0
     for value in PERSONAL:
         assert value not in capsys.readouterr().out
+
+
+def test_dlq_replay_prints_masked_output_and_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_process: None
+) -> None:
+    store = str(tmp_path / "state.sqlite")
+    argv = ["run", "router", TEXT, "--session", "s1", "--checkpointer", store, "--quiet"]
+    failure = RuntimeError(f"provider refused {EMAIL}")
+    # The run fails, its first replay fails again, the second answers.
+    with scripted("scripted:flaky", failure, failure, ECHO):
+        assert main([*argv, "--model", "scripted:flaky"]) == 1
+        [letter] = DeadLetterQueue().list()
+        capsys.readouterr()
+        assert main(["dlq", "replay", letter.id, "--checkpointer", store]) == 1
+        failed_again = capsys.readouterr().out
+        assert main(["dlq", "replay", letter.id, "--checkpointer", store]) == 0
+        replayed = capsys.readouterr().out
+    assert "provider refused [REDACTED_EMAIL]" in failed_again
+    assert EMAIL not in failed_again
+    assert f"replay of {letter.id}: completed\n{MASKED_ECHO}" in replayed
+    _assert_masked(replayed)
+
+
+def test_switchyard_resume_prints_masked_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], cli_process: None
+) -> None:
+    store = str(tmp_path / "state.sqlite")
+    with scripted("scripted:echo", ECHO, ECHO):
+        for session in ("s1", "s2"):
+            # A run stopped after its route, before the agent answered: resume finishes it.
+            with open_persistence(store) as persistence:
+                graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
+                    checkpointer=persistence.checkpointer, name="router"
+                )
+                graph.invoke(
+                    {"messages": [HumanMessage(TEXT)]},
+                    {
+                        "configurable": {"thread_id": thread_id_for("local", session)},
+                        "metadata": {
+                            "user_id": "local",
+                            "session_id": session,
+                            "pattern": "router",
+                            SETTINGS_KEY: settings_text(Context(model="scripted:echo")),
+                        },
+                    },
+                    interrupt_after=["classify"],
+                )
+        assert main(["resume", "--session", "s1", "--checkpointer", store]) == 0
+        printed = capsys.readouterr().out
+        assert main(["resume", "--session", "s2", "--checkpointer", store, "--json"]) == 0
+        as_json = capsys.readouterr().out
+    assert MASKED_ECHO in printed
+    _assert_masked(printed)
+    assert json.loads(as_json)["output"] == MASKED_ECHO
+    _assert_masked(as_json)
 
 
 def test_log_lines_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
