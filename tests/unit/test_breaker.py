@@ -197,10 +197,15 @@ def test_configure_breakers_takes_a_store() -> None:
     assert breaker_for("offline").store is store
 
 
-def test_the_redis_url_selects_the_redis_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SWITCHYARD_REDIS_URL", REDIS_URL)
+@pytest.mark.enable_socket
+def test_the_redis_url_selects_the_redis_store(
+    monkeypatch: pytest.MonkeyPatch, redis_server: str
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_REDIS_URL", redis_server)
     configure_breakers()
-    assert isinstance(breaker_for("offline").store, RedisStore)  # no connection is made yet
+    # The first breaker opens the store, which PINGs the server (an unreachable one is a
+    # ConfigError, tests/unit/test_config_checks.py): hence a live Redis here.
+    assert isinstance(breaker_for("offline").store, RedisStore)
 
 
 def test_without_the_redis_url_the_store_is_in_memory() -> None:
@@ -235,17 +240,28 @@ def test_the_memory_store_returns_copies() -> None:
 
 
 @pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix of this test's own; skips (or, with CI=true, fails) when Redis is down."""
+def redis_server() -> str:
+    """The Redis URL, once it answers PING; skips (or, with CI=true, fails) when Redis is down."""
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
     try:
         client.ping()
     except redis.RedisError as exc:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}")
+            pytest.fail(f"Redis at {REDIS_URL} is required in CI: {exc}", pytrace=False)
         pytest.skip(f"Redis is not reachable at {REDIS_URL}: {exc}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix(redis_server: str) -> Iterator[str]:
+    """A key prefix of this test's own, on a Redis that answers (see `redis_server`)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server, socket_timeout=2)
     prefix = f"switchyard-test:{uuid.uuid4().hex}:"
     yield prefix
     for key in client.scan_iter(f"{prefix}*"):
