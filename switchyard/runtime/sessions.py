@@ -12,7 +12,8 @@ A turn holds two locks, taken in this order:
 2. across processes, the checkpointer's own: a PostgreSQL advisory lock per thread (released by
    the server if the process dies; every host on the database shares it), or for SQLite a byte-
    range lock on a file beside the database (`<database>.locks`; released by the OS if the process
-   dies). An in-memory checkpointer lives in one process: the first lock is all it needs.
+   dies); for any other checkpointer, a lease in Redis when `SWITCHYARD_REDIS_URL` is set. An
+   in-memory checkpointer lives in one process: the first lock is all it needs.
 
 Waiters poll the second lock (5 ms, doubling to 50 ms) rather than block on it, so a waiting turn
 holds no database connection and can be refused at the run's deadline. Across processes, turns go
@@ -33,6 +34,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar, Literal
 
+from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 
 from switchyard.core.errors import InvalidInputError, SwitchyardError
@@ -263,6 +265,48 @@ class _Advisory:
         await self._arun(self._UNLOCK)
 
 
+class _RedisLease:
+    """A lease on the thread's key in Redis (`SET NX PX`), when `SWITCHYARD_REDIS_URL` is set.
+
+    For checkpointers shared across hosts that lock nothing themselves (a Redis or MongoDB saver,
+    say). The lease outlives its turn's deadline by a minute, so a process that dies holding it
+    blocks the session for that long at most; it is released only by the token that took it.
+    """
+
+    _RELEASE = (
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end "
+        "return 0"
+    )
+    _clients: ClassVar[dict[str, Any]] = {}
+    _guard: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, url: str, thread_id: str, lease_s: float) -> None:
+        self.key = f"switchyard:turn:{thread_id}"
+        self.token = os.urandom(16).hex()
+        self.lease_ms = int(lease_s * 1000)
+        with self._guard:
+            if url not in self._clients:
+                import redis
+
+                self._clients[url] = redis.Redis.from_url(url)
+            self.client = self._clients[url]
+
+    def try_lock(self) -> bool:
+        return bool(self.client.set(self.key, self.token, nx=True, px=self.lease_ms))
+
+    def unlock(self) -> None:
+        self.client.eval(self._RELEASE, 1, self.key, self.token)
+
+    async def atry_lock(self) -> bool:
+        return await asyncio.to_thread(self.try_lock)
+
+    async def aunlock(self) -> None:
+        await asyncio.to_thread(self.unlock)
+
+
+_REDIS_ENV = "SWITCHYARD_REDIS_URL"
+_NO_DEADLINE_LEASE_S = 3600.0
+
 _databases: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 """The file of each SQLite checkpointer seen ("" for an in-memory database)."""
 
@@ -280,10 +324,14 @@ def _kind(saver: Any) -> str:
     return "unshared"
 
 
-def _lock_for(saver: Any, thread_id: str) -> Any:
+def _lock_for(saver: Any, thread_id: str, wait_s: float | None) -> Any:
     kind = _kind(saver)
     if kind == "postgres":
         return _Advisory(saver, thread_id)
+    url = os.environ.get(_REDIS_ENV, "").strip()
+    if kind == "unshared" and url and not isinstance(saver, InMemorySaver):
+        lease_s = (_NO_DEADLINE_LEASE_S if wait_s is None else wait_s) + 60.0
+        return _RedisLease(url, thread_id, lease_s)
     if kind == "sqlite":
         if saver not in _databases:
             with saver.lock:
@@ -295,12 +343,12 @@ def _lock_for(saver: Any, thread_id: str) -> Any:
     return _Unshared()
 
 
-async def _alock_for(saver: Any, thread_id: str) -> Any:
+async def _alock_for(saver: Any, thread_id: str, wait_s: float | None) -> Any:
     if _kind(saver) == "sqlite" and saver not in _databases:
         async with saver.lock:
             cursor = await saver.conn.execute("PRAGMA database_list")
             _databases[saver] = _sqlite_file(list(await cursor.fetchall()))
-    return _lock_for(saver, thread_id)
+    return _lock_for(saver, thread_id, wait_s)
 
 
 # --- the turn ------------------------------------------------------------------------------------
@@ -358,7 +406,7 @@ def one_turn(
     if saver is None:
         yield
         return
-    lock = _lock_for(saver, thread_id)
+    lock = _lock_for(saver, thread_id, wait_s)
     ticket = _queue.join(thread_id)
     try:
         wait = _Wait(strategy, wait_s)
@@ -380,7 +428,7 @@ async def aone_turn(
     if saver is None:
         yield
         return
-    lock = await _alock_for(saver, thread_id)
+    lock = await _alock_for(saver, thread_id, wait_s)
     ticket = _queue.join(thread_id)
     try:
         wait = _Wait(strategy, wait_s)

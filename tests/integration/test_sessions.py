@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,12 +24,19 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.runnables import Runnable
 from langchain_core.utils.function_calling import convert_to_openai_tool
+from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import PrivateAttr
 
 from switchyard import AgentSpec, build_pipeline_graph, register_chat_model, unregister_chat_model
 from switchyard.cli.main import main
 from switchyard.runtime.run import RunResult, arun, run
-from switchyard.runtime.sessions import SessionBusyError
+from switchyard.runtime.sessions import (
+    SessionBusyError,
+    _lock_for,
+    _RedisLease,
+    _Unshared,
+    one_turn,
+)
 from switchyard.storage.persistence import open_async_persistence, open_persistence
 
 pytestmark = [pytest.mark.server, pytest.mark.enable_socket]
@@ -260,3 +268,40 @@ def test_the_cli_refuses_a_busy_session_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if "answering another message" in line]) == 1
     assert not any("Traceback" in line for line in err)
+
+
+# --- a checkpointer that locks nothing itself: a lease in Redis ------------------------------
+
+
+class SharedElsewhere:
+    """Stands for a checkpointer other hosts share that has no lock of its own (a Redis saver)."""
+
+
+def test_a_checkpointer_without_its_own_lock_is_held_through_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_REDIS_URL", redis_url)
+    saver, thread_id = SharedElsewhere(), f"thread-{uuid.uuid4().hex}"
+    other_host = _lock_for(saver, thread_id, 30.0)
+    assert isinstance(other_host, _RedisLease)
+    assert other_host.try_lock()  # another host's turn holds the session
+    try:
+        with (
+            pytest.raises(SessionBusyError, match="answering another message"),
+            one_turn(saver, thread_id, "reject", 30.0),
+        ):
+            pytest.fail("a second turn ran beside the first")
+    finally:
+        other_host.unlock()
+    with one_turn(saver, thread_id, "reject", 30.0):  # free again: this turn runs
+        assert not _lock_for(saver, thread_id, 30.0).try_lock()
+    after = _lock_for(saver, thread_id, 30.0)
+    assert after.try_lock()  # and released after it
+    after.unlock()
+
+
+def test_an_in_memory_checkpointer_needs_no_redis(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_REDIS_URL", redis_url)
+    assert isinstance(_lock_for(InMemorySaver(), "t", 30.0), _Unshared)
