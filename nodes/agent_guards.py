@@ -6,7 +6,6 @@ call's `CallRecord`.
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +16,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 
 from switchyard.core.models import model_name_of
 from switchyard.core.pricing import cost_usd
+from switchyard.core.redact import masked_logger
 from switchyard.core.resilience import retry_attempt
 from switchyard.core.tokens import tokens_of
 from switchyard.guardrails.fallback import fallback_model
@@ -24,7 +24,7 @@ from switchyard.guardrails.guard import Attempt, Attempts, CallGuard, WrappingGu
 from switchyard.nodes.record import OutputValidationError, current_record
 from switchyard.state.usage import usage_entry
 
-logger = logging.getLogger(__name__)
+logger = masked_logger(__name__)
 
 MAX_VALIDATION_RETRIES = 1
 """Times an agent is re-asked, with the validation error, when its output fails its schema."""

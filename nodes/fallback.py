@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -55,6 +54,7 @@ from langgraph.types import Command, interrupt
 from pydantic import BaseModel, ValidationError
 
 from switchyard.core.errors import AgentConfigError, describe_error
+from switchyard.core.redact import masked_logger
 from switchyard.nodes.agent import (
     Accept,
     AgentNode,
@@ -73,7 +73,7 @@ from switchyard.state.outcomes import EndReason, Question, end_reason_for, guard
 from switchyard.state.reducers import merge_usage
 from switchyard.state.usage import UsageLedger
 
-logger = logging.getLogger(__name__)
+logger = masked_logger(__name__)
 
 HUMAN = "human"
 """Name carried by answers a person gives through escalation."""

@@ -11,7 +11,6 @@ for its declared peers only; a call to any other transfer tool is refused by `ca
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,10 +21,11 @@ from langgraph.types import Command
 from pydantic import BaseModel, Field
 
 from switchyard.core.errors import AgentConfigError
+from switchyard.core.redact import masked_logger
 from switchyard.nodes.record import AgentReply
 from switchyard.state.agents import AgentSpec
 
-logger = logging.getLogger(__name__)
+logger = masked_logger(__name__)
 
 HANDOFF_PREFIX = "transfer_to_"
 """Prefix of every handoff tool's name, as in langgraph-supervisor and langgraph-swarm."""

@@ -6,14 +6,14 @@ override is registered with `set_price`.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from functools import lru_cache
 
 from switchyard.core.errors import ModelConfigError
 from switchyard.core.models import OFFLINE, split_model
+from switchyard.core.redact import masked_logger
 
-logger = logging.getLogger(__name__)
+logger = masked_logger(__name__)
 
 # LangChain provider names -> genai-prices provider ids, where they differ.
 _PROVIDER_IDS = {

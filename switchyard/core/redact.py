@@ -21,6 +21,7 @@ It then masks personal data (emails, Luhn-valid card numbers, phone numbers, IP 
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -164,3 +165,33 @@ def redact_value(value: Any, *, environ: Mapping[str, str] | None = None) -> Any
         items = [redact_value(item, environ=environ) for item in value]
         return items if isinstance(value, list) else tuple(items)
     return redact(str(value), environ=environ)
+
+
+class RedactingFilter(logging.Filter):
+    """Masks a record's message and traceback before any handler sees it.
+
+    Set on the logger a record is made by (`masked_logger`), it runs before the record goes up the
+    hierarchy: the handlers an application puts on the root logger get masked text too, not just
+    the handler `switchyard.observability.logs.configure_logging` installs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Mask in place; never drops the record."""
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def masked_logger(name: str) -> logging.Logger:
+    """`logging.getLogger(name)`, whose records are masked wherever they are handled."""
+    logger = logging.getLogger(name)
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
+    return logger

@@ -14,7 +14,6 @@ registered cost-alert hooks once per run.
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
@@ -24,8 +23,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from switchyard.core.errors import SwitchyardError
+from switchyard.core.redact import masked_logger
 
-logger = logging.getLogger(__name__)
+logger = masked_logger(__name__)
 
 Scope = Literal["run", "session", "agent"]
 

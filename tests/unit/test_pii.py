@@ -312,3 +312,22 @@ def test_span_attributes_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
         "client.address": "[REDACTED_IP]",
         "order.id": NOT_A_CARD,
     }
+
+
+def test_an_applications_own_log_handlers_get_masked_records_too(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # caplog's handler sits on the root logger, as an application's own would: records reach it
+    # by propagation, past the handler configure_logging installs
+    graph = build_router_graph(ROUTER_AGENTS, default_agent="support").compile(
+        checkpointer=InMemorySaver()
+    )
+    leak = ValueError("refused for ana@example.com, card 4111 1111 1111 1111")
+    with caplog.at_level(logging.WARNING), scripted("fake:leaky", leak):
+        result = run(graph, "I need a refund", dlq=None, context=Context(model="fake:leaky"))
+    assert not result.ok
+    failures = [r for r in caplog.records if "failed" in r.getMessage()]
+    assert failures, caplog.text
+    assert "[REDACTED_EMAIL]" in caplog.text
+    assert "ana@example.com" not in caplog.text
+    assert "4111 1111 1111 1111" not in caplog.text

@@ -6,14 +6,14 @@ is Switchyard's own, under `switchyard.`.
 
 from __future__ import annotations
 
-import logging
+from switchyard.core.redact import masked_logger
 
 TRACER_NAME = "switchyard"
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
 
 # The name the package's log lines carried when it was one module; log filters and the JSON
 # lines' `logger` field depend on it, so every module of the package logs under it.
-logger = logging.getLogger("switchyard.observability.telemetry")
+logger = masked_logger("switchyard.observability.telemetry")
 
 GEN_AI_OPERATION = "gen_ai.operation.name"
 GEN_AI_PROVIDER = "gen_ai.provider.name"
