@@ -23,22 +23,27 @@ in the order they win the lock, not strictly the order they arrived.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
+import importlib
 import os
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, ClassVar, Literal
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 
-from switchyard.core.errors import InvalidInputError, SwitchyardError
+from switchyard.core.errors import InvalidInputError, PersistenceConfigError, SwitchyardError
+from switchyard.core.redact import masked_logger
 from switchyard.runtime.effects import Steps, adrive, drive
+
+logger = masked_logger(__name__)
 
 MultitaskStrategy = Literal["enqueue", "reject"]
 """What a turn does when its session is busy: wait its turn, or be refused."""
@@ -103,6 +108,24 @@ class _Queue:
 _queue = _Queue()
 
 
+def _forget_after_fork() -> None:
+    """A forked child starts with none of its parent's turns, lock files or lock connections.
+
+    Inherited, they would let the child share the parent's PostgreSQL session (whose advisory
+    locks are re-entrant: no exclusion at all), believe it holds file locks it does not, and wait
+    on turns that will never end in its own process.
+    """
+    global _queue
+    _queue = _Queue()
+    _FileRange._files.clear()
+    _FileRange._held.clear()
+    _FileRange._guard = threading.Lock()
+    _LockConnection._open.clear()
+    _LockConnection._guard = threading.Lock()
+    _RedisLease._clients.clear()
+    _RedisLease._guard = threading.Lock()
+
+
 # --- across processes: the checkpointer's lock ---------------------------------------------------
 
 
@@ -152,9 +175,20 @@ class _FileRange:
                 self._held[key] += 1
                 return True
             try:
-                fcntl.lockf(self._fd(), fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset)
-            except OSError:  # another process holds it
-                return False
+                fd = self._fd()
+            except OSError as exc:
+                raise PersistenceConfigError(
+                    f"cannot open the session lock file {self.path} ({exc.strerror}); "
+                    "it must be readable and writable beside the database"
+                ) from None
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self.offset)
+            except OSError as exc:
+                if exc.errno in (errno.EAGAIN, errno.EACCES):  # another process holds it
+                    return False
+                raise PersistenceConfigError(
+                    f"cannot lock the session lock file {self.path} ({exc.strerror})"
+                ) from None
             self._held[key] = 1
             return True
 
@@ -193,7 +227,17 @@ class _LockConnection:
 
     def __init__(self, conninfo: str, kwargs: dict[str, Any]) -> None:
         self.conninfo = conninfo
-        self.kwargs = {**kwargs, "autocommit": True}
+        # Keepalives: a connection dropped by the network is noticed (and its locks given up)
+        # in about a minute, rather than at the next statement.
+        self.kwargs = {
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "connect_timeout": 10,
+            **kwargs,
+            "autocommit": True,
+        }
         self.lock = threading.Lock()
         self.conn: Any = None
 
@@ -315,12 +359,32 @@ def _sqlite_file(rows: list[Any]) -> str:
     return next((str(row[2]) for row in rows if row[1] == "main"), "")
 
 
+def _saver_classes(module: str, names: tuple[str, ...]) -> tuple[type[Any], ...]:
+    """The saver classes of an optional LangGraph package (none when it is not installed)."""
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError:
+        return ()
+    return tuple(getattr(loaded, name) for name in names)
+
+
+_SAVERS = (
+    ("postgres", "langgraph.checkpoint.postgres", "PostgresSaver"),
+    ("postgres", "langgraph.checkpoint.postgres.aio", "AsyncPostgresSaver"),
+    ("sqlite", "langgraph.checkpoint.sqlite", "SqliteSaver"),
+    ("sqlite", "langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver"),
+)
+_KINDS: list[tuple[str, tuple[type[Any], ...]]] = []
+
+
 def _kind(saver: Any) -> str:
-    module = type(saver).__module__
-    if module.startswith("langgraph.checkpoint.postgres"):
-        return "postgres"
-    if module.startswith("langgraph.checkpoint.sqlite"):
-        return "sqlite"
+    """The saver's kind: postgres, sqlite or unshared, by class (subclasses included)."""
+    if not _KINDS:
+        for kind, module, name in _SAVERS:
+            _KINDS.append((kind, _saver_classes(module, (name,))))
+    for kind, classes in _KINDS:
+        if classes and isinstance(saver, classes):
+            return kind
     return "unshared"
 
 
@@ -388,6 +452,44 @@ class _Wait:
         return delay if self.wait_s is None else min(delay, self.wait_s - waited)
 
 
+def _unlock(unlock: Callable[[], None], thread_id: str) -> None:
+    """Give the session back; a failure is logged, not raised over the turn's own result.
+
+    The turn is checkpointed by now: raising would lose its result (and invite a resend). A lock
+    whose connection failed has been released by its server (PostgreSQL) or expires (Redis).
+    """
+    try:
+        unlock()
+    except Exception as exc:
+        logger.warning("could not release the turn lock of thread %s: %s", thread_id, exc)
+
+
+async def _aunlock(lock: Any, thread_id: str) -> None:
+    try:
+        await lock.aunlock()
+    except Exception as exc:
+        logger.warning("could not release the turn lock of thread %s: %s", thread_id, exc)
+
+
+async def _atry(lock: Any, thread_id: str) -> bool:
+    """`lock.atry_lock()`, safe against cancellation.
+
+    The try may run on a worker thread (`asyncio.to_thread`) that takes the lock after the
+    awaiting task was cancelled; the lock is then given back before the cancellation goes on.
+    """
+    attempt = asyncio.ensure_future(lock.atry_lock())
+    try:
+        return await asyncio.shield(attempt)
+    except asyncio.CancelledError:
+        try:
+            won = await attempt
+        except Exception:
+            won = False
+        if won:
+            await _aunlock(lock, thread_id)
+        raise
+
+
 @contextmanager
 def one_turn(
     saver: Any, thread_id: str, strategy: MultitaskStrategy, wait_s: float | None
@@ -415,7 +517,7 @@ def one_turn(
         try:
             yield
         finally:
-            lock.unlock()
+            _unlock(lock.unlock, thread_id)
     finally:
         _queue.leave(thread_id, ticket)
 
@@ -432,12 +534,13 @@ async def aone_turn(
     ticket = _queue.join(thread_id)
     try:
         wait = _Wait(strategy, wait_s)
-        while not (_queue.first(thread_id, ticket) and await lock.atry_lock()):
+        while not (_queue.first(thread_id, ticket) and await _atry(lock, thread_id)):
             await asyncio.sleep(wait.next_delay())
         try:
             yield
         finally:
-            await lock.aunlock()
+            # Shielded: a cancelled turn still gives its session back.
+            await asyncio.shield(_aunlock(lock, thread_id))
     finally:
         _queue.leave(thread_id, ticket)
 
@@ -464,3 +567,6 @@ async def adrive_turn(
     """Async form of `drive_turn`."""
     async with aone_turn(graph.checkpointer, thread_id, check_strategy(strategy), wait_s):
         return await adrive(graph, steps)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)

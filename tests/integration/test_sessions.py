@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,12 +30,16 @@ from pydantic import PrivateAttr
 
 from switchyard import AgentSpec, build_pipeline_graph, register_chat_model, unregister_chat_model
 from switchyard.cli.main import main
+from switchyard.core.errors import PersistenceConfigError
 from switchyard.runtime.run import RunResult, arun, run
 from switchyard.runtime.sessions import (
     SessionBusyError,
+    _Advisory,
+    _FileRange,
     _lock_for,
     _RedisLease,
     _Unshared,
+    aone_turn,
     one_turn,
 )
 from switchyard.storage.persistence import open_async_persistence, open_persistence
@@ -305,3 +310,110 @@ def test_an_in_memory_checkpointer_needs_no_redis(
 ) -> None:
     monkeypatch.setenv("SWITCHYARD_REDIS_URL", redis_url)
     assert isinstance(_lock_for(InMemorySaver(), "t", 30.0), _Unshared)
+
+
+# --- faults around the lock ---------------------------------------------------------------------
+
+
+def _hold_from_a_forked_child(setting: str, thread_id: str, inside: Any, done: Any) -> None:
+    with (
+        open_persistence(setting) as persistence,
+        one_turn(persistence.checkpointer, thread_id, "reject", 5.0),
+    ):
+        inside.set()
+        done.wait(30)
+
+
+def _try_from_a_forked_child(setting: str, thread_id: str, answer: Any) -> None:
+    with open_persistence(setting) as persistence:
+        try:
+            with one_turn(persistence.checkpointer, thread_id, "reject", 5.0):
+                answer.put("ran")
+        except SessionBusyError:
+            answer.put("refused")
+
+
+def test_forked_children_do_not_share_their_parents_lock_connection(
+    persistence_setting: str,
+) -> None:
+    context = multiprocessing.get_context("fork")
+    answer, inside, done = context.SimpleQueue(), context.Event(), context.Event()
+    with open_persistence(persistence_setting) as persistence:
+        # a turn in the parent opens its lock connection (PostgreSQL) or lock file (SQLite)
+        with one_turn(persistence.checkpointer, "warm-up", "reject", 5.0):
+            pass
+        holder = context.Process(
+            target=_hold_from_a_forked_child, args=(persistence_setting, "forked", inside, done)
+        )
+        holder.start()
+        assert inside.wait(30)
+        other = context.Process(
+            target=_try_from_a_forked_child, args=(persistence_setting, "forked", answer)
+        )
+        other.start()
+        other.join(30)
+        done.set()
+        holder.join(30)
+    assert (holder.exitcode, other.exitcode) == (0, 0)
+    assert answer.get() == "refused"
+
+
+async def test_a_turn_cancelled_while_it_takes_the_lock_gives_it_back(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_REDIS_URL", redis_url)
+    saver, thread_id = SharedElsewhere(), f"thread-{uuid.uuid4().hex}"
+    entered, gate, taken = threading.Event(), threading.Event(), threading.Event()
+    take = _RedisLease.try_lock
+
+    def slow_take(self: _RedisLease) -> bool:  # the server is slow to answer this one
+        entered.set()
+        gate.wait(30)
+        try:
+            return take(self)
+        finally:
+            taken.set()
+
+    monkeypatch.setattr(_RedisLease, "try_lock", slow_take)
+
+    async def turn() -> None:
+        async with aone_turn(saver, thread_id, "enqueue", 30.0):
+            pytest.fail("the cancelled turn ran")
+
+    task = asyncio.create_task(turn())
+    assert await asyncio.to_thread(entered.wait, 30)  # taking the lock, on a worker thread
+    task.cancel()
+    gate.set()  # ... and it gets the lock after all
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(taken.wait, 30)
+    monkeypatch.setattr(_RedisLease, "try_lock", take)
+    free = _lock_for(saver, thread_id, 30.0)
+    assert free.try_lock(), "the cancelled turn kept the session's lease"
+    free.unlock()
+
+
+def test_an_unusable_lock_file_is_a_config_error_not_a_busy_session(
+    tmp_path: Path, echo: Echo
+) -> None:
+    database = tmp_path / "state.sqlite"
+    (tmp_path / "state.sqlite.locks").mkdir()  # the lock file's place is taken by a folder
+    with open_persistence(str(database)) as persistence:
+        graph = echo_graph(persistence.checkpointer, persistence.store)
+        with pytest.raises(PersistenceConfigError, match=r"state\.sqlite\.locks"):
+            run(graph, "hello", user_id=USER, session_id=SESSION, dlq=None)
+
+
+def test_a_lock_that_cannot_be_given_back_does_not_lose_the_turn(
+    persistence_setting: str, echo: Echo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(self: Any) -> None:
+        raise OSError("the lock's server went away")
+
+    monkeypatch.setattr(_Advisory, "unlock", broken)
+    monkeypatch.setattr(_FileRange, "unlock", broken)
+    with open_persistence(persistence_setting) as persistence:
+        graph = echo_graph(persistence.checkpointer, persistence.store)
+        result = run(graph, "hello", user_id=USER, session_id=SESSION, dlq=None)
+    assert result.ok
+    assert result.output == "answer to hello"
