@@ -6,7 +6,8 @@ default chain (`default_middleware`) is, outermost first:
 
 1. `FallbackModels`: the agent's fallback models, when its model fails;
 2. `SchemaReask`: structured output that fails its schema is asked for again, with the error;
-3. `TransientRetry` (LangChain's `ModelRetryMiddleware`): transient failures are retried;
+3. `DeadlineRetry` (LangChain's `ModelRetryMiddleware`): transient failures are retried, never
+   waiting past the run's deadline;
 4. `SpendGuard`: run, session and agent budgets admit each call and are charged what it used;
 5. `BreakerGuard`: the model's circuit breaker;
 6. `UsageRecorder`: the usage ledger, one entry per actual call (a call abandoned at its time
@@ -45,10 +46,9 @@ from langgraph.channels import EphemeralValue, UntrackedValue
 from typing_extensions import ReadOnly
 
 from switchyard.core.models import load_chat_model
-from switchyard.core.resilience import TransientRetry
 from switchyard.guardrails.breaker import BreakerGuard
 from switchyard.guardrails.fallback import FallbackModels
-from switchyard.guardrails.limits import CallLimits
+from switchyard.guardrails.limits import CallLimits, DeadlineRetry
 from switchyard.guardrails.spend import SpendGuard
 from switchyard.nodes.agent_guards import SchemaReask, ToolAuthority, UsageRecorder
 from switchyard.state.agents import AgentSpec
@@ -89,7 +89,7 @@ def default_middleware(spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
         chain.append(FallbackModels(spec.fallback_models, load=load))
     chain += [
         SchemaReask(),
-        TransientRetry(spec.max_attempts),
+        DeadlineRetry(spec.max_attempts),
         SpendGuard(spec.name, budget=spec.budget, load=load),
         BreakerGuard(),
         UsageRecorder(spec.name),
@@ -159,7 +159,7 @@ _PASS_THROUGH = frozenset(
     {
         FallbackModels,
         SchemaReask,
-        TransientRetry,
+        DeadlineRetry,
         SpendGuard,
         BreakerGuard,
         CallLimits,

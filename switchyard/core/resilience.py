@@ -171,6 +171,11 @@ def configure_retries(backoff: Backoff | None = None) -> None:
     _backoff = backoff or Backoff()
 
 
+def current_backoff() -> Backoff:
+    """The back-off `configure_retries` set (the defaults unless it was called)."""
+    return _backoff
+
+
 def retry_attempt() -> int:
     """The attempt the current model call is (1 for the first; retries count up)."""
     return _attempt.get()

@@ -21,7 +21,7 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from switchyard.core.errors import SwitchyardError, describe_error
 from switchyard.core.models import model_name_of
 from switchyard.core.offline import OfflineChatModel
-from switchyard.core.resilience import retry_after_s
+from switchyard.core.resilience import TransientRetry, current_backoff, retry_after_s
 from switchyard.core.tokens import expected_tokens
 from switchyard.core.workers import CallAbandonedError, call_within
 from switchyard.guardrails.budgets import DeadlineExceededError
@@ -79,6 +79,7 @@ def expired(
         )
     else:
         error = AgentTimeoutError(f"agent {agent!r} timed out after {limit:.3g}s waiting to {what}")
+        error.expired_here = True  # type: ignore[attr-defined]  # not a tool's own timeout
     return error if request is None else _charged(error, request)
 
 
@@ -169,12 +170,20 @@ def _wait_asked(request: ModelRequest[Any]) -> float:
     return max(at - time.monotonic(), 0.0) if model == model_name_of(request.model) else 0.0
 
 
+class RateLimitedError(SwitchyardError):
+    """The provider asked for a wait (`Retry-After`) that ends past the run's deadline.
+
+    Not retried (the retry would only be refused again), but not final either: the agent's
+    fallback models, then the rest of the fallback chain, may still answer in time. (No
+    `status_code`: with 429 it would count as transient and be retried.)
+    """
+
+
 def _note_retry_after(agent: str, request: ModelRequest[Any], error: BaseException) -> None:
-    """Remember a failure's `Retry-After` for the next attempt, or end the run if it cannot wait.
+    """Remember a failure's `Retry-After` for the next attempt, or give up on this model.
 
     Raises:
-        DeadlineExceededError: The provider asked for a wait that ends past the run's deadline;
-            retrying sooner would only be refused again.
+        RateLimitedError: The provider asked for a wait that ends past the run's deadline.
     """
     wait = retry_after_s(error)
     if not wait:
@@ -182,7 +191,7 @@ def _note_retry_after(agent: str, request: ModelRequest[Any], error: BaseExcepti
     scope = current_scope()
     remaining = scope.remaining_s() if scope is not None else None
     if remaining is not None and wait >= remaining:
-        raise DeadlineExceededError(
+        raise RateLimitedError(
             f"agent {agent!r}: the provider asked to wait {wait:.3g}s before calling again "
             f"(Retry-After), past the run's deadline in {max(remaining, 0):.3g}s "
             f"({describe_error(error)})"
@@ -191,8 +200,12 @@ def _note_retry_after(agent: str, request: ModelRequest[Any], error: BaseExcepti
 
 
 def _in_process(request: ModelRequest[Any]) -> bool:
-    """The embedded offline model answers in microseconds and cannot hang: no worker thread."""
-    return isinstance(request.model, OfflineChatModel)
+    """The embedded offline model answers in microseconds and cannot hang: no worker thread.
+
+    Unless it simulates latency (`latency_s`): then it is bounded like any provider.
+    """
+    model = request.model
+    return isinstance(model, OfflineChatModel) and not model.latency_s
 
 
 def _tool_timed_out(request: ToolCallRequest, limit: float) -> ToolMessage:
@@ -279,7 +292,9 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
             return within(
                 lambda: handler(request), self.agent, limit, by_deadline=by_deadline, what=what
             )
-        except AgentTimeoutError:
+        except AgentTimeoutError as exc:
+            if not getattr(exc, "expired_here", False):
+                raise
             assert limit is not None
             return _tool_timed_out(request, limit)
 
@@ -291,6 +306,29 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
             return await bounded(
                 handler(request), self.agent, limit, by_deadline=by_deadline, what=what
             )
-        except AgentTimeoutError:
+        except AgentTimeoutError as exc:
+            if not getattr(exc, "expired_here", False):
+                raise
             assert limit is not None
             return _tool_timed_out(request, limit)
+
+
+class DeadlineRetry(TransientRetry):
+    """`TransientRetry` whose back-off never sleeps past the run's deadline.
+
+    Each wait is capped at three quarters of the time left (the back-off's jitter adds up to a
+    quarter): a retry that would start after the deadline is not waited for, and the attempt that
+    follows is refused at once (`DeadlineExceededError`), so the run ends on time.
+    """
+
+    @property
+    def max_delay(self) -> float:
+        """The back-off's cap, or less when the deadline is nearer."""
+        cap = current_backoff().max_s
+        scope = current_scope()
+        remaining = scope.remaining_s() if scope is not None else None
+        return cap if remaining is None else max(0.0, min(cap, remaining * 0.75))
+
+    @max_delay.setter
+    def max_delay(self, value: float) -> None:
+        """Ignored: the cap follows `configure_retries` and the deadline."""

@@ -476,16 +476,30 @@ async def test_retry_after_is_waited_for_when_it_ends_before_the_deadline(
     assert 19.0 < waits[0] <= 20.0  # what is left of 20 s after the (1 ms) back-off
 
 
-def test_retry_after_past_the_deadline_ends_the_run_without_retrying(
+def test_retry_after_past_the_deadline_is_not_retried(
     server: FaultServer, waits: list[float]
 ) -> None:
     server.retry_after = "120"
     graph = router(PATIENT, DOCS)
     server.fail_always("429", model=MINI_WIRE)
     result = run(graph, REFUND, user_id="ada", session_id="s", context=Context(deadline_s=30))
-    assert (result.ok, result.end_reason) == (False, "deadline")
+    assert (result.ok, result.end_reason) == (False, "agent_failed")
+    assert "RateLimitedError" in str(result.error)
     assert "asked to wait 120s before calling again (Retry-After)" in str(result.error)
     assert server.count(MINI_WIRE) == 1
+    assert waits == []
+
+
+def test_retry_after_past_the_deadline_goes_to_the_fallback_model(
+    server: FaultServer, waits: list[float]
+) -> None:
+    server.retry_after = "120"
+    graph = router(spec(PATIENT, fallback_models=(BIG,)), DOCS)
+    server.fail_always("429", model=MINI_WIRE)
+    result = run(graph, REFUND, user_id="ada", session_id="s", context=Context(deadline_s=30))
+    assert result.ok, result.error
+    assert (server.count(MINI_WIRE), server.count(BIG_WIRE)) == (1, 1)
+    assert result.usage["support/openai:gpt-4o"]["fallbacks"] == 1
     assert waits == []
 
 

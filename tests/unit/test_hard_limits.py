@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from langchain.agents.middleware import model_retry
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
@@ -30,7 +32,9 @@ from switchyard import (
     register_chat_model,
     unregister_chat_model,
 )
-from switchyard.guardrails.limits import CallLimits
+from switchyard.core.offline import OfflineChatModel, SimulatedProviderError
+from switchyard.core.resilience import Backoff, configure_retries
+from switchyard.guardrails.limits import AgentTimeoutError, CallLimits
 from switchyard.nodes.chain import default_middleware
 from switchyard.runtime.run import arun, run
 from switchyard.state.agents import DEFAULT_TIMEOUT_S
@@ -303,3 +307,47 @@ def test_every_agent_has_a_timeout_unless_it_opts_out() -> None:
     limits = [m for m in default_middleware(helper()) if isinstance(m, CallLimits)]
     assert [m.timeout_s for m in limits] == [DEFAULT_TIMEOUT_S]
     assert Context().deadline_s is not None
+
+
+# --- what the review found ------------------------------------------------------------------------
+
+
+def test_retry_back_off_never_sleeps_past_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(model_retry, "time", SimpleNamespace(sleep=slept.append))
+    configure_retries(Backoff(initial_s=5.0, max_s=8.0, jitter=False))
+    outage = SimulatedProviderError("503 overloaded", status_code=503)
+    with scripted("fake:down", *[outage] * 4):
+        graph = one_stage(model="fake:down", max_attempts=4)
+        result = run(graph, "I need a refund", dlq=None, context=Context(deadline_s=2.0))
+    assert not result.ok
+    assert len(slept) == 3
+    # 5 s, 8 s, 8 s without the deadline; each at most three quarters of what was left of 2 s
+    assert all(0 < wait <= 1.5 for wait in slept), slept
+
+
+def test_the_offline_model_with_simulated_latency_is_bounded_too() -> None:
+    register_chat_model("offline:slow", OfflineChatModel(latency_s=5.0))
+    try:
+        graph = one_stage(model="offline:slow", timeout_s=0.2, max_attempts=1)
+        result = run(graph, "I need a refund", dlq=None)
+    finally:
+        unregister_chat_model("offline:slow")
+    assert not result.ok
+    assert "timed out after 0.2s" in str(result.error)
+
+
+def test_a_tools_own_timeout_error_is_not_taken_for_the_agents() -> None:
+    def inner_agent_timed_out(order_id: str) -> str:
+        raise AgentTimeoutError("the inner agent timed out")
+
+    failing = StructuredTool.from_function(
+        func=inner_agent_timed_out, name="slow_lookup", description="Look up an order."
+    )
+    with scripted("fake:tooluser", calls_the_tool(), "The lookup failed.") as model:
+        graph = one_stage(model="fake:tooluser", tools=(failing,), timeout_s=30)
+        result = run(graph, "Where is order 7?", dlq=None)
+    assert result.ok, result.error
+    told = [m for m in model.calls[1].messages if isinstance(m, ToolMessage)]
+    assert "the inner agent timed out" in told[0].text
+    assert "abandoned" not in told[0].text

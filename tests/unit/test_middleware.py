@@ -153,7 +153,7 @@ def test_the_default_chain_is_visible_and_user_middleware_goes_outside_it() -> N
     assert names == [
         "Signed",
         "SchemaReask",
-        "TransientRetry",
+        "DeadlineRetry",
         "SpendGuard",
         "BreakerGuard",
         "UsageRecorder",
