@@ -47,14 +47,20 @@ def as_context(context: Any) -> Context:
     return Context()
 
 
-def open_scope(context: Context, session_usage: UsageLedger | None = None) -> RunScope:
-    """A new run's scope: its meter primed with what the session (and each agent) spent before."""
+def open_scope(
+    context: Context, session_usage: UsageLedger | None = None, *, started: float | None = None
+) -> RunScope:
+    """A new run's scope: its meter primed with what the session (and each agent) spent before.
+
+    The deadline counts from `started` (a `time.monotonic()` value; now when None).
+    """
     session = Spend()
     agents: dict[str, Spend] = {}
     for entry in (session_usage or {}).values():
         session.add(entry["total_tokens"], entry["cost_usd"])
         agents.setdefault(entry["agent"], Spend()).add(entry["total_tokens"], entry["cost_usd"])
-    deadline = None if context.deadline_s is None else time.monotonic() + context.deadline_s
+    start = time.monotonic() if started is None else started
+    deadline = None if context.deadline_s is None else start + context.deadline_s
     meter = RunMeter(
         run_budget=context.run_budget,
         session_budget=context.session_budget,

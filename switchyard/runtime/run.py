@@ -12,7 +12,7 @@ import hmac
 import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
@@ -146,13 +146,18 @@ def check_text(text: Any, max_chars: int) -> str:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A run ready to go: its context, config, owner, session and message."""
+    """A run ready to go: its context, config, owner, session and message.
+
+    `started` (`time.monotonic()` when it was prepared) is where the run's deadline counts from,
+    so time spent waiting for the session (`multitask_strategy="enqueue"`) is part of it.
+    """
 
     context: Context
     config: RunnableConfig
     user_id: str
     session_id: str
     text: str
+    started: float = field(default_factory=time.monotonic)
 
 
 def prepare(
@@ -455,7 +460,8 @@ def execution(
     before = session_usage(head)
     started = time.perf_counter()
     run_config = with_scope(
-        _with_checkpoint(config, checkpoint_id), open_scope(prepared.context, before)
+        _with_checkpoint(config, checkpoint_id),
+        open_scope(prepared.context, before, started=prepared.started),
     )
     # A step's checkpoint is written before the next step starts, so a crash never loses the
     # checkpoint a resumed step's idempotency keys come from (LangGraph's default is "async").

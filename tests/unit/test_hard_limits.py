@@ -8,6 +8,7 @@ returned: a run that returns at all, with the call still blocked, proves the lim
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
@@ -36,7 +37,8 @@ from switchyard.core.offline import OfflineChatModel, SimulatedProviderError
 from switchyard.core.resilience import Backoff, configure_retries
 from switchyard.guardrails.limits import AgentTimeoutError, CallLimits
 from switchyard.nodes.chain import default_middleware
-from switchyard.runtime.run import arun, run
+from switchyard.runtime.effects import drive
+from switchyard.runtime.run import arun, execution, prepare, run
 from switchyard.state.agents import DEFAULT_TIMEOUT_S
 from tests.fakes import scripted
 from tests.patterns import PATTERNS, eager_supervisor
@@ -351,3 +353,14 @@ def test_a_tools_own_timeout_error_is_not_taken_for_the_agents() -> None:
     told = [m for m in model.calls[1].messages if isinstance(m, ToolMessage)]
     assert "the inner agent timed out" in told[0].text
     assert "abandoned" not in told[0].text
+
+
+def test_time_waiting_for_the_session_counts_against_the_deadline() -> None:
+    graph = one_stage()
+    prepared = prepare(graph, "I need a refund", "ada", "s", Context(deadline_s=5.0), None)
+    # as if this turn had waited 10 s behind another turn of its session
+    waited = dataclasses.replace(prepared, started=prepared.started - 10.0)
+    payload = {"messages": [HumanMessage(waited.text)]}
+    result = drive(graph, execution(graph, payload, waited, None))
+    assert result.end_reason == "deadline"
+    assert result.total_tokens == 0
