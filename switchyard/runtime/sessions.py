@@ -332,7 +332,10 @@ class _RedisLease:
             if url not in self._clients:
                 import redis
 
-                self._clients[url] = redis.Redis.from_url(url)
+                # Bounded waits: an unreachable Redis fails the turn instead of hanging it.
+                self._clients[url] = redis.Redis.from_url(
+                    url, socket_connect_timeout=5, socket_timeout=5
+                )
             self.client = self._clients[url]
 
     def try_lock(self) -> bool:
