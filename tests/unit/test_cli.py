@@ -7,8 +7,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -248,3 +250,56 @@ def test_demo_agents_are_what_the_cli_routes_between(
     for spec in ROUTER_AGENTS:
         assert main(["run", "router", spec.examples[0], "--json", "--checkpointer", db]) == 0
         assert json.loads(capsys.readouterr().out)["agent_name"] == spec.name
+
+
+def test_deadline_and_timeout_are_flags_with_their_defaults_in_help(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--deadline SECONDS" in text
+    assert "(default: 300.0)" in text
+    assert "--timeout SECONDS" in text
+    assert "timeout_s, 60 unless it sets another" in text
+
+
+@pytest.mark.parametrize(
+    ("flags", "end_reason", "why"),
+    [
+        (["--timeout", "0.2"], "agent_failed", "timed out after 0.2s"),
+        (["--deadline", "0.5", "--timeout", "600"], "deadline", "run deadline"),
+    ],
+)
+def test_deadline_and_timeout_bound_a_run_of_a_model_that_hangs(
+    db: str, capsys: pytest.CaptureFixture[str], flags: list[str], end_reason: str, why: str
+) -> None:
+    release = threading.Event()
+
+    class Hangs(OfflineChatModel):
+        def _generate(self, *args: object, **kwargs: object) -> Any:
+            release.wait(60)
+            return super()._generate(*args, **kwargs)  # type: ignore[arg-type]
+
+    register_chat_model("offline:hangs", Hangs(latency_s=0.001))
+    try:
+        argv = ["run", "router", "I need a refund", "--checkpointer", db, "--json", "--quiet"]
+        code = main([*argv, "--model", "offline:hangs", *flags])
+    finally:
+        release.set()
+        unregister_chat_model("offline:hangs")
+    assert code == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["end_reason"] == end_reason
+    assert why in result["error"]
+
+
+@pytest.mark.parametrize("flag", ["--deadline", "--timeout"])
+@pytest.mark.parametrize("value", ["0", "-1", "soon", "inf"])
+def test_a_bad_limit_is_a_usage_error(
+    flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "router", "hi", flag, value])
+    assert exited.value.code == 2
+    assert "expected a positive number of seconds" in capsys.readouterr().err
