@@ -54,7 +54,7 @@ if TYPE_CHECKING:
         add_cost_alert,
     )
     from switchyard.guardrails.idempotency import aonce, idempotency_key, once
-    from switchyard.guardrails.limits import AgentTimeoutError
+    from switchyard.guardrails.limits import AgentTimeoutError, RateLimitedError
     from switchyard.nodes.agent import make_agent_node
     from switchyard.nodes.chain import default_middleware
     from switchyard.runtime.resume import aresume_thread, resume_thread
@@ -144,6 +144,7 @@ _EXPORTS: dict[str, str] = {
     "SessionBusyError": "switchyard.runtime.sessions",
     "MultitaskStrategy": "switchyard.runtime.sessions",
     "AgentTimeoutError": "switchyard.guardrails.limits",
+    "RateLimitedError": "switchyard.guardrails.limits",
     "BudgetExceededError": "switchyard.guardrails.budgets",
     "DeadlineExceededError": "switchyard.guardrails.budgets",
     "CircuitOpenError": "switchyard.guardrails.breaker",
@@ -174,6 +175,7 @@ __all__ = [
     "Plan",
     "PlanStep",
     "PlanValidationError",
+    "RateLimitedError",
     "RetentionPolicy",
     "RunResult",
     "SessionAccessError",
