@@ -61,7 +61,6 @@ from switchyard.nodes.agent import (
     NodeRunnable,
     View,
     answer_update,
-    make_agent_node,
     transcript_view,
 )
 from switchyard.nodes.call import Validate
@@ -278,28 +277,18 @@ def make_chain_node(
         ```
     """
     node_name = name or agent.name
-    node = make_agent_node(
-        agent,
-        view=view,
+    primary = AgentNode(
+        agent=agent,
+        chain=AgentChain.of(agent, middleware),
+        view=view or transcript_view(agent),
         accept=accept,
         handoffs=handoffs,
         validate=validate,
         reasks=reasks,
-        middleware=middleware,
-        name=node_name,
     )
-    work: Callable[[Any], Any] = node.func
-    awork: Callable[[Any], Awaitable[Any]] = node.afunc
+    work: Callable[[Any], Any] = primary.run
+    awork: Callable[[Any], Awaitable[Any]] = primary.arun
     if fallback_agent is not None and fallback_agent.name != agent.name:
-        primary = AgentNode(
-            agent=agent,
-            chain=AgentChain.of(agent, middleware),
-            view=view or transcript_view(agent),
-            accept=accept,
-            handoffs=handoffs,
-            validate=validate,
-            reasks=reasks,
-        )
         fallback = dataclasses.replace(
             primary, agent=fallback_agent, chain=AgentChain.of(fallback_agent, middleware)
         )
