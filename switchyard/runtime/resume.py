@@ -155,6 +155,15 @@ def _latest(
     return snapshot
 
 
+def _deadline_of(head: CheckpointTuple | None, context: Context | None) -> float | None:
+    """The deadline the resumed run will have: the caller's, else the one the run started with.
+
+    It bounds the wait for the session (and sizes a Redis lease) before the run itself reads it.
+    """
+    stored = settings_in(head.metadata if head is not None else None)
+    return (restored_context(stored, context) or Context()).deadline_s
+
+
 def _pending(snapshot: StateSnapshot) -> tuple[str, ...]:
     # `StateSnapshot.next` leaves out tasks whose writes were saved; a step can finish all its
     # tasks and die before its checkpoint, and still has work: applying them and going on.
@@ -282,7 +291,8 @@ def resume_thread(
         ```
     """
     steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
-    wait_s = (context or Context()).deadline_s
+    head = graph.checkpointer.get_tuple(_thread_config(graph, thread_id))  # type: ignore[union-attr]
+    wait_s = _deadline_of(head, context)
     result: RunResult = drive_turn(graph, steps, thread_id, multitask_strategy, wait_s)
     return result
 
@@ -306,6 +316,8 @@ async def aresume_thread(
         ValueError: As `resume_thread`.
     """
     steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
-    wait_s = (context or Context()).deadline_s
+    config = _thread_config(graph, thread_id)
+    head = await graph.checkpointer.aget_tuple(config)  # type: ignore[union-attr]
+    wait_s = _deadline_of(head, context)
     result: RunResult = await adrive_turn(graph, steps, thread_id, multitask_strategy, wait_s)
     return result

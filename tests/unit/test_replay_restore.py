@@ -378,3 +378,21 @@ def test_switchyard_resume_never_resumes_a_thread_with_a_same_named_demo(
         after = len(list(own.get_state_history({"configurable": {"thread_id": thread_id}})))
     assert after == history
     assert SEEN == [None]  # stage two ran once, in the failed run; nothing ran since
+
+
+def test_a_resumed_turn_waits_for_its_session_as_long_as_its_own_deadline() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from switchyard.graphs.pipeline import build_pipeline_graph
+    from switchyard.runtime.resume import _deadline_of
+    from switchyard.state.agents import AgentSpec
+
+    saver = InMemorySaver()
+    graph = build_pipeline_graph([AgentSpec(name="a", description="x")]).compile(checkpointer=saver)
+    done = run(
+        graph, "hi", user_id="ada", session_id="s", dlq=None, context=Context(deadline_s=900)
+    )
+    head = saver.get_tuple({"configurable": {"thread_id": done.thread_id}})
+    assert _deadline_of(head, None) == 900  # the run's own, restored
+    assert _deadline_of(head, Context(deadline_s=5)) == 5  # the caller's wins
+    assert _deadline_of(None, None) == Context().deadline_s
