@@ -68,7 +68,7 @@ def open_scope(
         agent_spent=agents,
         deadline=deadline,
     )
-    return RunScope(meter=meter, call_timeout_s=context.timeout_s)
+    return RunScope(meter=meter, call_timeout_s=context.timeout_s, retries_left=context.max_retries)
 
 
 def usage_in(head: CheckpointTuple | None) -> UsageLedger:

@@ -78,6 +78,14 @@ class Context:
             "may take. Empty: each agent's own (60 s unless it sets another)."
         },
     )
+    max_retries: int | None = field(
+        default=10,
+        metadata={
+            "description": "Most retries of model calls in one run, all agents (and fan-out "
+            "shards) together, on top of each agent's own max_attempts; spent, the run ends "
+            "with end reason 'retry_budget_exhausted'. Empty: no run-wide limit."
+        },
+    )
     durability: Literal["sync", "async", "exit"] = field(
         default="sync",
         metadata={
@@ -125,6 +133,8 @@ class Context:
                 "escalation_threshold must be at least 0 and below confidence_threshold "
                 f"({self.confidence_threshold}), got {self.escalation_threshold}"
             )
+        if self.max_retries is not None and self.max_retries < 0:
+            raise ConfigError(f"max_retries must be 0 or more when set, got {self.max_retries}")
         for name in ("max_message_pairs", "max_context_tokens", "timeout_s"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -7,7 +7,11 @@ from typing import Annotated, Any, Literal, get_args
 from langgraph.errors import GraphRecursionError
 from typing_extensions import TypedDict
 
-from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.guardrails.budgets import (
+    BudgetExceededError,
+    DeadlineExceededError,
+    RetryBudgetExhaustedError,
+)
 
 EndReason = Literal[
     # every pattern
@@ -17,6 +21,7 @@ EndReason = Literal[
     "recursion_limit",
     "budget_exceeded",
     "deadline",
+    "retry_budget_exhausted",
     "agent_failed",
     # pipeline
     "stage_failed",
@@ -52,12 +57,16 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
         return "budget_exceeded"
     if isinstance(error, DeadlineExceededError):
         return "deadline"
+    if isinstance(error, RetryBudgetExhaustedError):
+        return "retry_budget_exhausted"
     if isinstance(error, GraphRecursionError):
         return "recursion_limit"
     return default
 
 
-GUARDRAIL_STOPS: frozenset[EndReason] = frozenset({"budget_exceeded", "deadline"})
+GUARDRAIL_STOPS: frozenset[EndReason] = frozenset(
+    {"budget_exceeded", "deadline", "retry_budget_exhausted"}
+)
 """End reasons of a guardrail no fallback can get round: they end the whole run."""
 
 

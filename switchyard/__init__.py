@@ -51,6 +51,7 @@ if TYPE_CHECKING:
         Budget,
         BudgetExceededError,
         DeadlineExceededError,
+        RetryBudgetExhaustedError,
         add_cost_alert,
     )
     from switchyard.guardrails.idempotency import aonce, idempotency_key, once
@@ -147,6 +148,7 @@ _EXPORTS: dict[str, str] = {
     "RateLimitedError": "switchyard.guardrails.limits",
     "BudgetExceededError": "switchyard.guardrails.budgets",
     "DeadlineExceededError": "switchyard.guardrails.budgets",
+    "RetryBudgetExhaustedError": "switchyard.guardrails.budgets",
     "CircuitOpenError": "switchyard.guardrails.breaker",
     "PlanValidationError": "switchyard.state.hierarchical",
 }
@@ -177,6 +179,7 @@ __all__ = [
     "PlanValidationError",
     "RateLimitedError",
     "RetentionPolicy",
+    "RetryBudgetExhaustedError",
     "RunResult",
     "SessionAccessError",
     "SessionBusyError",

@@ -71,6 +71,10 @@ class BudgetExceededError(SwitchyardError):
         self.scope = scope
 
 
+class RetryBudgetExhaustedError(SwitchyardError):
+    """The run's retries (`Context.max_retries`, all agents together) are spent; the run stops."""
+
+
 class DeadlineExceededError(SwitchyardError):
     """The run's deadline passed before a model call could start."""
 

@@ -12,10 +12,14 @@ from langgraph.errors import GraphBubbleUp
 
 from switchyard.core.errors import describe_error
 from switchyard.core.models import load_chat_model
-from switchyard.guardrails.budgets import BudgetExceededError, DeadlineExceededError
+from switchyard.guardrails.budgets import (
+    BudgetExceededError,
+    DeadlineExceededError,
+    RetryBudgetExhaustedError,
+)
 from switchyard.guardrails.guard import Attempts, WrappingGuard
 
-FINAL = (GraphBubbleUp, BudgetExceededError, DeadlineExceededError)
+FINAL = (GraphBubbleUp, BudgetExceededError, DeadlineExceededError, RetryBudgetExhaustedError)
 """Failures no other model can get round: they are raised at once, never handed to a fallback."""
 
 _fallback: ContextVar[str | None] = ContextVar("switchyard_fallback_model", default=None)

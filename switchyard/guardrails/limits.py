@@ -24,7 +24,7 @@ from switchyard.core.offline import OfflineChatModel
 from switchyard.core.resilience import TransientRetry, current_backoff, retry_after_s
 from switchyard.core.tokens import expected_tokens
 from switchyard.core.workers import CallAbandonedError, call_within
-from switchyard.guardrails.budgets import DeadlineExceededError
+from switchyard.guardrails.budgets import DeadlineExceededError, RetryBudgetExhaustedError
 from switchyard.guardrails.guard import AsyncModelCall, ModelCall
 from switchyard.guardrails.scope import current_scope
 
@@ -314,11 +314,13 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
 
 
 class DeadlineRetry(TransientRetry):
-    """`TransientRetry` whose back-off never sleeps past the run's deadline.
+    """`TransientRetry` within the run's limits: its deadline and its retry budget.
 
-    Each wait is capped at three quarters of the time left (the back-off's jitter adds up to a
-    quarter): a retry that would start after the deadline is not waited for, and the attempt that
-    follows is refused at once (`DeadlineExceededError`), so the run ends on time.
+    Each back-off wait is capped at three quarters of the time left (the back-off's jitter adds
+    up to a quarter): a retry that would start after the deadline is not waited for, and the
+    attempt that follows is refused at once (`DeadlineExceededError`), so the run ends on time.
+    Each retry also spends one of the run's retries (`Context.max_retries`, shared by every agent
+    and fan-out shard); when none is left the run stops (`RetryBudgetExhaustedError`).
     """
 
     @property
@@ -332,3 +334,48 @@ class DeadlineRetry(TransientRetry):
     @max_delay.setter
     def max_delay(self, value: float) -> None:
         """Ignored: the cap follows `configure_retries` and the deadline."""
+
+    def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+        """Retry transient failures while the run has retries left."""
+        failures: list[Exception] = []
+
+        def attempt(request: Any) -> Any:
+            _take_retry(failures)
+            try:
+                return handler(request)
+            except Exception as exc:
+                failures.append(exc)
+                raise
+
+        return super().wrap_model_call(request, attempt)
+
+    async def awrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
+        """Async form of `wrap_model_call`."""
+        failures: list[Exception] = []
+
+        async def attempt(request: Any) -> Any:
+            _take_retry(failures)
+            try:
+                return await handler(request)
+            except Exception as exc:
+                failures.append(exc)
+                raise
+
+        return await super().awrap_model_call(request, attempt)
+
+
+def _take_retry(failures: list[Exception]) -> None:
+    """Before an attempt after a failure (a retry): spend one of the run's retries.
+
+    Raises:
+        RetryBudgetExhaustedError: The run has none left; the last failure is named.
+    """
+    if not failures:
+        return
+    scope = current_scope()
+    if scope is None or scope.take_retry():
+        return
+    raise RetryBudgetExhaustedError(
+        "the run's retries (Context.max_retries) are spent; last failure: "
+        f"{describe_error(failures[-1])}"
+    ) from failures[-1]

@@ -36,12 +36,15 @@ class RunScope:
         meter: Spend against the run's, the session's and each agent's budget, and the deadline.
         started: `time.monotonic()` when the run started.
         call_timeout_s: The run's override of every agent's `timeout_s` (None: each agent's own).
+        retries_left: Retries of model calls the run may still make, all agents together (None:
+            no run-wide limit).
         values: Run-scoped middleware state, by agent, then by state key.
     """
 
     meter: RunMeter
     started: float = field(default_factory=time.monotonic)
     call_timeout_s: float | None = None
+    retries_left: int | None = None
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -54,6 +57,16 @@ class RunScope:
         """Update `agent`'s run-scoped middleware state."""
         with self._lock:
             self.values.setdefault(agent, {}).update(values)
+
+    def take_retry(self) -> bool:
+        """Spend one of the run's retries; False when none is left (or True without a limit)."""
+        with self._lock:
+            if self.retries_left is None:
+                return True
+            if self.retries_left <= 0:
+                return False
+            self.retries_left -= 1
+            return True
 
     def remaining_s(self) -> float | None:
         """Seconds until the run's deadline (negative once it has passed); None without one."""
