@@ -229,8 +229,9 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
     an error. The deadline ends the agent's call (`DeadlineExceededError`), and so the run.
 
     A provider's `Retry-After` (on a 429 or 503) is honoured: the next attempt waits for it when
-    the wait ends before the deadline; when it does not, the run ends at once (`deadline`) rather
-    than retrying into certain refusals.
+    the wait ends before the deadline; when it does not, this model is given up at once
+    (`RateLimitedError`, which the fallback models and the rest of the chain may answer for)
+    rather than retried into certain refusals.
 
     Args:
         agent: The agent whose calls this bounds.
