@@ -9,6 +9,7 @@ async ones; these bound each model and tool call inside a node, on every entry p
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -21,7 +22,12 @@ from langgraph.prebuilt.tool_node import ToolCallRequest
 from switchyard.core.errors import SwitchyardError, describe_error
 from switchyard.core.models import model_name_of
 from switchyard.core.offline import OfflineChatModel
-from switchyard.core.resilience import TransientRetry, current_backoff, retry_after_s
+from switchyard.core.resilience import (
+    TransientRetry,
+    current_backoff,
+    is_transient,
+    retry_after_s,
+)
 from switchyard.core.tokens import expected_tokens
 from switchyard.core.workers import CallAbandonedError, call_within
 from switchyard.guardrails.budgets import DeadlineExceededError, RetryBudgetExhaustedError
@@ -338,45 +344,45 @@ class DeadlineRetry(TransientRetry):
 
     def wrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
         """Retry transient failures while the run has retries left."""
-        failures: list[Exception] = []
+        made = itertools.count(1)
 
         def attempt(request: Any) -> Any:
-            _take_retry(failures)
             try:
                 return handler(request)
             except Exception as exc:
-                failures.append(exc)
+                self._spend_retry(exc, next(made))
                 raise
 
         return super().wrap_model_call(request, attempt)
 
     async def awrap_model_call(self, request: Any, handler: Callable[[Any], Any]) -> Any:
         """Async form of `wrap_model_call`."""
-        failures: list[Exception] = []
+        made = itertools.count(1)
 
         async def attempt(request: Any) -> Any:
-            _take_retry(failures)
             try:
                 return await handler(request)
             except Exception as exc:
-                failures.append(exc)
+                self._spend_retry(exc, next(made))
                 raise
 
         return await super().awrap_model_call(request, attempt)
 
+    def _spend_retry(self, failure: Exception, made: int) -> None:
+        """After attempt `made` failed: spend one of the run's retries if it is to be retried.
 
-def _take_retry(failures: list[Exception]) -> None:
-    """Before an attempt after a failure (a retry): spend one of the run's retries.
+        Spent when the failure happens, not before the next attempt, so a run without retries
+        left stops at once instead of sleeping a back-off first.
 
-    Raises:
-        RetryBudgetExhaustedError: The run has none left; the last failure is named.
-    """
-    if not failures:
-        return
-    scope = current_scope()
-    if scope is None or scope.take_retry():
-        return
-    raise RetryBudgetExhaustedError(
-        "the run's retries (Context.max_retries) are spent; last failure: "
-        f"{describe_error(failures[-1])}"
-    ) from failures[-1]
+        Raises:
+            RetryBudgetExhaustedError: The run has none left; the failure is named.
+        """
+        if made > self.max_retries or not is_transient(failure):
+            return  # not retried anyway
+        scope = current_scope()
+        if scope is None or scope.take_retry():
+            return
+        raise RetryBudgetExhaustedError(
+            "the run's retries (Context.max_retries) are spent; last failure: "
+            f"{describe_error(failure)}"
+        ) from failure

@@ -30,7 +30,7 @@ from langgraph.checkpoint.base import CheckpointTuple
 from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
-from switchyard.core.errors import SessionAccessError, SwitchyardError
+from switchyard.core.errors import InvalidInputError, SessionAccessError, SwitchyardError
 from switchyard.core.models import default_model, load_chat_model
 from switchyard.runtime.effects import State, Steps
 from switchyard.runtime.run import (
@@ -161,7 +161,10 @@ def _deadline_of(head: CheckpointTuple | None, context: Context | None) -> float
     It bounds the wait for the session (and sizes a Redis lease) before the run itself reads it.
     """
     stored = settings_in(head.metadata if head is not None else None)
-    return (restored_context(stored, context) or Context()).deadline_s
+    try:
+        return (restored_context(stored, context) or Context()).deadline_s
+    except InvalidInputError:  # refused later, after the owner check (never before it)
+        return (context or Context()).deadline_s
 
 
 def _pending(snapshot: StateSnapshot) -> tuple[str, ...]:
@@ -205,6 +208,7 @@ def _prepare(
     user_id: str,
     context: Context | None,
     correlation_id: str | None,
+    started: float,
 ) -> Prepared:
     check_access(snapshot, thread_id, user_id)
     if snapshot.interrupts:
@@ -225,7 +229,7 @@ def _prepare(
         correlation_id=correlation_id or uuid.uuid4().hex,
         resumed=True,
     )
-    return Prepared(context, config, user_id, session, "")
+    return Prepared(context, config, user_id, session, "", started=started)
 
 
 def resuming(
@@ -235,10 +239,15 @@ def resuming(
     context: Context | None,
     correlation_id: str | None,
     dlq: DLQArg,
+    started: float | None = None,
 ) -> Steps:
-    """`resume_thread` as steps (see `switchyard.runtime.effects`); its `RunResult`."""
+    """`resume_thread` as steps (see `switchyard.runtime.effects`); its `RunResult`.
+
+    `started` (`time.monotonic()` when it was asked for) is where the run's deadline counts from.
+    """
+    started = time.monotonic() if started is None else started
     snapshot = yield State(_thread_config(graph, thread_id))
-    prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id)
+    prepared = _prepare(graph, snapshot, thread_id, user_id, context, correlation_id, started)
     if not _pending(snapshot):
         return run_result(
             snapshot.values, usage_of(snapshot), started=time.perf_counter(), prepared=prepared
@@ -290,9 +299,11 @@ def resume_thread(
         result = resume_thread(graph, result.thread_id, user_id="ada")
         ```
     """
-    steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
-    head = graph.checkpointer.get_tuple(_thread_config(graph, thread_id))  # type: ignore[union-attr]
+    started = time.monotonic()
+    config = _thread_config(graph, thread_id)
+    head = graph.checkpointer.get_tuple(config)  # type: ignore[union-attr]
     wait_s = _deadline_of(head, context)
+    steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq, started)
     result: RunResult = drive_turn(graph, steps, thread_id, multitask_strategy, wait_s)
     return result
 
@@ -315,9 +326,10 @@ async def aresume_thread(
         ModelConfigError: As `resume_thread`.
         ValueError: As `resume_thread`.
     """
-    steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq)
+    started = time.monotonic()
     config = _thread_config(graph, thread_id)
     head = await graph.checkpointer.aget_tuple(config)  # type: ignore[union-attr]
     wait_s = _deadline_of(head, context)
+    steps = resuming(graph, thread_id, user_id, context, correlation_id, dlq, started)
     result: RunResult = await adrive_turn(graph, steps, thread_id, multitask_strategy, wait_s)
     return result

@@ -7,6 +7,7 @@ answered, how sure the router was, how long it took, the tokens and the cost.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import time
@@ -647,10 +648,12 @@ def replaying(
     context: Context | None,
     dlq: DeadLetterQueue | None,
     user_id: str | None = None,
+    started: float | None = None,
 ) -> Steps:
     """`replay` as steps: check the letter and graph, resume from the checkpoint, mark the letter.
 
-    The run's stored settings (context, default model) come back unless `context` is given.
+    The run's stored settings (context, default model) come back unless `context` is given. The
+    run's deadline counts from `started` (`time.monotonic()` when the replay was asked for).
 
     Raises:
         DeadLetterAccessError: `user_id` is given and does not own the letter.
@@ -667,6 +670,8 @@ def replaying(
         letter.correlation_id,
         check_input=False,
     )
+    if started is not None:
+        prepared = dataclasses.replace(prepared, started=started)
     if graph.checkpointer is not None:
         at_failure = _with_checkpoint(prepared.config, letter.checkpoint_id)
         check_pending(graph, letter, (yield State(at_failure)))
@@ -705,7 +710,7 @@ def replay(
         InvalidInputError: The record has no checkpoint to resume from.
         GraphNotFoundError: `graph` is not the graph the run failed in (nothing is run).
     """
-    steps = replaying(graph, letter, context, dlq, user_id)
+    steps = replaying(graph, letter, context, dlq, user_id, time.monotonic())
     deadline_s = (restored_context(letter.settings, context) or Context()).deadline_s
     turn = (letter.thread_id, multitask_strategy, deadline_s)
     result: RunResult = drive_turn(graph, steps, *turn)
@@ -728,7 +733,7 @@ async def areplay(
         InvalidInputError: As `replay`.
         GraphNotFoundError: As `replay`.
     """
-    steps = replaying(graph, letter, context, dlq, user_id)
+    steps = replaying(graph, letter, context, dlq, user_id, time.monotonic())
     deadline_s = (restored_context(letter.settings, context) or Context()).deadline_s
     turn = (letter.thread_id, multitask_strategy, deadline_s)
     result: RunResult = await adrive_turn(graph, steps, *turn)

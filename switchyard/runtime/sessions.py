@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import functools
 import hashlib
 import importlib
 import os
@@ -99,7 +100,9 @@ class _Queue:
 
     def leave(self, thread_id: str, ticket: object) -> None:
         with self._lock:
-            waiting = self._waiting[thread_id]
+            waiting = self._waiting.get(thread_id)
+            if waiting is None or ticket not in waiting:  # a forked child left its parent's turn
+                return
             waiting.remove(ticket)
             if not waiting:
                 del self._waiting[thread_id]
@@ -372,8 +375,8 @@ def _saver_classes(module: str, names: tuple[str, ...]) -> tuple[type[Any], ...]
 
 
 _SAVERS = (
-    ("postgres", "langgraph.checkpoint.postgres", "PostgresSaver"),
-    ("postgres", "langgraph.checkpoint.postgres.aio", "AsyncPostgresSaver"),
+    # the base of every PostgreSQL saver: sync, async and the shallow ones
+    ("postgres", "langgraph.checkpoint.postgres.base", "BasePostgresSaver"),
     ("sqlite", "langgraph.checkpoint.sqlite", "SqliteSaver"),
     ("sqlite", "langgraph.checkpoint.sqlite.aio", "AsyncSqliteSaver"),
 )
@@ -454,6 +457,19 @@ class _Wait:
         delay, self.delay = self.delay, min(self.delay * 2, _LAST_POLL_S)
         return delay if self.wait_s is None else min(delay, self.wait_s - waited)
 
+    def too_late(self) -> SessionBusyError | None:
+        """The error of a turn that won its session only after its wait (its deadline) ran out.
+
+        It is refused as if it had timed out one poll earlier, before anything is written. A turn
+        that got its session at once is not: its run ends on its own deadline, as any run does.
+        """
+        if self.delay == _FIRST_POLL_S:  # it did not wait: the run meets its own deadline
+            return None
+        waited = time.monotonic() - self.started
+        if self.wait_s is not None and waited >= self.wait_s:
+            return _busy(self.strategy, waited)
+        return None
+
 
 def _unlock(unlock: Callable[[], None], thread_id: str) -> None:
     """Give the session back; a failure is logged, not raised over the turn's own result.
@@ -484,13 +500,22 @@ async def _atry(lock: Any, thread_id: str) -> bool:
     try:
         return await asyncio.shield(attempt)
     except asyncio.CancelledError:
-        try:
-            won = await attempt
-        except Exception:
-            won = False
-        if won:
-            await _aunlock(lock, thread_id)
+        # Not awaited here (a second cancellation would cancel the try itself): when the try
+        # ends, a lock it won is given back.
+        attempt.add_done_callback(functools.partial(_give_back_if_won, lock, thread_id))
         raise
+
+
+_giving_back: set[asyncio.Task[None]] = set()
+"""Releases scheduled for cancelled turns (kept referenced until they are done)."""
+
+
+def _give_back_if_won(lock: Any, thread_id: str, attempt: asyncio.Future[bool]) -> None:
+    if attempt.cancelled() or attempt.exception() is not None or not attempt.result():
+        return
+    release = asyncio.ensure_future(_aunlock(lock, thread_id))
+    _giving_back.add(release)
+    release.add_done_callback(_giving_back.discard)
 
 
 @contextmanager
@@ -517,6 +542,10 @@ def one_turn(
         wait = _Wait(strategy, wait_s)
         while not (_queue.first(thread_id, ticket) and lock.try_lock()):
             time.sleep(wait.next_delay())
+        late = wait.too_late()
+        if late is not None:
+            _unlock(lock.unlock, thread_id)
+            raise late
         try:
             yield
         finally:
@@ -539,6 +568,10 @@ async def aone_turn(
         wait = _Wait(strategy, wait_s)
         while not (_queue.first(thread_id, ticket) and await _atry(lock, thread_id)):
             await asyncio.sleep(wait.next_delay())
+        late = wait.too_late()
+        if late is not None:
+            await asyncio.shield(_aunlock(lock, thread_id))
+            raise late
         try:
             yield
         finally:

@@ -396,3 +396,12 @@ def test_a_resumed_turn_waits_for_its_session_as_long_as_its_own_deadline() -> N
     assert _deadline_of(head, None) == 900  # the run's own, restored
     assert _deadline_of(head, Context(deadline_s=5)) == 5  # the caller's wins
     assert _deadline_of(None, None) == Context().deadline_s
+
+
+def test_resume_thread_without_a_checkpointer_says_so() -> None:
+    from switchyard.graphs.pipeline import build_pipeline_graph
+    from switchyard.state.agents import AgentSpec
+
+    graph = build_pipeline_graph([AgentSpec(name="a", description="x")]).compile()
+    with pytest.raises(ValueError, match="checkpointer"):
+        resume_thread(graph, "some-thread", user_id="ada")

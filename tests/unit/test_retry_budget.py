@@ -7,9 +7,11 @@ model calls in all. Spent, the run stops with `retry_budget_exhausted` (in every
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from langchain.agents.middleware import model_retry
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
@@ -107,3 +109,14 @@ def test_a_retry_that_succeeds_spends_from_the_budget_and_the_run_completes() ->
 def test_a_negative_budget_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="max_retries must be 0 or more"):
         Context(max_retries=-1)
+
+
+def test_a_spent_budget_stops_at_once_without_a_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(model_retry, "time", SimpleNamespace(sleep=slept.append))
+    graph = PATTERNS["pipeline"](flaky())
+    with scripted("fake:helper", OUTAGE, OUTAGE) as model:
+        result = run(graph, "I need a refund", dlq=None, context=Context(max_retries=1))
+    assert result.end_reason == "retry_budget_exhausted"
+    assert len(model.calls) == 2
+    assert len(slept) == 1  # before the one retry the run had; none after the second failure
