@@ -42,6 +42,17 @@ def eager_supervisor() -> Iterator[None]:
         unregister_chat_model(EAGER)
 
 
+def helper(**changes: Any) -> AgentSpec:
+    """The agent each pattern is built around: `helper`, with `changes` to its spec."""
+    fields: dict[str, Any] = {
+        "name": "helper",
+        "description": "Helps with refunds, facts, numbers and anything else asked.",
+        "examples": ("I need a refund", "help me"),
+        "max_attempts": 1,
+    }
+    return AgentSpec(**{**fields, **changes})
+
+
 def offline_worker(name: str) -> AgentSpec:
     """An agent on the offline model."""
     return AgentSpec(name=name, description=f"The {name} agent.")

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from switchyard import AgentSpec, Budget, Context, build_pipeline_graph
 from switchyard.runtime.run import run
 from tests.fakes import scripted
-from tests.patterns import PATTERNS, eager_supervisor
+from tests.patterns import PATTERNS, eager_supervisor, helper
 
 PER_CALL = 15
 """Tokens each scripted reply reports (10 in, 5 out)."""
@@ -33,15 +33,7 @@ class Ticket(BaseModel):
 
 def rejected_twice(model: str, **changes: Any) -> AgentSpec:
     """An agent whose answers never fit its schema: asked, re-asked, then failed."""
-    fields: dict[str, Any] = {
-        "name": "helper",
-        "description": "Helps with refunds, facts, numbers and anything else asked.",
-        "examples": ("I need a refund", "help me"),
-        "model": model,
-        "output_schema": Ticket,
-        "max_attempts": 1,
-    }
-    return AgentSpec(**{**fields, **changes})
+    return helper(model=model, output_schema=Ticket, **changes)
 
 
 @pytest.fixture(autouse=True)

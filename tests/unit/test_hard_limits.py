@@ -26,7 +26,6 @@ from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import PrivateAttr
 
 from switchyard import (
-    AgentSpec,
     Context,
     DeadLetterQueue,
     build_pipeline_graph,
@@ -41,7 +40,7 @@ from switchyard.runtime.effects import drive
 from switchyard.runtime.run import arun, execution, prepare, run
 from switchyard.state.agents import DEFAULT_TIMEOUT_S
 from tests.fakes import scripted
-from tests.patterns import PATTERNS, eager_supervisor
+from tests.patterns import PATTERNS, eager_supervisor, helper
 
 HANG = "fake:hang"
 WAIT_AT_MOST_S = 60.0
@@ -117,17 +116,6 @@ def hanging() -> Iterator[Hanging]:
     finally:
         model.release()
         unregister_chat_model(HANG)
-
-
-def helper(**changes: Any) -> AgentSpec:
-    """The agent each pattern is built around (see `tests.patterns`)."""
-    fields: dict[str, Any] = {
-        "name": "helper",
-        "description": "Helps with refunds, facts, numbers and anything else asked.",
-        "examples": ("I need a refund", "help me"),
-        "max_attempts": 1,
-    }
-    return AgentSpec(**{**fields, **changes})
 
 
 HUNG = Context(model=HANG, deadline_s=1.0)

@@ -27,21 +27,14 @@ from switchyard.core.errors import ConfigError
 from switchyard.core.offline import SimulatedProviderError
 from switchyard.runtime.run import run
 from tests.fakes import ScriptedChatModel, scripted
-from tests.patterns import PATTERNS, eager_supervisor
+from tests.patterns import PATTERNS, eager_supervisor, helper
 
 OUTAGE = SimulatedProviderError("503 overloaded", status_code=503)
 
 
 def flaky(name: str = "helper", **changes: Any) -> AgentSpec:
     """An agent on a provider that is down, allowed many attempts of its own."""
-    fields: dict[str, Any] = {
-        "name": name,
-        "description": "Helps with refunds, facts, numbers and anything else asked.",
-        "examples": ("I need a refund", "help me"),
-        "model": f"fake:{name}",
-        "max_attempts": 10,
-    }
-    return AgentSpec(**{**fields, **changes})
+    return helper(**{"name": name, "model": f"fake:{name}", "max_attempts": 10, **changes})
 
 
 @pytest.fixture(autouse=True)
