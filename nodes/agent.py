@@ -166,6 +166,32 @@ class AgentNode:
     validate: Validate | None = None
     reasks: Callable[[Context], int] | None = None
 
+    @classmethod
+    def of(
+        cls,
+        agent: AgentSpec,
+        *,
+        view: View | None = None,
+        accept: Accept = answer_update,
+        handoffs: Sequence[BaseTool] = (),
+        validate: Validate | None = None,
+        reasks: Callable[[Context], int] | None = None,
+        middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
+    ) -> AgentNode:
+        """The node of `agent`, its chain built once (arguments as for `make_agent_node`).
+
+        Its view is the agent's own turns unless another is given.
+        """
+        return cls(
+            agent=agent,
+            chain=AgentChain.of(agent, middleware),
+            view=view or transcript_view(agent),
+            accept=accept,
+            handoffs=handoffs,
+            validate=validate,
+            reasks=reasks,
+        )
+
     def _options(self, state: Any, context: Context) -> CallOptions:
         return CallOptions(
             chain=self.chain,
@@ -231,14 +257,14 @@ def make_agent_node(
         builder.add_node(spec.name, make_agent_node(spec))
         ```
     """
-    node = AgentNode(
-        agent=agent,
-        chain=AgentChain.of(agent, middleware),
-        view=view or transcript_view(agent),
+    node = AgentNode.of(
+        agent,
+        view=view,
         accept=accept,
         handoffs=handoffs,
         validate=validate,
         reasks=reasks,
+        middleware=middleware,
     )
     return NodeRunnable(node.run, node.arun, name=name or agent.name, agent=agent)
 

@@ -61,7 +61,6 @@ from switchyard.nodes.agent import (
     NodeRunnable,
     View,
     answer_update,
-    transcript_view,
 )
 from switchyard.nodes.call import Validate
 from switchyard.nodes.chain import AgentChain
@@ -277,14 +276,14 @@ def make_chain_node(
         ```
     """
     node_name = name or agent.name
-    primary = AgentNode(
-        agent=agent,
-        chain=AgentChain.of(agent, middleware),
-        view=view or transcript_view(agent),
+    primary = AgentNode.of(
+        agent,
+        view=view,
         accept=accept,
         handoffs=handoffs,
         validate=validate,
         reasks=reasks,
+        middleware=middleware,
     )
     work: Callable[[Any], Any] = primary.run
     awork: Callable[[Any], Awaitable[Any]] = primary.arun
