@@ -23,6 +23,7 @@ from langchain_core.runnables import Runnable
 from langchain_core.tools import StructuredTool
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.prebuilt.tool_node import ToolCallRequest
 from pydantic import PrivateAttr
 
 from switchyard import (
@@ -328,19 +329,15 @@ def test_the_offline_model_with_simulated_latency_is_bounded_too() -> None:
 
 
 def test_a_tools_own_timeout_error_is_not_taken_for_the_agents() -> None:
-    def inner_agent_timed_out(order_id: str) -> str:
+    # an inner layer (a user's tool middleware under the limits) raising a timeout of its own:
+    # it is not answered as "abandoned at the agent's timeout", it goes on as raised
+    def inner_agent_timed_out(request: Any) -> Any:
         raise AgentTimeoutError("the inner agent timed out")
 
-    failing = StructuredTool.from_function(
-        func=inner_agent_timed_out, name="slow_lookup", description="Look up an order."
-    )
-    with scripted("fake:tooluser", calls_the_tool(), "The lookup failed.") as model:
-        graph = one_stage(model="fake:tooluser", tools=(failing,), timeout_s=30)
-        result = run(graph, "Where is order 7?", dlq=None)
-    assert result.ok, result.error
-    told = [m for m in model.calls[1].messages if isinstance(m, ToolMessage)]
-    assert "the inner agent timed out" in told[0].text
-    assert "abandoned" not in told[0].text
+    call = {"name": "slow_lookup", "args": {}, "id": "c1", "type": "tool_call"}
+    request = ToolCallRequest(tool_call=call, tool=None, state={}, runtime=None)  # type: ignore[arg-type]
+    with pytest.raises(AgentTimeoutError, match="the inner agent timed out"):
+        CallLimits("helper", timeout_s=30).wrap_tool_call(request, inner_agent_timed_out)
 
 
 def test_time_waiting_for_the_session_counts_against_the_deadline() -> None:
