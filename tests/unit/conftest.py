@@ -8,6 +8,7 @@ from contextlib import ExitStack
 import pytest
 
 from tests.fakes import Reply, ScriptedChatModel, scripted
+from tests.patterns import eager_supervisor
 
 Script = Callable[..., dict[str, ScriptedChatModel]]
 """`script(alpha=[...], ...)`: registers a scripted `fake:<agent>` model per agent."""
@@ -26,3 +27,10 @@ def models() -> Iterator[Script]:
 
     with stack:
         yield script
+
+
+@pytest.fixture
+def eager() -> Iterator[None]:
+    """The supervisor model of `tests.patterns.PATTERNS` (offline, delegating whenever it can)."""
+    with eager_supervisor():
+        yield

@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from switchyard import AgentSpec, Budget, Context, build_pipeline_graph
 from switchyard.runtime.run import run
 from tests.fakes import scripted
-from tests.patterns import PATTERNS, eager_supervisor, helper
+from tests.patterns import PATTERNS, helper
 
 PER_CALL = 15
 """Tokens each scripted reply reports (10 in, 5 out)."""
@@ -36,10 +36,7 @@ def rejected_twice(model: str, **changes: Any) -> AgentSpec:
     return helper(model=model, output_schema=Ticket, **changes)
 
 
-@pytest.fixture(autouse=True)
-def _eager_supervisor() -> Any:
-    with eager_supervisor():
-        yield
+pytestmark = pytest.mark.usefixtures("eager")
 
 
 @pytest.mark.parametrize("entry", ["run", "invoke"])

@@ -9,8 +9,6 @@ recursion limit.
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import AIMessage, HumanMessage
@@ -28,7 +26,7 @@ from switchyard import (
     run,
 )
 from tests.fakes import Reply, ScriptedChatModel
-from tests.patterns import PATTERNS, eager_supervisor, offline_worker
+from tests.patterns import PATTERNS, offline_worker
 
 ANSWER = "Answered by the graph agent."
 
@@ -49,10 +47,7 @@ def graph_agent(
     return spec, model
 
 
-@pytest.fixture(autouse=True)
-def _eager_supervisor() -> Any:
-    with eager_supervisor():
-        yield
+pytestmark = pytest.mark.usefixtures("eager")
 
 
 REFUSED = {

@@ -27,7 +27,7 @@ from switchyard.core.errors import ConfigError
 from switchyard.core.offline import SimulatedProviderError
 from switchyard.runtime.run import run
 from tests.fakes import ScriptedChatModel, scripted
-from tests.patterns import PATTERNS, eager_supervisor, helper
+from tests.patterns import PATTERNS, helper
 
 OUTAGE = SimulatedProviderError("503 overloaded", status_code=503)
 
@@ -37,10 +37,7 @@ def flaky(name: str = "helper", **changes: Any) -> AgentSpec:
     return helper(**{"name": name, "model": f"fake:{name}", "max_attempts": 10, **changes})
 
 
-@pytest.fixture(autouse=True)
-def _eager_supervisor() -> Any:
-    with eager_supervisor():
-        yield
+pytestmark = pytest.mark.usefixtures("eager")
 
 
 @pytest.mark.parametrize("entry", ["run", "invoke"])
