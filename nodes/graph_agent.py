@@ -34,6 +34,7 @@ from switchyard.guardrails.limits import bounded, time_limit, within
 from switchyard.guardrails.scope import current_meter
 from switchyard.nodes.record import AgentReply, CallRecord, recording
 from switchyard.state.agents import AgentSpec
+from switchyard.state.outcomes import SUCCESSFUL
 from switchyard.state.usage import UsageLedger, usage_entry
 
 
@@ -157,7 +158,7 @@ def _reply(
     if not isinstance(output, Mapping):
         raise GraphAgentError(f"agent {spec.name!r}: its graph returned {type(output).__name__}")
     reason = output.get("end_reason")
-    if reason not in (None, "completed"):
+    if reason not in SUCCESSFUL:
         raise GraphAgentError(f"agent {spec.name!r} ended early: {reason}")
     messages: list[AnyMessage] = list(output.get("messages") or [])
     new = messages[len(view) :] if messages[: len(view)] == list(view) else messages

@@ -23,6 +23,11 @@ EndReason = Literal[
     "deadline",
     "retry_budget_exhausted",
     "agent_failed",
+    "guardrail_tripped",
+    "rate_limited",
+    # patterns that can cycle (supervisor, swarm, events, hierarchical re-plans)
+    "converged",
+    "no_progress",
     # pipeline
     "stage_failed",
     # fan-out
@@ -41,10 +46,14 @@ EndReason = Literal[
     "max_handoffs",
     "ping_pong",
 ]
-"""Why a run ended. `completed` is the only successful one; `escalated` waits for a person."""
+"""Why a run ended. `completed` and `converged` (agents repeated a stable answer, which is
+returned) are the successful ones; `escalated` waits for a person."""
 
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 """Every `EndReason`, in the order above."""
+
+SUCCESSFUL: frozenset[EndReason | None] = frozenset({None, "completed", "converged"})
+"""End reasons of a run that answered (None: a state written before a pattern set one)."""
 
 
 def end_reason_for(error: BaseException, default: EndReason = "agent_failed") -> EndReason:

@@ -44,7 +44,7 @@ from switchyard.runtime.sessions import MultitaskStrategy, adrive_turn, drive_tu
 from switchyard.runtime.settings import SETTINGS_KEY, restored_context, run_settings, settings_text
 from switchyard.runtime.stream import Progress
 from switchyard.state.context import Context
-from switchyard.state.outcomes import EndReason, end_reason_for
+from switchyard.state.outcomes import SUCCESSFUL, EndReason, end_reason_for
 from switchyard.state.usage import UsageLedger, ledger_delta
 from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
 from switchyard.storage.secret import installation_secret
@@ -281,7 +281,7 @@ def _output_suffices(
     """
     if error is not None or not isinstance(output, dict) or "__interrupt__" in output:
         return False
-    if output.get("end_reason") not in (None, "completed"):
+    if output.get("end_reason") not in SUCCESSFUL:
         return False
     return (_RESULT_CHANNELS & graph.channels.keys()) <= output.keys()
 
@@ -368,7 +368,7 @@ def run_result(
     answered_by = answer.name if answer is not None and answered_this_run else None
     metadata = prepared.config.get("metadata", {})
     return RunResult(
-        ok=error is None and interrupt is None and end_reason == "completed",
+        ok=error is None and interrupt is None and end_reason in SUCCESSFUL,
         output=answer.text if answer is not None and answered_this_run else "",
         agent_name=answered_by or route.get("agent"),
         confidence=route.get("confidence"),
@@ -395,7 +395,7 @@ def run_result(
 
 def _early_end(end_reason: EndReason, answer: AIMessage | None) -> str | None:
     """For a run a pattern ended early, the explanation it left as the last message."""
-    if end_reason in ("completed", "escalated"):
+    if end_reason in SUCCESSFUL or end_reason == "escalated":
         return None
     return answer.text if answer is not None else end_reason
 
