@@ -12,6 +12,7 @@ from switchyard.guardrails.budgets import (
     DeadlineExceededError,
     RetryBudgetExhaustedError,
 )
+from switchyard.guardrails.tripwires import GuardrailTrippedError
 
 EndReason = Literal[
     # every pattern
@@ -68,13 +69,15 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
         return "deadline"
     if isinstance(error, RetryBudgetExhaustedError):
         return "retry_budget_exhausted"
+    if isinstance(error, GuardrailTrippedError):
+        return "guardrail_tripped"
     if isinstance(error, GraphRecursionError):
         return "recursion_limit"
     return default
 
 
 GUARDRAIL_STOPS: frozenset[EndReason] = frozenset(
-    {"budget_exceeded", "deadline", "retry_budget_exhausted"}
+    {"budget_exceeded", "deadline", "retry_budget_exhausted", "guardrail_tripped"}
 )
 """End reasons of a guardrail no fallback can get round: they end the whole run."""
 
