@@ -4,15 +4,14 @@ The chain is LangChain's `AgentMiddleware` protocol. `wrap_model_call` / `wrap_t
 compose first-outermost, as in `create_agent`; `before_*` / `after_*` hooks run in list order. The
 default chain (`default_middleware`) is, outermost first:
 
-0. `Tripwires`: the agent's input and output guardrails and the run's built-in ones; a
-   tripwire ends the run (`guardrail_tripped`) before the model is called, or before an
-   output is handed on;
 1. `FallbackModels`: the agent's fallback models, when its model fails;
 2. `SchemaReask`: structured output that fails its schema is asked for again, with the error;
 3. `DeadlineRetry` (LangChain's `ModelRetryMiddleware`): transient failures are retried, never
    waiting past the run's deadline;
 4. `SpendGuard`: run, session and agent budgets admit each call and are charged what it used;
 5. `BreakerGuard`: the model's circuit breaker;
+   then `RateLimitGuard`: the model's requests and tokens per minute (shared through Redis when
+   configured): each attempt waits for room within the run's deadline;
 6. `UsageRecorder`: the usage ledger, one entry per actual call (a call abandoned at its time
    limit included, charged its prompt's estimate);
 7. `CallLimits`: the agent's timeout and the run's deadline, on model and tool calls in flight;
@@ -52,9 +51,9 @@ from switchyard.core.models import load_chat_model
 from switchyard.guardrails.breaker import BreakerGuard
 from switchyard.guardrails.fallback import FallbackModels
 from switchyard.guardrails.limits import CallLimits, DeadlineRetry
+from switchyard.guardrails.ratelimit import RateLimitGuard
 from switchyard.guardrails.spend import SpendGuard
 from switchyard.nodes.agent_guards import SchemaReask, ToolAuthority, UsageRecorder
-from switchyard.nodes.tripwires import Tripwires, agent_tripwires
 from switchyard.state.agents import AgentSpec
 
 HOOKS = ("before_agent", "before_model", "after_model", "after_agent")
@@ -88,7 +87,7 @@ def model_loader(spec: AgentSpec) -> Callable[[str], BaseChatModel]:
 def default_middleware(spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
     """The guardrails every agent gets, outermost first (see the module docstring)."""
     load = model_loader(spec)
-    chain: list[AgentMiddleware[Any, Any, Any]] = [agent_tripwires(spec)]
+    chain: list[AgentMiddleware[Any, Any, Any]] = []
     if spec.fallback_models:
         chain.append(FallbackModels(spec.fallback_models, load=load))
     chain += [
@@ -96,6 +95,7 @@ def default_middleware(spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
         DeadlineRetry(spec.max_attempts),
         SpendGuard(spec.name, budget=spec.budget, load=load),
         BreakerGuard(),
+        RateLimitGuard(spec.name, rate_limits=spec.rate_limits),
         UsageRecorder(spec.name),
         CallLimits(spec.name, timeout_s=spec.timeout_s),
         ToolAuthority(spec.name),
@@ -161,12 +161,12 @@ def _direct(method: Callable[..., Any], inner: Callable[[Any], Any], request: An
 
 _PASS_THROUGH = frozenset(
     {
-        Tripwires,
         FallbackModels,
         SchemaReask,
         DeadlineRetry,
         SpendGuard,
         BreakerGuard,
+        RateLimitGuard,
         CallLimits,
         UsageRecorder,
     }

@@ -13,7 +13,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    InstanceOf,
     ValidationError,
     field_validator,
     model_validator,
@@ -23,7 +22,7 @@ from switchyard.core.errors import AgentConfigError, ModelConfigError
 from switchyard.core.models import is_registered, split_model
 from switchyard.core.pricing import has_price
 from switchyard.guardrails.budgets import Budget
-from switchyard.guardrails.tripwires import Guardrail
+from switchyard.guardrails.ratelimit import RateLimit
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -88,6 +87,12 @@ class AgentSpec(BaseModel):
     fallback_models: tuple[str, ...] = Field(
         default=(), description="Models tried, in order, when the agent's own model fails."
     )
+    rate_limits: dict[str, RateLimit] | None = Field(
+        default=None,
+        description="Requests and tokens per minute by model string, for this agent's calls "
+        "(over the process's `configure_rate_limits`; a run's `Context.rate_limits` wins). "
+        "Callers with the same limit for a model share one budget, across processes with Redis.",
+    )
     budget: Budget | None = Field(
         default=None, description="Limit on this agent's spend over a session."
     )
@@ -100,17 +105,6 @@ class AgentSpec(BaseModel):
         default=True,
         description="Switchyard's guardrails (switchyard.nodes.chain.default_middleware) inside "
         "`middleware`; False leaves exactly `middleware`.",
-    )
-    input_guardrails: tuple[InstanceOf[Guardrail], ...] = Field(
-        default=(),
-        description="Checks of the user's input before this agent's model sees it "
-        "(switchyard.InputGuardrail, prompt_injection(), personal_data(...), ...); a tripwire "
-        "ends the run with end reason 'guardrail_tripped'.",
-    )
-    output_guardrails: tuple[InstanceOf[Guardrail], ...] = Field(
-        default=(),
-        description="Checks of this agent's output (its answer, or the task it hands on) before "
-        "it is handed on or returned; a tripwire ends the run with 'guardrail_tripped'.",
     )
     graph: Any = Field(
         default=None,
@@ -137,18 +131,6 @@ class AgentSpec(BaseModel):
                 raise ValueError(
                     f"middleware must be LangChain AgentMiddleware instances, got {item!r}; "
                     "subclass langchain.agents.middleware.AgentMiddleware"
-                )
-        return items
-
-    @field_validator("input_guardrails", "output_guardrails", mode="before")
-    @classmethod
-    def _guardrails(cls, value: Any) -> Any:
-        items = tuple(value) if isinstance(value, list | tuple) else (value,)
-        for item in items:
-            if not isinstance(item, Guardrail):
-                raise ValueError(
-                    f"guardrails must be InputGuardrail / OutputGuardrail instances, got {item!r}; "
-                    "wrap a function with switchyard.input_guardrail or output_guardrail"
                 )
         return items
 
@@ -196,10 +178,9 @@ _MODEL_FIELDS = (
     "max_tokens",
     "tools",
     "fallback_models",
+    "rate_limits",
     "output_schema",
     "middleware",
-    "input_guardrails",
-    "output_guardrails",
 )
 """Fields that configure the agent's model, so mean nothing for an agent run by a graph."""
 

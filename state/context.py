@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from switchyard.core.errors import ConfigError
 from switchyard.guardrails.budgets import Budget
+from switchyard.guardrails.ratelimit import RateLimit, parse_rate_limits
 
 
 @dataclass(kw_only=True)
@@ -64,6 +65,15 @@ class Context:
         default=None,
         metadata={"description": "Spend limit of the whole session, this run included."},
     )
+    rate_limits: dict[str, RateLimit] | None = field(
+        default=None,
+        metadata={
+            "description": "Override of the agents' and the process's rate limits, by model "
+            'string: {"openai:gpt-4o-mini": {"rpm": 60, "tpm": 100000}}. A call waits for room '
+            "within the deadline, else the run ends with end reason 'rate_limited'. Empty: "
+            "each agent's own, else the process's (configure_rate_limits)."
+        },
+    )
     deadline_s: float | None = field(
         default=300.0,
         metadata={
@@ -108,28 +118,6 @@ class Context:
             "(must be below confidence_threshold). Empty: never."
         },
     )
-    guardrail_injection: bool = field(
-        default=False,
-        metadata={
-            "description": "Check the user's input for prompt-injection text before any agent's "
-            "model sees it; found, the run ends with end reason 'guardrail_tripped'."
-        },
-    )
-    guardrail_personal_data: Literal["block", "redact", "mask", "hash"] | None = field(
-        default=None,
-        metadata={
-            "description": "Personal data (emails, cards, phones, IPs, national id numbers) in "
-            "the user's input and the agents' outputs: 'block' ends the run with "
-            "'guardrail_tripped'; 'redact', 'mask' or 'hash' rewrite it. Empty: not checked."
-        },
-    )
-    guardrail_max_chars: int | None = field(
-        default=None,
-        metadata={
-            "description": "Longest user input, in characters, any agent's model may be sent; "
-            "longer ends the run with 'guardrail_tripped'. Empty: not checked."
-        },
-    )
 
     def __post_init__(self) -> None:
         # A context sent as JSON (the Agent Server, Studio, langgraph-sdk) arrives as a dict, and
@@ -138,6 +126,8 @@ class Context:
             value = getattr(self, name)
             if isinstance(value, dict):
                 setattr(self, name, _budget(name, value))
+        if self.rate_limits is not None:
+            self.rate_limits = parse_rate_limits(self.rate_limits, where="rate_limits")
         _check_field_types(self)
         if not 0.0 <= self.confidence_threshold <= 1.0:
             raise ConfigError(
@@ -154,10 +144,6 @@ class Context:
             raise ConfigError(
                 "escalation_threshold must be at least 0 and below confidence_threshold "
                 f"({self.confidence_threshold}), got {self.escalation_threshold}"
-            )
-        if self.guardrail_max_chars is not None and self.guardrail_max_chars <= 0:
-            raise ConfigError(
-                f"guardrail_max_chars must be positive when set, got {self.guardrail_max_chars}"
             )
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more when set, got {self.max_retries}")

@@ -12,7 +12,7 @@ from switchyard.guardrails.budgets import (
     DeadlineExceededError,
     RetryBudgetExhaustedError,
 )
-from switchyard.guardrails.tripwires import GuardrailTrippedError
+from switchyard.guardrails.limits import RateLimitedError
 
 EndReason = Literal[
     # every pattern
@@ -69,17 +69,20 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
         return "deadline"
     if isinstance(error, RetryBudgetExhaustedError):
         return "retry_budget_exhausted"
-    if isinstance(error, GuardrailTrippedError):
-        return "guardrail_tripped"
+    if isinstance(error, RateLimitedError):
+        return "rate_limited"
     if isinstance(error, GraphRecursionError):
         return "recursion_limit"
     return default
 
 
 GUARDRAIL_STOPS: frozenset[EndReason] = frozenset(
-    {"budget_exceeded", "deadline", "retry_budget_exhausted", "guardrail_tripped"}
+    {"budget_exceeded", "deadline", "retry_budget_exhausted", "rate_limited"}
 )
-"""End reasons of a guardrail no fallback can get round: they end the whole run."""
+"""End reasons of a guardrail no fallback can get round: they end the whole run (`rate_limited`:
+the agent's fallback models had their turn inside the call, each under its own model's limit, and
+what is left cannot be called before the run's deadline, as the provider or the shared limit
+allows)."""
 
 
 def guardrail_stop(error: BaseException) -> EndReason | None:

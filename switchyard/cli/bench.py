@@ -1,4 +1,4 @@
-"""`switchyard bench [overhead|fanout|context|throughput|all] [--quick]`."""
+"""`switchyard bench [overhead|fanout|context|throughput|ratelimit|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from switchyard.core.redact import redact
 if TYPE_CHECKING:
     from switchyard.bench.harness import Progress, Result
 
-CHOICES = ("overhead", "fanout", "context", "throughput", "all")
+CHOICES = ("overhead", "fanout", "context", "throughput", "ratelimit", "all")
+"""`all` is the comparisons against other frameworks; `ratelimit` (worker processes sharing one
+limit through Redis, written to RATE_LIMITS.md) runs on its own."""
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,6 +49,13 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     bench.add_argument(
         "--no-postgres", action="store_true", help="skip the PostgreSQL cells (reported as such)"
     )
+    bench.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="Redis the ratelimit workers share (default: SWITCHYARD_REDIS_URL, else "
+        "redis://127.0.0.1:6379/0)",
+    )
     bench.set_defaults(handler=handle)
 
 
@@ -57,6 +66,8 @@ def handle(args: argparse.Namespace, console: Console) -> int:
     from switchyard.bench.report import write_report
 
     command = command_of(args)
+    if args.benchmark == "ratelimit":
+        return _ratelimit(args, command, console)
     names = (
         ("overhead", "fanout", "context", "throughput")
         if args.benchmark == "all"
@@ -100,7 +111,43 @@ def command_of(args: argparse.Namespace) -> list[str]:
         parts += ["--postgres", redact(args.postgres)]
     if args.no_postgres:
         parts.append("--no-postgres")
+    if getattr(args, "redis", None):
+        parts += ["--redis", redact(args.redis)]
     return parts
+
+
+def _ratelimit(args: argparse.Namespace, command: list[str], console: Console) -> int:
+    """`switchyard bench ratelimit`: workers sharing one limit through Redis; RATE_LIMITS.md."""
+    import os
+
+    from switchyard.bench.harness import Result, environment
+    from switchyard.bench.ratelimit import (
+        DEFAULT_REDIS,
+        RateLimitConfig,
+        run_ratelimit,
+        write_markdown,
+    )
+    from switchyard.core.errors import ConfigError
+    from switchyard.guardrails.breaker import check_redis
+
+    url = args.redis or os.environ.get("SWITCHYARD_REDIS_URL", "").strip() or DEFAULT_REDIS
+    try:
+        check_redis(url)
+    except ConfigError as exc:
+        console.print(f"[red]the ratelimit benchmark needs Redis:[/red] {exc}", highlight=False)
+        return 1
+    started = time.perf_counter()
+
+    def progress(status: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+
+    result = Result(name="ratelimit", quick=args.quick, environment=environment(command))
+    config = RateLimitConfig.quick() if args.quick else RateLimitConfig()
+    run_ratelimit(result, config=config, redis_url=url, progress=progress)
+    path = result.write(args.dir / "results")
+    progress(f"ratelimit: wrote {path}")
+    console.print(f"report: {write_markdown(result, args.dir)}")
+    return 0
 
 
 async def _run(

@@ -179,9 +179,11 @@ def _wait_asked(request: ModelRequest[Any]) -> float:
 class RateLimitedError(SwitchyardError):
     """The provider asked for a wait (`Retry-After`) that ends past the run's deadline.
 
-    Not retried (the retry would only be refused again), but not final either: the agent's
-    fallback models, then the rest of the fallback chain, may still answer in time. (No
-    `status_code`: with 429 it would count as transient and be retried.)
+    Also raised by the shared rate limits (`switchyard.guardrails.ratelimit`) when the wait for
+    room would end past it. Not retried (the retry would only be refused again), but the agent's
+    fallback models, each under its own limit, may still answer in time; past them the run ends
+    with end reason `rate_limited`. (No `status_code`: with 429 it would count as transient and
+    be retried.)
     """
 
 
@@ -236,7 +238,7 @@ class CallLimits(AgentMiddleware[Any, Any, Any]):
 
     A provider's `Retry-After` (on a 429 or 503) is honoured: the next attempt waits for it when
     the wait ends before the deadline; when it does not, this model is given up at once
-    (`RateLimitedError`, which the fallback models and the rest of the chain may answer for)
+    (`RateLimitedError`, which the fallback models may answer for; else the run is `rate_limited`)
     rather than retried into certain refusals.
 
     Args:

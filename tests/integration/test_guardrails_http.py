@@ -483,7 +483,7 @@ def test_retry_after_past_the_deadline_is_not_retried(
     graph = router(PATIENT, DOCS)
     server.fail_always("429", model=MINI_WIRE)
     result = run(graph, REFUND, user_id="ada", session_id="s", context=Context(deadline_s=30))
-    assert (result.ok, result.end_reason) == (False, "agent_failed")
+    assert (result.ok, result.end_reason) == (False, "rate_limited")
     assert "RateLimitedError" in str(result.error)
     assert "asked to wait 120s before calling again (Retry-After)" in str(result.error)
     assert server.count(MINI_WIRE) == 1
