@@ -4,6 +4,9 @@ The chain is LangChain's `AgentMiddleware` protocol. `wrap_model_call` / `wrap_t
 compose first-outermost, as in `create_agent`; `before_*` / `after_*` hooks run in list order. The
 default chain (`default_middleware`) is, outermost first:
 
+0. `Tripwires`: the agent's input and output guardrails and the run's built-in ones; a
+   tripwire ends the run (`guardrail_tripped`) before the model is called, or before an
+   output is handed on;
 1. `FallbackModels`: the agent's fallback models, when its model fails;
 2. `SchemaReask`: structured output that fails its schema is asked for again, with the error;
 3. `DeadlineRetry` (LangChain's `ModelRetryMiddleware`): transient failures are retried, never
@@ -54,6 +57,7 @@ from switchyard.guardrails.limits import CallLimits, DeadlineRetry
 from switchyard.guardrails.ratelimit import RateLimitGuard
 from switchyard.guardrails.spend import SpendGuard
 from switchyard.nodes.agent_guards import SchemaReask, ToolAuthority, UsageRecorder
+from switchyard.nodes.tripwires import Tripwires, agent_tripwires
 from switchyard.state.agents import AgentSpec
 
 HOOKS = ("before_agent", "before_model", "after_model", "after_agent")
@@ -87,7 +91,7 @@ def model_loader(spec: AgentSpec) -> Callable[[str], BaseChatModel]:
 def default_middleware(spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
     """The guardrails every agent gets, outermost first (see the module docstring)."""
     load = model_loader(spec)
-    chain: list[AgentMiddleware[Any, Any, Any]] = []
+    chain: list[AgentMiddleware[Any, Any, Any]] = [agent_tripwires(spec)]
     if spec.fallback_models:
         chain.append(FallbackModels(spec.fallback_models, load=load))
     chain += [
@@ -161,6 +165,7 @@ def _direct(method: Callable[..., Any], inner: Callable[[Any], Any], request: An
 
 _PASS_THROUGH = frozenset(
     {
+        Tripwires,
         FallbackModels,
         SchemaReask,
         DeadlineRetry,

@@ -55,6 +55,7 @@ from pydantic import BaseModel, ValidationError
 
 from switchyard.core.errors import AgentConfigError, describe_error
 from switchyard.core.redact import masked_logger
+from switchyard.guardrails.tripwires import masked_user_message
 from switchyard.nodes.agent import (
     Accept,
     AgentNode,
@@ -492,8 +493,14 @@ def escalating(
     return handle_failure
 
 
-def stop_command(agent: str, error: BaseException, **update: Any) -> Command[Any]:
-    """End the run cleanly after `agent` failed: its end reason, why, and what it spent."""
+def stop_command(
+    agent: str, error: BaseException, *, state: Any = None, **update: Any
+) -> Command[Any]:
+    """End the run cleanly after `agent` failed: its end reason, why, and what it spent.
+
+    After an input tripwire, the user's message in `state` (the node's input) is overwritten,
+    masked.
+    """
     reason: EndReason = end_reason_for(error)
     failures = "; ".join(failures_of(agent, error))
     message = AIMessage(
@@ -503,7 +510,7 @@ def stop_command(agent: str, error: BaseException, **update: Any) -> Command[Any
     return Command(
         goto=END,
         update={
-            "messages": [message],
+            "messages": [*masked_user_message(state, error), message],
             "end_reason": reason,
             "usage": partial_usage(error),
             **update,
@@ -520,7 +527,7 @@ def make_stop_handler(agent: str) -> Handler:
     """
 
     def stop_on_failure(state: Any, error: NodeError) -> Command[Any]:
-        return stop_command(agent, error.error)
+        return stop_command(agent, error.error, state=state)
 
     return stop_on_failure
 

@@ -13,6 +13,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    InstanceOf,
     ValidationError,
     field_validator,
     model_validator,
@@ -23,6 +24,7 @@ from switchyard.core.models import is_registered, split_model
 from switchyard.core.pricing import has_price
 from switchyard.guardrails.budgets import Budget
 from switchyard.guardrails.ratelimit import RateLimit
+from switchyard.guardrails.tripwires import Guardrail
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -106,6 +108,17 @@ class AgentSpec(BaseModel):
         description="Switchyard's guardrails (switchyard.nodes.chain.default_middleware) inside "
         "`middleware`; False leaves exactly `middleware`.",
     )
+    input_guardrails: tuple[InstanceOf[Guardrail], ...] = Field(
+        default=(),
+        description="Checks of the user's input before this agent's model sees it "
+        "(switchyard.InputGuardrail, prompt_injection(), personal_data(...), ...); a tripwire "
+        "ends the run with end reason 'guardrail_tripped'.",
+    )
+    output_guardrails: tuple[InstanceOf[Guardrail], ...] = Field(
+        default=(),
+        description="Checks of this agent's output (its answer, or the task it hands on) before "
+        "it is handed on or returned; a tripwire ends the run with 'guardrail_tripped'.",
+    )
     graph: Any = Field(
         default=None,
         description="A compiled LangGraph graph that does this agent's work instead of a model "
@@ -131,6 +144,18 @@ class AgentSpec(BaseModel):
                 raise ValueError(
                     f"middleware must be LangChain AgentMiddleware instances, got {item!r}; "
                     "subclass langchain.agents.middleware.AgentMiddleware"
+                )
+        return items
+
+    @field_validator("input_guardrails", "output_guardrails", mode="before")
+    @classmethod
+    def _guardrails(cls, value: Any) -> Any:
+        items = tuple(value) if isinstance(value, list | tuple) else (value,)
+        for item in items:
+            if not isinstance(item, Guardrail):
+                raise ValueError(
+                    f"guardrails must be InputGuardrail / OutputGuardrail instances, got {item!r}; "
+                    "wrap a function with switchyard.input_guardrail or output_guardrail"
                 )
         return items
 
@@ -181,6 +206,8 @@ _MODEL_FIELDS = (
     "rate_limits",
     "output_schema",
     "middleware",
+    "input_guardrails",
+    "output_guardrails",
 )
 """Fields that configure the agent's model, so mean nothing for an agent run by a graph."""
 

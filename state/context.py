@@ -118,6 +118,28 @@ class Context:
             "(must be below confidence_threshold). Empty: never."
         },
     )
+    guardrail_injection: bool = field(
+        default=False,
+        metadata={
+            "description": "Check the user's input for prompt-injection text before any agent's "
+            "model sees it; found, the run ends with end reason 'guardrail_tripped'."
+        },
+    )
+    guardrail_personal_data: Literal["block", "redact", "mask", "hash"] | None = field(
+        default=None,
+        metadata={
+            "description": "Personal data (emails, cards, phones, IPs, national id numbers) in "
+            "the user's input and the agents' outputs: 'block' ends the run with "
+            "'guardrail_tripped'; 'redact', 'mask' or 'hash' rewrite it. Empty: not checked."
+        },
+    )
+    guardrail_max_chars: int | None = field(
+        default=None,
+        metadata={
+            "description": "Longest user input, in characters, any agent's model may be sent; "
+            "longer ends the run with 'guardrail_tripped'. Empty: not checked."
+        },
+    )
 
     def __post_init__(self) -> None:
         # A context sent as JSON (the Agent Server, Studio, langgraph-sdk) arrives as a dict, and
@@ -144,6 +166,10 @@ class Context:
             raise ConfigError(
                 "escalation_threshold must be at least 0 and below confidence_threshold "
                 f"({self.confidence_threshold}), got {self.escalation_threshold}"
+            )
+        if self.guardrail_max_chars is not None and self.guardrail_max_chars <= 0:
+            raise ConfigError(
+                f"guardrail_max_chars must be positive when set, got {self.guardrail_max_chars}"
             )
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more when set, got {self.max_retries}")

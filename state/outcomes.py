@@ -13,6 +13,7 @@ from switchyard.guardrails.budgets import (
     RetryBudgetExhaustedError,
 )
 from switchyard.guardrails.limits import RateLimitedError
+from switchyard.guardrails.tripwires import GuardrailTrippedError
 
 EndReason = Literal[
     # every pattern
@@ -71,13 +72,15 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
         return "retry_budget_exhausted"
     if isinstance(error, RateLimitedError):
         return "rate_limited"
+    if isinstance(error, GuardrailTrippedError):
+        return "guardrail_tripped"
     if isinstance(error, GraphRecursionError):
         return "recursion_limit"
     return default
 
 
 GUARDRAIL_STOPS: frozenset[EndReason] = frozenset(
-    {"budget_exceeded", "deadline", "retry_budget_exhausted", "rate_limited"}
+    {"budget_exceeded", "deadline", "retry_budget_exhausted", "guardrail_tripped", "rate_limited"}
 )
 """End reasons of a guardrail no fallback can get round: they end the whole run (`rate_limited`:
 the agent's fallback models had their turn inside the call, each under its own model's limit, and

@@ -57,8 +57,20 @@ if TYPE_CHECKING:
     from switchyard.guardrails.idempotency import aonce, idempotency_key, once
     from switchyard.guardrails.limits import AgentTimeoutError, RateLimitedError
     from switchyard.guardrails.ratelimit import RateLimit, configure_rate_limits
+    from switchyard.guardrails.tripwires import (
+        GuardrailFunctionOutput,
+        GuardrailTrippedError,
+        InputGuardrail,
+        OutputGuardrail,
+        input_guardrail,
+        max_length,
+        output_guardrail,
+        personal_data,
+        prompt_injection,
+    )
     from switchyard.nodes.agent import make_agent_node
     from switchyard.nodes.chain import default_middleware
+    from switchyard.nodes.tripwires import Tripwires, allowed_topics, model_judge
     from switchyard.runtime.resume import aresume_thread, resume_thread
     from switchyard.runtime.run import (
         RunResult,
@@ -129,6 +141,18 @@ _EXPORTS: dict[str, str] = {
     "idempotency_key": "switchyard.guardrails.idempotency",
     "once": "switchyard.guardrails.idempotency",
     "aonce": "switchyard.guardrails.idempotency",
+    # input and output guardrails (tripwires)
+    "Tripwires": "switchyard.nodes.tripwires",
+    "InputGuardrail": "switchyard.guardrails.tripwires",
+    "OutputGuardrail": "switchyard.guardrails.tripwires",
+    "GuardrailFunctionOutput": "switchyard.guardrails.tripwires",
+    "input_guardrail": "switchyard.guardrails.tripwires",
+    "output_guardrail": "switchyard.guardrails.tripwires",
+    "prompt_injection": "switchyard.guardrails.tripwires",
+    "personal_data": "switchyard.guardrails.tripwires",
+    "max_length": "switchyard.guardrails.tripwires",
+    "allowed_topics": "switchyard.nodes.tripwires",
+    "model_judge": "switchyard.nodes.tripwires",
     # state: persistence, retention, failed runs
     "open_persistence": "switchyard.storage.persistence",
     "open_async_persistence": "switchyard.storage.persistence",
@@ -152,6 +176,7 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceededError": "switchyard.guardrails.budgets",
     "DeadlineExceededError": "switchyard.guardrails.budgets",
     "RetryBudgetExhaustedError": "switchyard.guardrails.budgets",
+    "GuardrailTrippedError": "switchyard.guardrails.tripwires",
     "CircuitOpenError": "switchyard.guardrails.breaker",
     "PlanValidationError": "switchyard.state.hierarchical",
 }
@@ -172,10 +197,14 @@ __all__ = [
     "DeadlineExceededError",
     "EndReason",
     "GraphNotFoundError",
+    "GuardrailFunctionOutput",
+    "GuardrailTrippedError",
+    "InputGuardrail",
     "InvalidInputError",
     "ModelConfigError",
     "MultitaskStrategy",
     "OfflineChatModel",
+    "OutputGuardrail",
     "PersistenceConfigError",
     "Plan",
     "PlanStep",
@@ -189,7 +218,9 @@ __all__ = [
     "SessionBusyError",
     "SubTeam",
     "SwitchyardError",
+    "Tripwires",
     "add_cost_alert",
+    "allowed_topics",
     "aonce",
     "aprune",
     "areplay",
@@ -209,11 +240,17 @@ __all__ = [
     "default_middleware",
     "demos",
     "idempotency_key",
+    "input_guardrail",
     "load_chat_model",
     "make_agent_node",
+    "max_length",
+    "model_judge",
     "once",
     "open_async_persistence",
     "open_persistence",
+    "output_guardrail",
+    "personal_data",
+    "prompt_injection",
     "prune",
     "register_chat_model",
     "replay",

@@ -18,8 +18,15 @@ from switchyard.guardrails.budgets import (
     RetryBudgetExhaustedError,
 )
 from switchyard.guardrails.guard import Attempts, WrappingGuard
+from switchyard.guardrails.tripwires import GuardrailTrippedError
 
-FINAL = (GraphBubbleUp, BudgetExceededError, DeadlineExceededError, RetryBudgetExhaustedError)
+FINAL = (
+    GraphBubbleUp,
+    BudgetExceededError,
+    DeadlineExceededError,
+    RetryBudgetExhaustedError,
+    GuardrailTrippedError,
+)
 """Failures no other model can get round: they are raised at once, never handed to a fallback."""
 
 _fallback: ContextVar[str | None] = ContextVar("switchyard_fallback_model", default=None)

@@ -28,6 +28,7 @@ from switchyard.core.models import default_model, load_chat_model
 from switchyard.graphs.guarded import open_scope, usage_in
 from switchyard.guardrails.breaker import check_breaker_store
 from switchyard.guardrails.scope import with_scope
+from switchyard.guardrails.tripwires import stored_input
 from switchyard.observability import telemetry
 from switchyard.observability.logs import correlation_scope
 from switchyard.runtime.effects import (
@@ -486,6 +487,8 @@ def execution(
     resume_from = None
     if not result.ok and persistent:
         resume_from = _resume_point((yield History(config)), result.correlation_id)
+    if result.end_reason == "guardrail_tripped":  # the letter keeps the input as masked in state
+        prepared = dataclasses.replace(prepared, text=stored_input(values, prepared.text))
     return _dead_letter(dlq, graph, result, prepared, resume_from)
 
 
