@@ -244,7 +244,8 @@ def render(result: Result) -> str:
         "(`switchyard.guardrails.ratelimit`, the `limits` library's moving window). The model "
         "is a local OpenAI-compatible server that logs when each request arrives; the figures "
         "are what it saw. Each run's deadline is the end of the measurement: a worker still "
-        "waiting for room then ends its run `rate_limited`.",
+        "waiting for room then ends its run `rate_limited`, and a worker stops once its next "
+        "request could only go after the end.",
         "",
         "## Reproduce",
         "",

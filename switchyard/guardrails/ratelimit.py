@@ -40,6 +40,7 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest
 from langgraph.errors import GraphBubbleUp
 from langgraph.runtime import get_runtime
 from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -215,11 +216,18 @@ class ProviderLimiter:
     Args:
         storage: A `limits` storage (`MemoryStorage`, or `RedisStorage` to share across processes).
         holds: Where `Retry-After` holds are kept (the same place as the counts).
+        unavailable: The errors of a storage that cannot be reached (a Redis that went away).
     """
 
-    def __init__(self, storage: Storage, holds: MemoryHolds | RedisHolds) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        holds: MemoryHolds | RedisHolds,
+        unavailable: tuple[type[Exception], ...] = (),
+    ) -> None:
         self.storage = storage
         self.holds = holds
+        self.unavailable = unavailable
         self._requests = MovingWindowRateLimiter(storage)
         self._tokens = SlidingWindowCounterRateLimiter(storage)
 
@@ -231,8 +239,13 @@ class ProviderLimiter:
     @classmethod
     def redis(cls, url: str, *, prefix: str = "switchyard:ratelimit") -> ProviderLimiter:
         """A limiter shared by every process that uses the same Redis and `prefix`."""
-        storage = RedisStorage(url, key_prefix=prefix, socket_timeout=2, socket_connect_timeout=2)
-        return cls(storage, RedisHolds(storage.get_connection(), f"{prefix}:"))
+        storage = RedisStorage(
+            url, key_prefix=prefix, wrap_exceptions=True, socket_timeout=2, socket_connect_timeout=2
+        )
+        import redis
+
+        holds = RedisHolds(storage.get_connection(), f"{prefix}:")
+        return cls(storage, holds, (StorageError, redis.RedisError))
 
     def try_acquire(self, model: str, limit: RateLimit, tokens: int) -> Denial | None:
         """Take one request and `tokens` tokens of `model`'s minute, or say why not (nothing taken).
@@ -443,7 +456,17 @@ class RateLimitGuard(AgentMiddleware[Any, Any, Any]):
         tokens = _estimate(request) if limit.tpm is not None else 0
         limiter = shared_limiter()
         while True:
-            denial = limiter.try_acquire(model, limit, tokens)
+            try:
+                denial = limiter.try_acquire(model, limit, tokens)
+            except limiter.unavailable as exc:
+                # The provider still enforces its own limit (a 429 is retried): a Redis outage
+                # must not stop every call of every worker.
+                logger.warning(
+                    "rate limits of %s cannot be read (%s): the call goes without them",
+                    model,
+                    describe_error(exc),
+                )
+                return None
             if denial is None:
                 return _Ticket(model, limit, tokens)
             scope = current_scope()
@@ -469,6 +492,15 @@ class RateLimitGuard(AgentMiddleware[Any, Any, Any]):
         if ticket is None:
             return
         limiter = shared_limiter()
+        try:
+            self._record(limiter, ticket, outcome)
+        except limiter.unavailable as exc:
+            logger.warning(
+                "rate limits of %s cannot be written (%s)", ticket.model, describe_error(exc)
+            )
+
+    def _record(self, limiter: ProviderLimiter, ticket: _Ticket, outcome: Outcome) -> None:
+        """The tokens the call used, or the hold its provider asked for."""
         if outcome.error is None:
             used = tokens_of(reply_of(outcome))
             actual = 0 if used.cache_hit else used.total

@@ -134,3 +134,20 @@ def test_the_benchmark_runs_four_workers_through_redis(redis_url: str, tmp_path:
     assert completed <= provider["requests"] <= completed + len(workers)
     report = (tmp_path / "RATE_LIMITS.md").read_text()
     assert "switchyard bench ratelimit --quick" in report
+
+
+@pytest.mark.enable_socket
+def test_a_redis_that_went_away_lets_calls_through(caplog: pytest.LogCaptureFixture) -> None:
+    # the provider still enforces its own limit: an outage of the shared counts stops nothing
+    gone = ProviderLimiter.redis("redis://127.0.0.1:1/0", prefix="switchyard:test:gone")
+    configure_rate_limits({MODEL: RateLimit(rpm=1)}, limiter=gone)
+    graph = PATTERNS["pipeline"](helper(model=MODEL))
+    try:
+        with eager_supervisor(), scripted(MODEL, "one", "two") as model:
+            for turn in range(2):
+                result = run(graph, f"turn {turn}", user_id="ada", dlq=None)
+                assert result.ok, result.error
+    finally:
+        configure_rate_limits(None)
+    assert len(model.calls) == 2
+    assert "rate limits of fake:helper cannot be read" in caplog.text
