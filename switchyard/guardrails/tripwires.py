@@ -562,6 +562,22 @@ def _remember(guardrail: Guardrail, text: str, verdict: GuardrailFunctionOutput)
         scope.set_agent_values(_CACHE_KEY, {_key(guardrail, text): verdict})
 
 
+_TRIPPED = "tripped"
+"""Where the run scope keeps the input tripwire that stopped the run (for `masked_user_message`)."""
+
+
+def _recorded(error: GuardrailTrippedError) -> GuardrailTrippedError:
+    """`error`, remembered in the run scope.
+
+    So a node that ends the run without the error (a join after parallel branches) can still
+    mask the user's message (`masked_user_message(state)`).
+    """
+    scope = current_scope()
+    if scope is not None:
+        scope.set_agent_values(_CACHE_KEY, {_TRIPPED: error})
+    return error
+
+
 def user_input(messages: Sequence[BaseMessage]) -> HumanMessage | None:
     """The input an agent's model call answers: the newest user-role message of its request."""
     for message in reversed(messages):
@@ -673,7 +689,7 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
             verdict = guardrail.run(text)
             _remember(guardrail, text, verdict)
         if verdict.tripwire_triggered:
-            raise self._tripped(guardrail, "input", text, verdict)
+            raise _recorded(self._tripped(guardrail, "input", text, verdict))
 
     async def _acheck_input(self, guardrail: Guardrail, text: str) -> None:
         verdict = _cached(guardrail, text)
@@ -681,7 +697,7 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
             verdict = await guardrail.arun(text)
             _remember(guardrail, text, verdict)
         if verdict.tripwire_triggered:
-            raise self._tripped(guardrail, "input", text, verdict)
+            raise _recorded(self._tripped(guardrail, "input", text, verdict))
 
     def _check_inputs(self, guardrails: Sequence[Guardrail], text: str) -> None:
         for guardrail in guardrails:
@@ -863,13 +879,18 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
 # --- what is stored after a trip -----------------------------------------------------------------
 
 
-def masked_user_message(state: Any, error: BaseException) -> list[HumanMessage]:
+def masked_user_message(state: Any, error: BaseException | None = None) -> list[HumanMessage]:
     """The update that overwrites the user's newest message with its masked text, after a trip.
 
     The user's message is checkpointed before any node runs; a stop after an input tripwire
-    writes it again under the same id, masked, so the thread keeps nothing unmasked. Empty for
-    any other error, or a state without the message.
+    writes it again under the same id, masked, so the thread keeps nothing unmasked. Without
+    `error`, the input tripwire this run recorded is used (a node that joins parallel branches,
+    one of which tripped, calls it so). Empty for any other error, or a state without the
+    message.
     """
+    if error is None:
+        scope = current_scope()
+        error = scope.agent_values(_CACHE_KEY).get(_TRIPPED) if scope is not None else None
     if not isinstance(error, GuardrailTrippedError) or error.stage != "input":
         return []
     if not isinstance(state, dict):

@@ -16,7 +16,10 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import NodeError
+from langgraph.graph import END, START, MessagesState
 from langgraph.pregel import Pregel
+from langgraph.types import Command
 
 from switchyard import (
     AgentSpec,
@@ -28,6 +31,7 @@ from switchyard import (
     Tripwires,
     allowed_topics,
     build_fanout_graph,
+    build_supervisor_graph,
     input_guardrail,
     max_length,
     model_judge,
@@ -36,6 +40,7 @@ from switchyard import (
     prompt_injection,
 )
 from switchyard.core.errors import ConfigError
+from switchyard.graphs.guarded import PatternGraph
 from switchyard.guardrails.fallback import FINAL
 from switchyard.guardrails.tripwires import (
     PERSONAL_DATA_TYPES,
@@ -45,7 +50,9 @@ from switchyard.guardrails.tripwires import (
     detect_uk_nino,
     detect_us_ssn,
     mask_sensitive,
+    masked_user_message,
 )
+from switchyard.nodes.fallback import Handler, make_chain_node
 from switchyard.runtime.run import arun, run
 from switchyard.state.outcomes import GUARDRAIL_STOPS, end_reason_for
 from tests.fakes import ScriptedChatModel, scripted
@@ -63,8 +70,8 @@ THREAD: RunnableConfig = {"configurable": {"thread_id": "t"}}
 
 STATE_MASKED = {"router", "hierarchical", "supervisor", "swarm"}
 """Patterns whose stop overwrites the user's message in the thread (their error handlers end
-the run through `stop_command`). The pipeline's, the fan-out's workers' and the events handlers'
-own error handlers (graphs/) do not yet: see `test_the_thread_keeps_only_the_masked_input`."""
+the run through `stop_command`). The pipeline, the fan-out and the events pattern end the run in
+nodes of their own (graphs/) that do not call `masked_user_message(state)` yet."""
 
 
 def scripted_helper(**changes: Any) -> AgentSpec:
@@ -140,9 +147,8 @@ def test_a_national_id_number_trips_the_agents_own_guardrail(pattern: str) -> No
             pattern,
             marks=pytest.mark.xfail(
                 strict=True,
-                reason=f"graphs/{pattern}.py's own error handler does not overwrite the user's "
-                "message yet (it needs masked_user_message(state, error) in its update; a "
-                "worker or handler sent by Send has no messages, so its join node must)",
+                reason=f"graphs/{pattern}.py does not mask the user's message yet: the node "
+                "that ends the run must add masked_user_message(state) to its messages",
             ),
         )
         for pattern in PATTERNS
@@ -238,8 +244,6 @@ def test_a_handoffs_task_is_checked_as_output() -> None:
         model="fake:boss",
         output_guardrails=[NO_ID_OUT],
     )
-    from switchyard import build_supervisor_graph
-
     graph = build_supervisor_graph([offline_worker("clerk")], supervisor=supervisor).compile(
         checkpointer=InMemorySaver()
     )
@@ -547,3 +551,35 @@ def test_unused_scripted_model_is_not_left(models: Any) -> None:
     registered: dict[str, ScriptedChatModel] = models(helper=["Refund issued."])
     run(PATTERNS["router"](scripted_helper()), "I need a refund", dlq=None)
     assert len(registered["helper"].calls) == 1
+
+
+def test_a_join_node_masks_the_users_message_from_the_runs_record() -> None:
+    """A pattern whose failed branch cannot write the thread (a `Send` branch has no messages)
+    masks the user's message in the node that ends the run: `masked_user_message(state)`."""
+
+    def record_nothing(state: Any, error: NodeError) -> Command[Any]:
+        return Command(goto="finish")  # records nothing of the error, as a worker's handler
+
+    failed: Handler = record_nothing
+
+    def finish(state: Any) -> dict[str, Any]:
+        return {"messages": [*masked_user_message(state), AIMessage("stopped")]}
+
+    builder = PatternGraph(MessagesState, context_schema=Context)
+    builder.add_node(
+        "helper",
+        make_chain_node(scripted_helper(), fallback_agent=None),
+        error_handler=failed,
+        destinations=("finish",),
+    )
+    builder.add_node("finish", finish)
+    builder.add_edge(START, "helper")
+    builder.add_edge("helper", END)
+    builder.add_edge("finish", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+    with scripted("fake:helper") as model:
+        invoke(graph, ATTACK, GUARDED)
+    assert model.calls == []
+    stored = thread_text(graph)
+    assert SSN not in stored
+    assert "[REDACTED_US_SSN]" in stored
