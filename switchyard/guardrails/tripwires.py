@@ -592,6 +592,24 @@ def _rewritten(text: str, rewrites: Sequence[Callable[[str], str]]) -> str:
     return text
 
 
+def _rewritten_content(content: Any, rewrites: Sequence[Callable[[str], str]]) -> Any:
+    """A message's content rewritten: text, or the text blocks of a list (images left alone)."""
+    if isinstance(content, str):
+        return _rewritten(content, rewrites)
+    if not isinstance(content, list):
+        return content
+    return [
+        {**block, "text": _rewritten(block["text"], rewrites)}
+        if isinstance(block, dict)
+        and block.get("type") == "text"
+        and isinstance(block.get("text"), str)
+        else _rewritten(block, rewrites)
+        if isinstance(block, str)
+        else block
+        for block in content
+    ]
+
+
 def _rewrite_value(value: Any, rewrites: Sequence[Callable[[str], str]]) -> Any:
     if isinstance(value, str):
         return _rewritten(value, rewrites)
@@ -726,10 +744,10 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
         messages: list[AnyMessage] = []
         changed = False
         for message in request.messages:
-            if isinstance(message, HumanMessage) and isinstance(message.content, str):
-                text = _rewritten(message.content, rewrites)
-                if text != message.content:
-                    message, changed = message.model_copy(update={"content": text}), True
+            if isinstance(message, HumanMessage):
+                content = _rewritten_content(message.content, rewrites)
+                if content != message.content:
+                    message, changed = message.model_copy(update={"content": content}), True
             messages.append(message)
         return request.override(messages=messages) if changed else request
 

@@ -583,3 +583,17 @@ def test_a_join_node_masks_the_users_message_from_the_runs_record() -> None:
     stored = thread_text(graph)
     assert SSN not in stored
     assert "[REDACTED_US_SSN]" in stored
+
+
+def test_the_text_blocks_of_a_multimodal_input_are_redacted() -> None:
+    image = {"type": "image", "url": "https://example.com/receipt.png"}
+    content: list[str | dict[str, Any]] = [{"type": "text", "text": f"my SSN is {SSN}"}, image]
+    with scripted("fake:helper", "Refund issued.") as model:
+        graph = PATTERNS["swarm"](scripted_helper())
+        graph.invoke(
+            {"messages": [HumanMessage(content)]},
+            THREAD,
+            context=Context(guardrail_personal_data="redact"),
+        )
+    [seen] = [m for m in model.calls[0].messages if isinstance(m, HumanMessage)]
+    assert seen.content == [{"type": "text", "text": "my SSN is [REDACTED_US_SSN]"}, image]
