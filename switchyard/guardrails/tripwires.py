@@ -521,6 +521,10 @@ def max_length(chars: int, *, name: str = "max_length", stage: Stage = "input") 
 
 # --- the middleware ------------------------------------------------------------------------------
 
+HANDOFF_METADATA_KEY = "handoff_to"
+"""The metadata key that marks a handoff tool (`switchyard.nodes.handoff`'s; this layer cannot
+import it): a call to such a tool hands a task on, so it is an output."""
+
 _CACHE_KEY = "__tripwires__"
 """Where verdicts on inputs are kept in the run scope (a pseudo-agent's run-scoped values)."""
 
@@ -751,7 +755,18 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
             messages.append(message)
         return request.override(messages=messages) if changed else request
 
-    def _output_text(self, response: ModelResponse[Any]) -> tuple[AIMessage, str] | None:
+    def _own_tools(self, request: ModelRequest[Any]) -> frozenset[str]:
+        """The agent's own tools: declared ones, and the request's tools that are no handoffs."""
+        offered = {
+            str(getattr(tool, "name", ""))
+            for tool in request.tools
+            if HANDOFF_METADATA_KEY not in (getattr(tool, "metadata", None) or {})
+        }
+        return self.own_tools | offered
+
+    def _output_text(
+        self, response: ModelResponse[Any], own: frozenset[str]
+    ) -> tuple[AIMessage, str] | None:
         reply = next((m for m in response.result if isinstance(m, AIMessage)), None)
         if reply is None:
             return None
@@ -759,16 +774,17 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
         if isinstance(response.structured_response, BaseModel):
             parts.append(response.structured_response.model_dump_json())
         elif reply.tool_calls:
-            handed = [c for c in reply.tool_calls if c["name"] not in self.own_tools]
+            handed = [c for c in reply.tool_calls if c["name"] not in own]
             if not handed:
                 return None  # the agent calls its own tools: no output yet
             parts += [text for call in handed for text in _strings(call["args"])]
         return reply, "\n".join(part for part in parts if part)
 
     def _check_output(
-        self, response: ModelResponse[Any], outputs: Sequence[Guardrail]
+        self, request: ModelRequest[Any], response: ModelResponse[Any], outputs: Sequence[Guardrail]
     ) -> ModelResponse[Any]:
-        found = self._output_text(response) if outputs else None
+        own = self._own_tools(request)
+        found = self._output_text(response, own) if outputs else None
         if found is None:
             return response
         reply, text = found
@@ -776,12 +792,13 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
             verdict = guardrail.run(text)
             if verdict.tripwire_triggered:
                 raise self._tripped(guardrail, "output", text, verdict)
-        return self._rewrite_response(response, reply, outputs)
+        return self._rewrite_response(response, reply, outputs, own)
 
     async def _acheck_output(
-        self, response: ModelResponse[Any], outputs: Sequence[Guardrail]
+        self, request: ModelRequest[Any], response: ModelResponse[Any], outputs: Sequence[Guardrail]
     ) -> ModelResponse[Any]:
-        found = self._output_text(response) if outputs else None
+        own = self._own_tools(request)
+        found = self._output_text(response, own) if outputs else None
         if found is None:
             return response
         reply, text = found
@@ -789,17 +806,21 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
             verdict = await guardrail.arun(text)
             if verdict.tripwire_triggered:
                 raise self._tripped(guardrail, "output", text, verdict)
-        return self._rewrite_response(response, reply, outputs)
+        return self._rewrite_response(response, reply, outputs, own)
 
+    @staticmethod
     def _rewrite_response(
-        self, response: ModelResponse[Any], reply: AIMessage, outputs: Sequence[Guardrail]
+        response: ModelResponse[Any],
+        reply: AIMessage,
+        outputs: Sequence[Guardrail],
+        own: frozenset[str],
     ) -> ModelResponse[Any]:
         rewrites = [g.rewrite for g in outputs if g.rewrite is not None]
         if not rewrites:
             return response
         calls = [
             call
-            if call["name"] in self.own_tools
+            if call["name"] in own
             else {**call, "args": _rewrite_value(call["args"], rewrites)}
             for call in reply.tool_calls
         ]
@@ -848,7 +869,7 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
             finally:
                 if pending is not None:
                     pending.result()  # a trip outranks the call's own failure
-            return self._check_output(response, outputs)
+            return self._check_output(request, response, outputs)
         finally:
             _charges.reset(token)
             if charges:
@@ -887,7 +908,7 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
             finally:
                 if pending is not None:
                     await pending
-            return await self._acheck_output(response, outputs)
+            return await self._acheck_output(request, response, outputs)
         finally:
             _charges.reset(token)
             if charges:

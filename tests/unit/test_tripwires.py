@@ -32,6 +32,7 @@ from switchyard import (
     allowed_topics,
     build_fanout_graph,
     build_supervisor_graph,
+    build_swarm_graph,
     input_guardrail,
     max_length,
     model_judge,
@@ -43,6 +44,7 @@ from switchyard.core.errors import ConfigError
 from switchyard.graphs.guarded import PatternGraph
 from switchyard.guardrails.fallback import FINAL
 from switchyard.guardrails.tripwires import (
+    HANDOFF_METADATA_KEY,
     PERSONAL_DATA_TYPES,
     detect_ca_sin,
     detect_es_dni,
@@ -52,6 +54,7 @@ from switchyard.guardrails.tripwires import (
     mask_sensitive,
     masked_user_message,
 )
+from switchyard.nodes import handoff
 from switchyard.nodes.fallback import Handler, make_chain_node
 from switchyard.runtime.run import arun, run
 from switchyard.state.outcomes import GUARDRAIL_STOPS, end_reason_for
@@ -254,17 +257,29 @@ def test_a_handoffs_task_is_checked_as_output() -> None:
     assert "tripped on agent 'boss''s output" in str(result.error)
 
 
-def test_an_agent_calling_its_own_tool_is_not_output_yet() -> None:
-    def lookup(query: str) -> str:
-        """Look a customer up."""
-        return "found"
+def lookup(query: str) -> str:
+    """Look a customer up."""
+    return "found"
 
-    agent = scripted_helper(tools=[lookup], output_guardrails=[NO_ID_OUT])
+
+@pytest.mark.parametrize("where", ["agent", "graph"])
+def test_an_agent_calling_its_own_tool_is_not_output_yet(where: str) -> None:
+    if where == "agent":
+        graph = PATTERNS["swarm"](scripted_helper(tools=[lookup], output_guardrails=[NO_ID_OUT]))
+    else:  # a graph-wide instance tells an agent's own tools from handoffs by the request's tools
+        agents = [scripted_helper(tools=[lookup], handoffs=("second",)), offline_worker("second")]
+        graph = build_swarm_graph(
+            agents, default_agent="helper", middleware=[Tripwires(output_guardrails=[NO_ID_OUT])]
+        ).compile(checkpointer=InMemorySaver())
     call = {"name": "lookup", "args": {"query": SSN}, "id": "t1"}
     with scripted("fake:helper", AIMessage("", tool_calls=[call]), "Done.") as model:
-        result = run(PATTERNS["router"](agent), "find me", dlq=None)
+        result = run(graph, "find me", dlq=None)
     assert result.ok, result.error
     assert len(model.calls) == 2
+
+
+def test_the_handoff_marker_is_the_handoff_tools() -> None:
+    assert HANDOFF_METADATA_KEY == handoff.HANDOFF_METADATA_KEY
 
 
 # --- redact and mask rewrite; the run goes on ----------------------------------------------------
