@@ -45,11 +45,13 @@ class RateLimitConfig:
     workers: int = 4
     rpm: int = 60
     duration_s: float = 180.0
+    overhead_calls: int = 2_000
+    overhead_samples: int = 5
 
     @classmethod
     def quick(cls) -> RateLimitConfig:
         """A few seconds: checks that the harness runs, not the rate (the limit fills at once)."""
-        return cls(workers=4, rpm=20, duration_s=2.0)
+        return cls(workers=4, rpm=20, duration_s=2.0, overhead_calls=20, overhead_samples=1)
 
 
 @dataclass(frozen=True)
@@ -197,15 +199,87 @@ def run_ratelimit(
         for process in processes:
             process.join(timeout=30)
         arrivals = provider.arrivals()
+    progress("measuring what the guard adds to one call")
+    overhead = measure_overhead(config, redis_url, prefix)
     _clear(redis_url, prefix)
     summary = summarise(arrivals, started, config.duration_s, config.rpm)
-    result.rows = [{"kind": "provider", **summary}] + [
-        {"kind": "worker", **w} for w in sorted(workers, key=lambda w: w["worker"])
+    result.rows = [
+        {"kind": "provider", **summary},
+        *({"kind": "worker", **w} for w in sorted(workers, key=lambda w: w["worker"])),
+        *overhead,
     ]
     progress(
         f"provider saw {summary['requests']} requests; at most {summary['max_in_any_60s']} "
         f"in any 60 s (limit {config.rpm} per minute)"
     )
+
+
+OVERHEAD_CASES: tuple[tuple[str, str, dict[str, int] | None], ...] = (
+    ("no limit for the model", "memory", None),
+    ("rpm, in memory", "memory", {"rpm": 1_000_000}),
+    ("rpm + tpm, in memory", "memory", {"rpm": 1_000_000, "tpm": 10**12}),
+    ("rpm, Redis", "redis", {"rpm": 1_000_000}),
+    ("rpm + tpm, Redis", "redis", {"rpm": 1_000_000, "tpm": 10**12}),
+)
+"""What one guarded call costs: (label, storage, limit of the model)."""
+
+
+def measure_overhead(config: RateLimitConfig, redis_url: str, prefix: str) -> list[dict[str, Any]]:
+    """Microseconds `RateLimitGuard` adds to one model call, per case of `OVERHEAD_CASES`.
+
+    The call itself is a function returning a ready reply, so the figure is the guard's own
+    work: the limit lookup, the storage's window checks (one round trip each to Redis) and the
+    token correction. Each sample is the mean of `overhead_calls` calls; rows give the median of
+    `overhead_samples` samples. The limits are high enough never to wait; the request log holds
+    at most `overhead_calls * overhead_samples` entries.
+    """
+    import statistics
+    import timeit
+
+    from langchain.agents.middleware import ModelRequest, ModelResponse
+    from langchain_core.messages import AIMessage, HumanMessage
+
+    from switchyard.core.models import load_chat_model
+    from switchyard.guardrails.ratelimit import (
+        ProviderLimiter,
+        RateLimit,
+        RateLimitGuard,
+        configure_rate_limits,
+    )
+
+    model = load_chat_model("offline")
+    request: ModelRequest[Any] = ModelRequest(
+        model=model, messages=[HumanMessage("hello")], state={"messages": []}, runtime=None
+    )
+    usage = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
+    response: ModelResponse[Any] = ModelResponse(result=[AIMessage("ok", usage_metadata=usage)])
+    guard = RateLimitGuard("bench")
+    rows = []
+    for label, storage, fields in OVERHEAD_CASES:
+        limiter = (
+            ProviderLimiter.redis(redis_url, prefix=f"{prefix}:overhead")
+            if storage == "redis"
+            else ProviderLimiter.in_memory()
+        )
+        limits = {} if fields is None else {"offline": RateLimit(**fields)}
+        configure_rate_limits(limits, limiter=limiter)
+        samples = []
+        for _ in range(config.overhead_samples):
+            total = timeit.timeit(
+                lambda: guard.wrap_model_call(request, lambda _: response),
+                number=config.overhead_calls,
+            )
+            samples.append(total / config.overhead_calls * 1e6)
+        rows.append(
+            {
+                "kind": "overhead",
+                "case": label,
+                "us_per_call": round(statistics.median(samples), 1),
+                "samples": [round(x, 1) for x in samples],
+            }
+        )
+    configure_rate_limits(None)
+    return rows
 
 
 def _preload() -> None:
@@ -296,6 +370,22 @@ def render(result: Result) -> str:
         ],
         "",
     ]
+    overhead = [row for row in result.rows if row["kind"] == "overhead"]
+    if overhead:
+        lines += [
+            "## What the guard adds to one call",
+            "",
+            "`RateLimitGuard.wrap_model_call` around a call that returns a ready reply (the "
+            "offline model's request), in the parent process after the workers have finished: "
+            "the limit lookup, the window checks and the token correction. Median of "
+            f"{config['overhead_samples']} samples of {config['overhead_calls']:,} calls each; "
+            "Redis on the same machine.",
+            "",
+            "| case | microseconds per call |",
+            "|---|---:|",
+            *[f"| {row['case']} | {row['us_per_call']:,} |" for row in overhead],
+            "",
+        ]
     errors = [w["first_error"] for w in workers if w.get("first_error")]
     if errors:
         lines += ["Other endings (first of each worker):", "", *[f"- {e}" for e in errors], ""]

@@ -23,6 +23,15 @@ requests, and its sliding window counter for tokens, whose cost is a count, not 
 token as the moving window would keep. Two things are written here because `limits` has no
 primitive for them: the wait (it only says yes or no, and when its window resets) and the
 `Retry-After` hold, a shared "nobody calls this model before T" (a key with an expiry in Redis).
+
+Async calls use the same (sync) storage as sync ones and wait with `asyncio.sleep`. `limits.aio`
+was not used: its in-memory storage is separate from the sync one (a process making both kinds of
+call would count two budgets), and its Redis client is bound to the event loop that opened it,
+while one process may run graphs on several loops. A check is one short round trip to Redis
+(see bench/RATE_LIMITS.md for what it costs).
+
+When Redis cannot be reached mid-run, calls go through without the shared counts (logged): the
+provider still enforces its own limit, and its 429s are retried.
 """
 
 from __future__ import annotations
@@ -38,7 +47,6 @@ from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest
 from langgraph.errors import GraphBubbleUp
-from langgraph.runtime import get_runtime
 from limits import RateLimitItemPerMinute
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage, Storage
@@ -271,7 +279,8 @@ class ProviderLimiter:
                 reset = self._requests.get_window_stats(item, model, "rpm").reset_time
                 # just past the reset: the window still counts a request made exactly then
                 wait = max(reset - _clock(), 0.0) + _MIN_WAIT_S
-                return Denial(wait, f"{limit.rpm} requests per minute")
+                plural = "" if limit.rpm == 1 else "s"
+                return Denial(wait, f"{limit.rpm} request{plural} per minute")
         return None
 
     def _tokens_wait(self, item: RateLimitItemPerMinute, model: str, tokens: int) -> float:
@@ -316,6 +325,7 @@ _asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 _limiter: ProviderLimiter | None = None
 _configured: dict[str, RateLimit] | None = None
+_from_env: tuple[str, dict[str, RateLimit]] | None = None
 _lock = threading.Lock()
 
 
@@ -356,10 +366,15 @@ def process_rate_limits() -> dict[str, RateLimit]:
     Raises:
         ConfigError: `SWITCHYARD_RATE_LIMITS` is not a valid JSON object of limits.
     """
+    global _from_env
     if _configured is not None:
         return _configured
     raw = os.environ.get(RATE_LIMITS_ENV, "").strip()
-    return parse_rate_limits(raw, where=RATE_LIMITS_ENV) if raw else {}
+    if not raw:
+        return {}
+    if _from_env is None or _from_env[0] != raw:  # parsed once, not at every call
+        _from_env = (raw, parse_rate_limits(raw, where=RATE_LIMITS_ENV))
+    return _from_env[1]
 
 
 def shared_limiter() -> ProviderLimiter:
@@ -382,24 +397,23 @@ def shared_limiter() -> ProviderLimiter:
         return _limiter
 
 
-def rate_limit_for(model: str, agent_limits: RateLimits | None = None) -> RateLimit | None:
+def rate_limit_for(
+    model: str, agent_limits: RateLimits | None = None, run_limits: RateLimits | None = None
+) -> RateLimit | None:
     """The limit a call to `model` is under: the run's, else the agent's, else the process's."""
-    from_run = _run_limits()
-    for limits in (from_run, agent_limits, process_rate_limits()):
+    for limits in (run_limits, agent_limits, process_rate_limits()):
         if limits and model in limits:
             return limits[model]
     return None
 
 
-def _run_limits() -> RateLimits | None:
-    """`Context.rate_limits` of the run executing this code, if any.
+def _run_limits(request: ModelRequest[Any]) -> RateLimits | None:
+    """`Context.rate_limits` of the run `request` belongs to, if any.
 
-    Read by name: `switchyard.state`, where `Context` lives, sits above the guardrails.
+    Read from the request's runtime, by name: `switchyard.state`, where `Context` lives, sits
+    above the guardrails.
     """
-    try:
-        context = get_runtime().context
-    except RuntimeError:
-        return None
+    context = getattr(getattr(request, "runtime", None), "context", None)
     limits = getattr(context, "rate_limits", None)
     return limits if isinstance(limits, Mapping) else None
 
@@ -443,16 +457,19 @@ class RateLimitGuard(AgentMiddleware[Any, Any, Any]):
         self.agent = agent
         self.rate_limits = dict(rate_limits or {})
 
-    def _admission(self, request: ModelRequest[Any]) -> Generator[float, None, _Ticket | None]:
-        """The waits before `request` may go (yielded), then its ticket (None: not limited).
+    def _limit(self, request: ModelRequest[Any]) -> tuple[str, RateLimit | None]:
+        """The model `request` goes to, and its limit (None: not limited)."""
+        model = model_name_of(request.model)
+        return model, rate_limit_for(model, self.rate_limits, _run_limits(request))
+
+    def _admission(
+        self, request: ModelRequest[Any], model: str, limit: RateLimit
+    ) -> Generator[float, None, _Ticket | None]:
+        """The waits before `request` may go (yielded), then its ticket (None: let through).
 
         Raises:
             RateLimitedError: The wait would end past the run's deadline, or never end.
         """
-        model = model_name_of(request.model)
-        limit = rate_limit_for(model, self.rate_limits)
-        if limit is None:
-            return None
         tokens = _estimate(request) if limit.tpm is not None else 0
         limiter = shared_limiter()
         while True:
@@ -523,7 +540,10 @@ class RateLimitGuard(AgentMiddleware[Any, Any, Any]):
 
     def wrap_model_call(self, request: ModelRequest[Any], handler: Callable[..., Any]) -> Any:
         """Wait for room, make the call, settle its tokens and any `Retry-After`."""
-        admission = self._admission(request)
+        model, limit = self._limit(request)
+        if limit is None:  # the common case: one lookup, nothing else
+            return handler(request)
+        admission = self._admission(request, model, limit)
         try:
             while True:
                 _sleep(next(admission))
@@ -543,7 +563,10 @@ class RateLimitGuard(AgentMiddleware[Any, Any, Any]):
         self, request: ModelRequest[Any], handler: Callable[..., Awaitable[Any]]
     ) -> Any:
         """Async form of `wrap_model_call` (the wait does not block the event loop)."""
-        admission = self._admission(request)
+        model, limit = self._limit(request)
+        if limit is None:
+            return await handler(request)
+        admission = self._admission(request, model, limit)
         try:
             while True:
                 await _asleep(next(admission))

@@ -137,7 +137,7 @@ def test_a_refused_request_gives_its_tokens_back(clock: FakeClock) -> None:
     assert tokens.get_window_stats(item, MODEL, "tpm").remaining == 500
     denial = limiter.try_acquire(MODEL, limit, 500)
     assert denial is not None
-    assert denial.reason == "1 requests per minute"
+    assert denial.reason == "1 request per minute"
     assert tokens.get_window_stats(item, MODEL, "tpm").remaining == 500
 
 
@@ -242,7 +242,7 @@ def test_a_wait_past_the_deadline_ends_the_run_rate_limited(
     assert clock.waits == []  # not waited for: it would end past the deadline
     assert end_reason == "rate_limited"
     if entry == "run":
-        assert "fake:helper is rate limited (1 requests per minute)" in error
+        assert "fake:helper is rate limited (1 request per minute)" in error
         assert "past the run's deadline" in error
 
 
