@@ -682,8 +682,11 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
     def _tripped(
         self, guardrail: Guardrail, stage: Stage, text: str, verdict: GuardrailFunctionOutput
     ) -> GuardrailTrippedError:
-        where = f"agent {self.agent!r}'s " if self.agent else "the agent's "
-        what = "the user's input" if stage == "input" else f"{where}output"
+        agent = f"agent {self.agent!r}" if self.agent else "the agent"
+        if stage == "input":
+            what = f"the user's input, before the model call of {agent}"
+        else:
+            what = f"the output of {agent}, before it was handed on"
         mask = guardrail.mask
         if mask is None:
             checked, masked, name = text, verdict.masked, guardrail.title
@@ -693,11 +696,8 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
                     return masked
                 return WITHHELD.format(name=name)
 
-        stop = f"guardrail {guardrail.title!r} tripped on {what}"
-        if stage == "input" and self.agent:
-            stop += f" (before agent {self.agent!r}'s model call)"
         return GuardrailTrippedError(
-            stop,
+            f"guardrail {guardrail.title!r} tripped on {what}",
             guardrail=guardrail.title,
             stage=stage,
             agent=self.agent,

@@ -254,7 +254,7 @@ def test_a_handoffs_task_is_checked_as_output() -> None:
     with scripted("fake:boss", AIMessage("", tool_calls=[call])):
         result = run(graph, "who is this?", dlq=None)
     assert result.end_reason == "guardrail_tripped"
-    assert "tripped on agent 'boss''s output" in str(result.error)
+    assert "tripped on the output of agent 'boss'" in str(result.error)
 
 
 def lookup(query: str) -> str:
