@@ -16,6 +16,7 @@ LangChain middleware, `switchyard.nodes.chain`), built once when the node is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from contextvars import Token
@@ -27,14 +28,15 @@ from langchain_core.messages import AnyMessage, BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import var_child_runnable_config
 from langchain_core.tools import BaseTool
+from langgraph.types import Command
 from pydantic import BaseModel
 
 from switchyard.nodes.call import CallOptions, Validate, acall_agent, call_agent
 from switchyard.nodes.chain import AgentChain
+from switchyard.nodes.memory import memory_policy, remembered_view
 from switchyard.nodes.record import AgentReply
 from switchyard.state.agents import AgentSpec
 from switchyard.state.context import Context, current_context
-from switchyard.state.views import agent_view
 
 View = Callable[[Any, Context], Sequence[BaseMessage]]
 """What an agent sees: from the node's input (state, or a `Send` payload) and the run's context."""
@@ -46,16 +48,21 @@ Accept = Callable[[Any, AgentReply], Any]
 def own_view(
     spec: AgentSpec, messages: Sequence[AnyMessage], context: Context, *, shared: bool = False
 ) -> list[AnyMessage]:
-    """The agent's window onto `messages` (see `switchyard.state.views.agent_view`).
+    """The agent's window onto `messages` (see `switchyard.state.views.window`).
 
     Only the turns the agent answered, unless `shared` (every agent of a swarm sees the whole
-    conversation), trimmed to the agent's window (or the run's override of it).
+    conversation), trimmed to the agent's window (or the run's override of it); a current turn
+    larger than the window is cut, with a marker. When the agent has summarised memory
+    (`AgentSpec.memory`, `Context.memory`), the view starts with a marker of the dropped turns,
+    which its `SummarizedMemory` middleware replaces by its notes
+    (`switchyard.nodes.memory.remembered_view`).
     """
-    return agent_view(
+    return remembered_view(
         messages,
         None if shared else spec.name,
         max_pairs=context.max_message_pairs or spec.max_message_pairs,
         max_tokens=context.max_context_tokens or spec.max_context_tokens,
+        policy=memory_policy(spec, context),
     )
 
 
@@ -79,6 +86,22 @@ def recorded(reply: AgentReply) -> dict[str, Any]:
 def memory_update(agent: str, reply: AgentReply) -> dict[str, Any]:
     """The agent's session-scoped middleware state to checkpoint, if it changed."""
     return {"agent_state": {agent: reply.memory}} if reply.memory else {}
+
+
+def with_memory(update: Any, agent: str, reply: AgentReply) -> Any:
+    """A node's update (a dict or a `Command`) with the agent's `memory_update` added.
+
+    A `Command` (a handoff, a supervisor's delegation) carries it in its own update, so agents
+    that answer with one keep their session state (their summarised memory) too.
+    """
+    memory = memory_update(agent, reply)
+    if not memory:
+        return update
+    if isinstance(update, dict):
+        return {**update, **memory}
+    if isinstance(update, Command) and isinstance(update.update, dict | None):
+        return dataclasses.replace(update, update={**(update.update or {}), **memory})
+    return update
 
 
 def answer_update(state: Any, reply: AgentReply) -> dict[str, Any]:
@@ -202,10 +225,7 @@ class AgentNode:
         )
 
     def _finish(self, state: Any, reply: AgentReply) -> Any:
-        update = self.accept(state, reply)
-        if isinstance(update, dict) and reply.memory:
-            update = {**update, **memory_update(self.agent.name, reply)}
-        return update
+        return with_memory(self.accept(state, reply), self.agent.name, reply)
 
     def run(self, state: Any) -> Any:
         """Call the agent on its view of `state`; the update `accept` makes of the reply."""
