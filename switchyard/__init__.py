@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     )
     from switchyard.nodes.agent import make_agent_node
     from switchyard.nodes.chain import default_middleware
+    from switchyard.nodes.memory import SummarizedMemory
     from switchyard.nodes.tripwires import Tripwires, allowed_topics, model_judge
     from switchyard.runtime.resume import aresume_thread, resume_thread
     from switchyard.runtime.run import (
@@ -85,6 +86,7 @@ if TYPE_CHECKING:
     from switchyard.runtime.sessions import MultitaskStrategy, SessionBusyError
     from switchyard.state.agents import AgentSpec
     from switchyard.state.context import Context
+    from switchyard.state.memory import MemoryNotes, MemoryPolicy
     from switchyard.state.hierarchical import (
         Plan,
         PlanStep,
@@ -103,6 +105,8 @@ _EXPORTS: dict[str, str] = {
     "Context": "switchyard.state.context",
     "Budget": "switchyard.guardrails.budgets",
     "RateLimit": "switchyard.guardrails.ratelimit",
+    "MemoryPolicy": "switchyard.state.memory",
+    "MemoryNotes": "switchyard.state.memory",
     "load_chat_model": "switchyard.core.models",
     "register_chat_model": "switchyard.core.models",
     "unregister_chat_model": "switchyard.core.models",
@@ -133,6 +137,7 @@ _EXPORTS: dict[str, str] = {
     # agents in graphs of your own, and their middleware
     "make_agent_node": "switchyard.nodes.agent",
     "default_middleware": "switchyard.nodes.chain",
+    "SummarizedMemory": "switchyard.nodes.memory",
     "EndReason": "switchyard.state.outcomes",
     # guardrails configured per process
     "configure_breakers": "switchyard.guardrails.breaker",
@@ -201,6 +206,8 @@ __all__ = [
     "GuardrailTrippedError",
     "InputGuardrail",
     "InvalidInputError",
+    "MemoryNotes",
+    "MemoryPolicy",
     "ModelConfigError",
     "MultitaskStrategy",
     "OfflineChatModel",
@@ -217,6 +224,7 @@ __all__ = [
     "SessionAccessError",
     "SessionBusyError",
     "SubTeam",
+    "SummarizedMemory",
     "SwitchyardError",
     "Tripwires",
     "add_cost_alert",

@@ -8,6 +8,7 @@ system prompt, its notes, then its last N turns.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -37,10 +38,11 @@ from switchyard import (
     build_supervisor_graph,
     build_swarm_graph,
 )
-from switchyard.core.errors import ConfigError
+from switchyard.core.errors import AgentConfigError, ConfigError
 from switchyard.core.offline import SimulatedProviderError
 from switchyard.nodes.memory import extract, parse_summary, remembered_view
 from switchyard.runtime.run import run
+from switchyard.state.agents import check_agents
 from switchyard.state.memory import EarlierTurns, MemoryNotes, MemoryPolicy, add_facts
 from switchyard.state.views import cut_turn, split_turns
 from tests.fakes import Call, scripted
@@ -146,6 +148,22 @@ def test_the_key_fact_of_turn_1_survives_nine_turns(pattern: str, entry: str) ->
     assert state["usage"]["helper/fake:memo"]["calls"] == 5
 
 
+def test_the_async_path_summarises_once_per_dropped_turn_too() -> None:
+    async def converse_async(graph: Pregel[Any, Any, Any, Any]) -> None:
+        config: Any = {"configurable": {"thread_id": uuid4().hex}}
+        for turn in range(1, 7):
+            await graph.ainvoke({"messages": [HumanMessage(question(turn))]}, config)
+
+    graph = router(remembering())
+    with (
+        scripted("fake:helper", *[f"Answer {turn}." for turn in range(1, 7)]) as agent,
+        scripted("fake:memo", summary(1), summary(2)) as memo,
+    ):
+        asyncio.run(converse_async(graph))
+    assert len(memo.calls) == 2
+    assert FACT in seen(agent.calls[-1])[0].text
+
+
 @tool
 def lookup(query: str) -> str:
     """Look the query up in the order system."""
@@ -235,6 +253,10 @@ def test_memory_settings_are_checked() -> None:
         helper(memory={"max_facts": 0})
     with pytest.raises(ConfigError, match="memory must be true or false"):
         Context(memory="yes")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="memory_model: model 'gpt' must be 'offline' or"):
+        Context(memory_model="gpt")
+    with pytest.raises(AgentConfigError, match="agent 'helper': model 'gpt' must be"):
+        check_agents([helper(memory={"model": "gpt"})])
 
 
 # --- the summariser failing ---------------------------------------------------------------
@@ -367,7 +389,7 @@ def test_memory_applies_only_where_the_agent_sees_the_conversation(pattern: str)
     memos = [summary(turn) for turn in range(1, 3)] if applies else []
     with scripted("fake:memo", *memos) as memo:
         graph = PATTERNS[pattern](spec)
-        thread = {"configurable": {"thread_id": uuid4().hex}}
+        thread: Any = {"configurable": {"thread_id": uuid4().hex}}
         for _ in range(4):
             graph.invoke({"messages": [HumanMessage("I need a refund")]}, thread)
     assert len(memo.calls) == (2 if applies else 0)
@@ -469,7 +491,9 @@ def test_the_notes_message_fits_its_budget_facts_first() -> None:
 
 
 def test_a_grown_window_summarises_nothing_new() -> None:
-    turns = [[HumanMessage(f"q{i}", id=f"h{i}"), AIMessage(f"a{i}", name="a")] for i in range(3)]
+    turns: list[list[AnyMessage]] = [
+        [HumanMessage(f"q{i}", id=f"h{i}"), AIMessage(f"a{i}", name="a")] for i in range(3)
+    ]
     marker = EarlierTurns.of(turns[:1], 100)
     assert marker.unseen(MemoryNotes(turns=2, through="h1")) == []
     assert [key for key, _ in marker.unseen(MemoryNotes())] == ["h0"]
