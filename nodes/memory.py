@@ -359,7 +359,7 @@ class SummarizedMemory(AgentMiddleware[MemoryState, Context, Any]):
         context = _context(request)
         max_tokens = context.max_context_tokens or self.spec.max_context_tokens
         fitted = fit_view(messages, max_tokens)
-        if step.marker is None and fitted == messages:
+        if step.marker is None and fitted is messages:
             return request
         return request.override(messages=fitted)
 

@@ -146,10 +146,10 @@ def fit_view(messages: Sequence[AnyMessage], max_tokens: int) -> list[AnyMessage
 
     What comes before the first user message (the agent's memory notes) is kept; of the turns
     after it, the oldest are dropped first, then the current turn is cut (`cut_turn`). A view
-    that fits is returned as it is.
+    that fits is returned as it is (the same list).
     """
-    if count_tokens_approximately(messages) <= max_tokens:
-        return list(messages)
+    if _surely_within(messages, max_tokens) or count_tokens_approximately(messages) <= max_tokens:
+        return messages if isinstance(messages, list) else list(messages)
     start = next((i for i, m in enumerate(messages) if isinstance(m, HumanMessage)), None)
     if start is None:
         return cut_turn(list(messages), max_tokens)
@@ -163,6 +163,24 @@ def fit_view(messages: Sequence[AnyMessage], max_tokens: int) -> list[AnyMessage
         reserve=count_tokens_approximately(lead),
     )
     return lead + fitted.messages
+
+
+def _surely_within(messages: Sequence[AnyMessage], max_tokens: int) -> bool:
+    """Whether plain text messages fit `max_tokens` by a bound quicker than counting them.
+
+    `fit_view` runs on every model call: this bound (a token per 4 characters, as
+    `count_tokens_approximately` counts, plus 30 a message for its role, name and overhead)
+    saves counting the usual view that is well within its window.
+    """
+    total = 0
+    for message in messages:
+        content = message.content
+        if not isinstance(content, str) or isinstance(message, ToolMessage):
+            return False
+        if isinstance(message, AIMessage) and (message.tool_calls or message.invalid_tool_calls):
+            return False
+        total += len(content) // _CHARS_PER_TOKEN + 30
+    return total <= max_tokens
 
 
 def _units(turn: Turn) -> list[Turn]:
