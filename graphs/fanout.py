@@ -34,6 +34,7 @@ from pydantic import JsonValue
 from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
 from switchyard.graphs.guarded import PatternGraph
 from switchyard.graphs.pipeline import validated_output
+from switchyard.guardrails.tripwires import masked_user_message
 from switchyard.nodes.agent import NodeRunnable
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import (
@@ -407,6 +408,9 @@ class Merge:
         answered = ask_about_failures(state)
         merged = {**state["results"], **answered}
         outcome = self.merge([merged[name] for name in dispatched if name in merged], dispatched)
+        masked = masked_user_message(state)  # after an input tripwire, the thread keeps it masked
+        if masked:
+            outcome["messages"] = [*masked, *outcome.get("messages", [])]
         return {**outcome, "results": answered} if answered else outcome
 
     def merge(self, results: Sequence[WorkerResult], dispatched: Sequence[str]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from pydantic import BaseModel, JsonValue
 
 from switchyard.core.errors import InvalidInputError, describe_error
 from switchyard.graphs.guarded import PatternGraph
+from switchyard.guardrails.tripwires import masked_user_message
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import (
     FallbackAgent,
@@ -169,7 +170,10 @@ def finish(state: PipelineState) -> dict[str, Any]:
     return {
         "end_reason": reason,
         "end_detail": detail,
-        "messages": [AIMessage(f"The pipeline stopped: {detail}", name=failed[0]["stage"])],
+        "messages": [
+            *masked_user_message(state),  # after an input tripwire, the thread keeps it masked
+            AIMessage(f"The pipeline stopped: {detail}", name=failed[0]["stage"]),
+        ],
     }
 
 

@@ -918,6 +918,13 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
 # --- what is stored after a trip -----------------------------------------------------------------
 
 
+def input_trip() -> GuardrailTrippedError | None:
+    """The input tripwire that tripped in the run executing this code, if one did."""
+    scope = current_scope()
+    error = scope.agent_values(_CACHE_KEY).get(_TRIPPED) if scope is not None else None
+    return error if isinstance(error, GuardrailTrippedError) and error.stage == "input" else None
+
+
 def masked_user_message(state: Any, error: BaseException | None = None) -> list[HumanMessage]:
     """The update that overwrites the user's newest message with its masked text, after a trip.
 
@@ -928,8 +935,7 @@ def masked_user_message(state: Any, error: BaseException | None = None) -> list[
     message.
     """
     if error is None:
-        scope = current_scope()
-        error = scope.agent_values(_CACHE_KEY).get(_TRIPPED) if scope is not None else None
+        error = input_trip()
     if not isinstance(error, GuardrailTrippedError) or error.stage != "input":
         return []
     if not isinstance(state, dict):

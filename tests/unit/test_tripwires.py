@@ -71,11 +71,6 @@ GUARDED = Context(guardrail_injection=True, guardrail_personal_data="block")
 
 THREAD: RunnableConfig = {"configurable": {"thread_id": "t"}}
 
-STATE_MASKED = {"router", "hierarchical", "supervisor", "swarm"}
-"""Patterns whose stop overwrites the user's message in the thread (their error handlers end
-the run through `stop_command`). The pipeline, the fan-out and the events pattern end the run in
-nodes of their own (graphs/) that do not call `masked_user_message(state)` yet."""
-
 
 def scripted_helper(**changes: Any) -> AgentSpec:
     """The `helper` agent on the scripted model `fake:helper`."""
@@ -141,22 +136,7 @@ def test_a_national_id_number_trips_the_agents_own_guardrail(pattern: str) -> No
     assert SSN not in str(letter.error)
 
 
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        pattern
-        if pattern in STATE_MASKED
-        else pytest.param(
-            pattern,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason=f"graphs/{pattern}.py does not mask the user's message yet: the node "
-                "that ends the run must add masked_user_message(state) to its messages",
-            ),
-        )
-        for pattern in PATTERNS
-    ],
-)
+@pytest.mark.parametrize("pattern", PATTERNS)
 def test_the_thread_keeps_only_the_masked_input(pattern: str) -> None:
     with scripted("fake:helper"):
         graph = PATTERNS[pattern](scripted_helper())
