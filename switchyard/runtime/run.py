@@ -27,6 +27,7 @@ from switchyard.core.errors import InvalidInputError, SessionAccessError, descri
 from switchyard.core.models import default_model, load_chat_model
 from switchyard.graphs.guarded import open_scope, usage_in
 from switchyard.guardrails.breaker import check_breaker_store
+from switchyard.guardrails.ratelimit import process_rate_limits
 from switchyard.guardrails.scope import with_scope
 from switchyard.guardrails.tripwires import stored_input
 from switchyard.observability import telemetry
@@ -182,9 +183,11 @@ def prepare(
     if check_input:
         text = check_text(text, context.max_input_chars)
     # Fail before touching the thread when the model cannot be loaded (unknown provider,
-    # missing key) or the breakers' Redis does not answer: the error names what to fix.
+    # missing key), the breakers' Redis does not answer or SWITCHYARD_RATE_LIMITS does not parse:
+    # the error names what to fix.
     load_chat_model(context.model or default_model())
     check_breaker_store()
+    process_rate_limits()
     session = uuid.uuid4().hex if session_id is None else session_id  # thread_id_for refuses ""
     config = run_config(
         graph,

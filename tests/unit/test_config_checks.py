@@ -214,6 +214,18 @@ def test_run_refuses_an_unreachable_redis_before_touching_the_session(
     assert DeadLetterQueue().list() == []
 
 
+def test_run_refuses_bad_rate_limits_before_touching_the_session(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_RATE_LIMITS", '{"openai:gpt-4o-mini": {"rpm": -1}}')
+    saver = InMemorySaver()
+    graph = build_pipeline_graph([AgentSpec(name="a", description="x")]).compile(checkpointer=saver)
+    with pytest.raises(ConfigError, match="SWITCHYARD_RATE_LIMITS"):
+        run(graph, "I need a refund", user_id="ada", session_id="s")
+    assert list(saver.list(None)) == []  # not a failed run: no run at all
+    assert DeadLetterQueue().list() == []
+
+
 def test_a_reachable_redis_passes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
