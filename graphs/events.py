@@ -36,8 +36,11 @@ from pydantic import BaseModel, Field, create_model
 
 from switchyard.core.errors import AgentConfigError, InvalidInputError, describe_error
 from switchyard.graphs.guarded import PatternGraph
+from switchyard.guardrails.convergence import ConvergedError, Convergence
+from switchyard.guardrails.tripwires import input_trip, masked_user_message
 from switchyard.nodes.agent import NodeRunnable
 from switchyard.nodes.classify import last_user_text
+from switchyard.nodes.convergence import DEFAULT_CONVERGENCE, convergence_guard
 from switchyard.nodes.fallback import (
     FallbackAgent,
     answer_text,
@@ -198,6 +201,7 @@ def ingest(state: EventsState, *, bus: Bus) -> dict[str, Any]:
         )
     return {
         "event": None,
+        "end_reason": None,
         "correlation_id": root["correlation_id"],
         "depth_limit": depth_fitting(steps_after_first_node(), bus.max_depth),
         "published": Overwrite([root]),
@@ -241,6 +245,10 @@ def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
     accepted = 0 if new_run else state.get("event_count", 0)
     correlation_id = state.get("correlation_id")
     breach = limit_breach(outbox, accepted, bus, state.get("depth_limit", bus.max_depth))
+    if state.get("end_reason") == "converged":
+        # A handler repeated its answer to the same event: the run ends with it, and what the
+        # other handlers of that round published is logged but not delivered.
+        breach = ("converged", state.get("end_detail") or "a handler repeated its answer")
     records: list[EventRecord] = []
     deliveries: list[Delivery] = []
     unhandled_root = False
@@ -405,6 +413,8 @@ def dead_letter(delivery: Delivery, error: NodeError) -> Command[Literal["bus"]]
     inside the call, and structured output that failed its schema was asked for again. What the
     failed call spent stays in the ledger; the other handlers, and the run, carry on.
     """
+    if isinstance(error.error, ConvergedError):
+        return converged(delivery, error.error)
     letter = DeadLetter(
         agent=delivery["agent"],
         event=delivery["event"],
@@ -417,11 +427,41 @@ def dead_letter(delivery: Delivery, error: NodeError) -> Command[Literal["bus"]]
     return Command(update={"dead_letters": [letter], "usage": partial_usage(error.error)}, goto=BUS)
 
 
+def converged(delivery: Delivery, error: ConvergedError) -> Command[Literal["bus"]]:
+    """A handler gave the same answer to the same event again: that answer ends the run.
+
+    It is recorded as the handler's result (what it would have published is not: the cycle
+    stops here), and the bus ends the run with `end_reason="converged"`.
+    """
+    output = error.output
+    value = output.reply if isinstance(output, HandlerOutput) else error.answer
+    record = Handled(
+        agent=delivery["agent"],
+        event_id=delivery["event"]["id"],
+        event_type=delivery["event"]["type"],
+        output=value,
+        published=[],
+    )
+    update = {
+        "messages": [AIMessage(value, name=delivery["agent"])],
+        "handled": [record],
+        "usage": partial_usage(error),
+        "end_reason": "converged",
+        "end_detail": str(error),
+    }
+    return Command(update=update, goto=BUS)
+
+
 def finish(state: EventsState) -> dict[str, Any]:
-    """End the run: the last handler's answer, or why the run stopped, with the partial result."""
+    """End the run: the last handler's answer, or why the run stopped, with the partial result.
+
+    A run that converged has its answer already (`converged`).
+    """
     handled = state.get("handled") or []
     last = handled[-1] if handled else None
     reason = state.get("end_reason")
+    if reason == "converged":
+        return {}
     if reason is None and last is not None:
         answer = AIMessage(render_output_value(last["output"]), name=last["agent"])
         return {"messages": [answer]}
@@ -431,7 +471,29 @@ def finish(state: EventsState) -> dict[str, Any]:
         if last is not None
         else " No handler had answered."
     )
-    return {"messages": [AIMessage(f"Stopped ({reason or 'no_answer'}): {why}.{tail}", name=BUS)]}
+    stopped = AIMessage(f"Stopped ({reason or 'no_answer'}): {why}.{tail}", name=BUS)
+    return {"messages": [*masked_user_message(state), stopped], **masked_input_events(state)}
+
+
+def masked_input_events(state: EventsState) -> dict[str, Any]:
+    """After an input tripwire: the event log and dead letters with the user's event masked.
+
+    The user's message became the run's first event (depth 0) before any handler checked it;
+    the thread must keep nothing of it unmasked (see `switchyard.guardrails.tripwires`).
+    """
+    trip = input_trip()
+    if trip is None:
+        return {}
+
+    def masked(event: Event) -> Event:
+        if event["depth"] != 0:
+            return event
+        data = {k: trip.mask(v) if isinstance(v, str) else v for k, v in event["data"].items()}
+        return {**event, "data": data}
+
+    log = [{**r, "event": masked(r["event"])} for r in state.get("event_log") or []]
+    letters = [{**d, "event": masked(d["event"])} for d in state.get("dead_letters") or []]
+    return {"event_log": Overwrite(log), "dead_letters": Overwrite(letters)}
 
 
 def render_output_value(output: str | dict[str, Any]) -> str:
@@ -557,11 +619,13 @@ def handler(
     may_publish: Sequence[str],
     middleware: Sequence[AgentMiddleware[Any, Any, Any]],
     fallback_agent: AgentSpec | None = None,
+    convergence: Convergence | None = DEFAULT_CONVERGENCE,
 ) -> NodeRunnable:
     """The node an agent handles its events in; a publisher answers in `publication_schema`.
 
     `fallback_agent` handles the event in the agent's place (with its publication rights) when
-    the agent's call fails.
+    the agent's call fails; `convergence` ends the run when the agent answers the same event
+    the same way again.
     """
     if may_publish:
         spec = spec.model_copy(update={"output_schema": publication_schema(may_publish)})
@@ -571,7 +635,7 @@ def handler(
         fallback_agent=standing_in(fallback_agent, spec.output_schema),
         view=view,
         accept=accept_handled,
-        middleware=middleware,
+        middleware=[*middleware, *convergence_guard(spec, convergence)],
     )
 
 
@@ -585,6 +649,7 @@ def build_events_graph(
     max_depth: int = 5,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
     fallback_agent: FallbackAgent = None,
+    convergence: Convergence | None = DEFAULT_CONVERGENCE,
 ) -> PatternGraph:
     """Build the event-driven pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -601,6 +666,10 @@ def build_events_graph(
             publication rights) once the handler's model and fallback models failed: the name
             of one of the agents, or an agent of its own. None: none. Then a person, when
             `Context.escalate_to_human` is on (see `switchyard.nodes.fallback`).
+        convergence: A handler that answers the same event the same way again ends the run
+            with that answer (`end_reason="converged"`) instead of publishing round after
+            round until `max_depth` (see `switchyard.guardrails.convergence`); None: off. An
+            agent's own `AgentSpec.convergence` overrides it.
 
     Raises:
         AgentConfigError: See `check_bus`; or an unknown fallback agent.
@@ -632,7 +701,7 @@ def build_events_graph(
     builder.add_node(BUS, partial(collect, bus=bus))
     for name, spec in by_name.items():
         rights = bus.publishes.get(name, ())
-        node = handler(spec, rights, middleware, standby)
+        node = handler(spec, rights, middleware, standby, convergence)
         # LangGraph calls error handlers with (input, error); its stubs type them as nodes.
         builder.add_node(name, node, error_handler=cast(Any, dead_letter))
         builder.add_edge(name, BUS)

@@ -43,6 +43,7 @@ from switchyard.core.models import load_chat_model
 from switchyard.core.offline import OfflineChatModel
 from switchyard.graphs.guarded import PatternGraph
 from switchyard.nodes.agent import NodeRunnable, own_view
+from switchyard.nodes.agent_guards import NO_PROGRESS
 from switchyard.nodes.call import model_for
 from switchyard.nodes.classify import last_user_text
 from switchyard.nodes.fallback import (
@@ -79,7 +80,7 @@ from switchyard.state.hierarchical import (
     check_plan,
     steps_by_id,
 )
-from switchyard.state.outcomes import run_stop
+from switchyard.state.outcomes import EndReason, run_stop
 from switchyard.state.usage import UsageLedger
 from switchyard.state.views import split_turns
 
@@ -536,7 +537,9 @@ def _plan_failure(state: HierarchicalState, team: Team) -> dict[str, Any] | None
         f"I could not make a plan that can run for this request: {reason}",
         name=team.manager.name,
     )
-    return {"messages": [note], "end_reason": "plan_invalid", "end_detail": reason}
+    # A manager that re-planned the same rejected plan was not asked again (`SchemaReask`).
+    ended: EndReason = "no_progress" if reason.startswith(NO_PROGRESS) else "plan_invalid"
+    return {"messages": [note], "end_reason": ended, "end_detail": reason}
 
 
 def synthesis_view(state: HierarchicalState, context: Context, *, team: Team) -> list[BaseMessage]:

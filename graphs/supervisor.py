@@ -22,7 +22,9 @@ from pydantic import BaseModel, ValidationError
 
 from switchyard.core.errors import AgentConfigError
 from switchyard.graphs.guarded import PatternGraph
+from switchyard.guardrails.convergence import Convergence
 from switchyard.nodes.agent import own_view, render_output
+from switchyard.nodes.convergence import DEFAULT_CONVERGENCE, convergence_guard
 from switchyard.nodes.fallback import (
     FallbackAgent,
     escalating,
@@ -269,6 +271,7 @@ def build_supervisor_graph(
     max_rounds: int | None = None,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
     fallback_agent: FallbackAgent = None,
+    convergence: Convergence | None = DEFAULT_CONVERGENCE,
 ) -> PatternGraph:
     """Build the supervisor pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -285,6 +288,11 @@ def build_supervisor_graph(
             models failed: the name of one of the agents, or an agent of its own. None: none.
             Then a person, when `Context.escalate_to_human` is on: their answer is the
             supervisor's final answer, or the worker's report (see `switchyard.nodes.fallback`).
+        convergence: The supervisor making the same handoff from the same input again ends the
+            run (`end_reason="no_progress"`, after the fallback chain), a worker giving the same
+            answer to the same input again ends it with that answer (`converged`); see
+            `switchyard.guardrails.convergence`. None: off. An agent's own
+            `AgentSpec.convergence` overrides it.
 
     Raises:
         AgentConfigError: No workers, duplicate names (the supervisor's included), handoffs
@@ -316,7 +324,7 @@ def build_supervisor_graph(
         view=view,
         accept=decide,
         handoffs=tools,
-        middleware=middleware,
+        middleware=[*middleware, *convergence_guard(supervisor, convergence)],
     )
     # A person's answer is the supervisor's reply: an answer, so the turn ends with it.
     handler = escalating(make_stop_handler(supervisor.name), agent=supervisor, view=view)
@@ -329,7 +337,11 @@ def build_supervisor_graph(
     for spec in agents:
         view, accept = worker_view(spec), worker_report(spec)
         node = make_chain_node(
-            spec, fallback_agent=standby, view=view, accept=accept, middleware=middleware
+            spec,
+            fallback_agent=standby,
+            view=view,
+            accept=accept,
+            middleware=[*middleware, *convergence_guard(spec, convergence)],
         )
         # A person's answer is the worker's report: the supervisor carries on with it.
         handler = escalating(make_stop_handler(spec.name), agent=spec, view=view)

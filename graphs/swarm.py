@@ -21,7 +21,9 @@ from langgraph.types import Command
 from pydantic import ValidationError
 
 from switchyard.graphs.guarded import PatternGraph
+from switchyard.guardrails.convergence import Convergence
 from switchyard.nodes.agent import own_view
+from switchyard.nodes.convergence import DEFAULT_CONVERGENCE, convergence_guard
 from switchyard.nodes.fallback import (
     FallbackAgent,
     fallback_destinations,
@@ -231,6 +233,7 @@ def build_swarm_graph(
     ping_pong_repeats: int = DEFAULT_PING_PONG_REPEATS,
     middleware: Sequence[AgentMiddleware[Any, Any, Any]] = (),
     fallback_agent: FallbackAgent = None,
+    convergence: Convergence | None = DEFAULT_CONVERGENCE,
 ) -> PatternGraph:
     """Build the swarm pattern (uncompiled: the caller picks checkpointer and store).
 
@@ -248,6 +251,12 @@ def build_swarm_graph(
             node reached only that way). None (the default): no agent takes over (a peer is not
             a fallback: handing the turn on is the agent's own decision). Then a person, when
             `Context.escalate_to_human` is on (see `switchyard.nodes.fallback`).
+        convergence: An agent that makes the same handoff from the same input again ends the
+            run (`end_reason="no_progress"`, after the fallback chain), one that gives the same
+            answer to the same input again ends it with that answer (`converged`); see
+            `switchyard.guardrails.convergence`. None: off. An agent's own
+            `AgentSpec.convergence` overrides it. Its `repeats` is at least
+            `ping_pong_repeats`.
 
     Raises:
         AgentConfigError: No agents, duplicate names, an unknown default or fallback agent, or a
@@ -268,6 +277,10 @@ def build_swarm_graph(
         specs = [*specs, standby]  # a node of its own, reached only when an agent fails
         by_name = check_agents(specs, default_agent=default_agent)
     standby_name = standby.name if standby is not None else None
+    if convergence is not None and convergence.repeats < ping_pong_repeats:
+        # Two agents handing a turn back and forth repeat their handoffs from the same input;
+        # the swarm's own `ping_pong_repeats` says how many round trips it allows.
+        convergence = convergence.model_copy(update={"repeats": ping_pong_repeats})
     builder = PatternGraph(
         SwarmState, context_schema=Context, input_schema=SwarmInput, output_schema=SwarmOutput
     )
@@ -282,7 +295,7 @@ def build_swarm_graph(
             view=shared_view(spec),
             accept=accept,
             handoffs=tools,
-            middleware=middleware,
+            middleware=[*middleware, *convergence_guard(spec, convergence)],
         )
         # A failing agent's fallback models were tried in its call; then the fallback agent
         # takes the turn, then a person, else the run stops cleanly.

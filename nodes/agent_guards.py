@@ -19,9 +19,15 @@ from switchyard.core.pricing import cost_usd
 from switchyard.core.redact import masked_logger
 from switchyard.core.resilience import retry_attempt
 from switchyard.core.tokens import tokens_of
+from switchyard.guardrails.convergence import (
+    DEFAULT_CONVERGENCE_REPEATS,
+    NoProgressError,
+    normalise,
+)
 from switchyard.guardrails.fallback import fallback_model
 from switchyard.guardrails.guard import Attempt, Attempts, CallGuard, WrappingGuard
 from switchyard.nodes.record import OutputValidationError, current_record
+from switchyard.state.context import current_context
 from switchyard.state.usage import usage_entry
 
 logger = masked_logger(__name__)
@@ -68,6 +74,54 @@ def _reject(error: OutputValidationError) -> None:
         record.rejections.append(error.problem)
 
 
+NO_PROGRESS = "no progress"
+"""How the rejection that ends re-asks of an unchanged answer begins."""
+
+
+class RepeatedAnswerError(OutputValidationError, NoProgressError):
+    """The model gave a rejected answer again, unchanged, when asked to correct it.
+
+    Asking once more would cost a call and change nothing: re-asks stop here. It is both an
+    `OutputValidationError` (a pattern treats it as output that never passed, e.g. the
+    hierarchical manager's default plan stands in) and a `NoProgressError` (its end reason is
+    `no_progress` when nothing stands in).
+    """
+
+
+def _rejected_answer(error: OutputValidationError) -> str | None:
+    """The rejected answer, normalised for comparison (None when there is none to compare)."""
+    if error.answer:
+        return normalise(error.answer)
+    if error.reply is not None and error.reply.text.strip():
+        return normalise(error.reply.text)
+    return None
+
+
+def _unchanged(error: OutputValidationError, rejected: list[str]) -> RepeatedAnswerError | None:
+    """Note `error`'s answer; the error that stops re-asking, once the answer came back unchanged.
+
+    Unchanged: `Context.convergence_repeats` times in all (default 2, the first repetition).
+    """
+    answer = _rejected_answer(error)
+    if answer is None:
+        return None
+    rejected.append(answer)
+    repeats = current_context().convergence_repeats or DEFAULT_CONVERGENCE_REPEATS
+    if rejected.count(answer) < repeats:
+        return None
+    problem = (
+        f"{NO_PROGRESS}: the same rejected answer came back {rejected.count(answer)} times "
+        f"({error.problem}); not asked again"
+    )
+    return RepeatedAnswerError(
+        f"{error} ({NO_PROGRESS}: the same answer {rejected.count(answer)} times)",
+        reply=error.reply,
+        problem=problem,
+        reask=error.reask,
+        answer=error.answer,
+    )
+
+
 class SchemaReask(WrappingGuard):
     """Structured output that fails its schema is asked for again, once, with the error.
 
@@ -92,14 +146,20 @@ class SchemaReask(WrappingGuard):
     def plan(self, request: ModelRequest[Any]) -> Attempts:
         """Ask; while the answer fails its schema, ask again with the error."""
         retries = _reasks(self.retries)
+        rejected: list[str] = []
         for attempt in range(retries + 1):
             outcome = yield request
             error = outcome.error
             if not isinstance(error, OutputValidationError):
                 return outcome.result()
-            _reject(error)
             if attempt == retries:
+                _reject(error)
                 raise _given_up(error, attempt + 1) from error
+            repeated = _unchanged(error, rejected)
+            if repeated is not None:
+                _reject(repeated)
+                raise repeated from error
+            _reject(error)
             request = reask(request, error)
         raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -7,6 +7,11 @@ default chain (`default_middleware`) is, outermost first:
 0. `Tripwires`: the agent's input and output guardrails and the run's built-in ones; a
    tripwire ends the run (`guardrail_tripped`) before the model is called, or before an
    output is handed on;
+   then `SummarizedMemory`: the turns the agent's window dropped, summarised once into its
+   notes (a summary and key facts) shown in their place (`switchyard.nodes.memory`);
+   then `ConfidenceGate`: a structured answer reporting a `confidence` below the agent's
+   `min_confidence` (or the run's) is not handed on but goes down the fallback chain
+   (`switchyard.guardrails.confidence`);
 1. `FallbackModels`: the agent's fallback models, when its model fails;
 2. `SchemaReask`: structured output that fails its schema is asked for again, with the error;
 3. `DeadlineRetry` (LangChain's `ModelRetryMiddleware`): transient failures are retried, never
@@ -52,13 +57,16 @@ from typing_extensions import ReadOnly
 
 from switchyard.core.models import load_chat_model
 from switchyard.guardrails.breaker import BreakerGuard
+from switchyard.guardrails.confidence import ConfidenceGate
 from switchyard.guardrails.fallback import FallbackModels
 from switchyard.guardrails.limits import CallLimits, DeadlineRetry
 from switchyard.guardrails.ratelimit import RateLimitGuard
 from switchyard.guardrails.spend import SpendGuard
 from switchyard.nodes.agent_guards import SchemaReask, ToolAuthority, UsageRecorder
+from switchyard.nodes.memory import SummarizedMemory
 from switchyard.nodes.tripwires import Tripwires, agent_tripwires
 from switchyard.state.agents import AgentSpec
+from switchyard.state.context import current_context
 
 HOOKS = ("before_agent", "before_model", "after_model", "after_agent")
 """The node-style hooks a middleware may define, in the order an agent call reaches them."""
@@ -88,10 +96,18 @@ def model_loader(spec: AgentSpec) -> Callable[[str], BaseChatModel]:
     return load
 
 
+def _run_min_confidence() -> float | None:
+    return current_context().min_confidence
+
+
 def default_middleware(spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
     """The guardrails every agent gets, outermost first (see the module docstring)."""
     load = model_loader(spec)
     chain: list[AgentMiddleware[Any, Any, Any]] = [agent_tripwires(spec)]
+    chain.append(SummarizedMemory(spec))
+    chain.append(
+        ConfidenceGate(spec.min_confidence, agent=spec.name, run_threshold=_run_min_confidence)
+    )
     if spec.fallback_models:
         chain.append(FallbackModels(spec.fallback_models, load=load))
     chain += [
@@ -166,6 +182,7 @@ def _direct(method: Callable[..., Any], inner: Callable[[Any], Any], request: An
 _PASS_THROUGH = frozenset(
     {
         Tripwires,
+        ConfidenceGate,
         FallbackModels,
         SchemaReask,
         DeadlineRetry,

@@ -55,6 +55,8 @@ from pydantic import BaseModel, ValidationError
 
 from switchyard.core.errors import AgentConfigError, describe_error
 from switchyard.core.redact import masked_logger
+from switchyard.guardrails.confidence import LowConfidenceError
+from switchyard.guardrails.convergence import ConvergedError
 from switchyard.guardrails.tripwires import masked_user_message
 from switchyard.nodes.agent import (
     Accept,
@@ -487,6 +489,9 @@ def escalating(
             task=task_of(view, state) if view is not None else request_of(state),
         )
         question["turn"] = turn_of(state)
+        question["reason"] = end_reason_for(error.error)  # low_confidence, no_progress, ...
+        if isinstance(error.error, LowConfidenceError):
+            question["answer"] = error.error.answer  # what the agent was unsure of
         update = {"usage": partial_usage(error.error), ASKING: {target: question}}
         return Command(update=update, goto=target)
 
@@ -498,9 +503,21 @@ def stop_command(
 ) -> Command[Any]:
     """End the run cleanly after `agent` failed: its end reason, why, and what it spent.
 
-    After an input tripwire, the user's message in `state` (the node's input) is overwritten,
-    masked.
+    An agent that converged did not fail: its repeated answer is the run's answer. After an
+    input tripwire, the user's message in `state` (the node's input) is overwritten, masked.
     """
+    if isinstance(error, ConvergedError):
+        answer = AIMessage(content=error.answer, name=agent)
+        logger.info("run ends: %s", error)
+        return Command(
+            goto=END,
+            update={
+                "messages": [answer],
+                "end_reason": "converged",
+                "usage": partial_usage(error),
+                **update,
+            },
+        )
     reason: EndReason = end_reason_for(error)
     failures = "; ".join(failures_of(agent, error))
     message = AIMessage(

@@ -152,6 +152,11 @@ def _load(precision: str) -> _Loaded:
         return _models[precision]
 
 
+def loaded() -> bool:
+    """Whether the embedding model is loaded in this process already (so using it costs no load)."""
+    return bool(_models)
+
+
 class Embedder:
     """all-MiniLM-L6-v2 sentence embeddings on the CPU, loaded on first use, cached on disk.
 

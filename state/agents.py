@@ -23,8 +23,10 @@ from switchyard.core.errors import AgentConfigError, ModelConfigError
 from switchyard.core.models import is_registered, split_model
 from switchyard.core.pricing import has_price
 from switchyard.guardrails.budgets import Budget
+from switchyard.guardrails.convergence import Convergence
 from switchyard.guardrails.ratelimit import RateLimit
 from switchyard.guardrails.tripwires import Guardrail
+from switchyard.state.memory import MemoryPolicy
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -98,6 +100,19 @@ class AgentSpec(BaseModel):
     budget: Budget | None = Field(
         default=None, description="Limit on this agent's spend over a session."
     )
+    min_confidence: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=1.0,
+        description="Least confidence (0 to 1) the agent's structured answer must report in its "
+        "`confidence` field to be handed on; below it the answer goes down the fallback chain "
+        "(end reason 'low_confidence' when nothing stands in). None: not checked.",
+    )
+    convergence: Convergence | None = Field(
+        default=None,
+        description="How this agent's repetitions are detected in a pattern that can cycle "
+        "(supervisor, swarm, events); None: the graph's (`build_*_graph(convergence=...)`).",
+    )
     middleware: tuple[AgentMiddleware[Any, Any, Any], ...] = Field(
         default=(),
         description="LangChain AgentMiddleware for this agent, outside Switchyard's guardrails "
@@ -118,6 +133,11 @@ class AgentSpec(BaseModel):
         default=(),
         description="Checks of this agent's output (its answer, or the task it hands on) before "
         "it is handed on or returned; a tripwire ends the run with 'guardrail_tripped'.",
+    )
+    memory: MemoryPolicy = Field(
+        default_factory=MemoryPolicy,
+        description="Summarised memory of the turns this agent's window drops (a running "
+        "summary and key facts, switchyard.MemoryPolicy); False: they are forgotten.",
     )
     graph: Any = Field(
         default=None,
@@ -158,6 +178,11 @@ class AgentSpec(BaseModel):
                     "wrap a function with switchyard.input_guardrail or output_guardrail"
                 )
         return items
+
+    @field_validator("memory", mode="before")
+    @classmethod
+    def _memory(cls, value: Any) -> Any:
+        return MemoryPolicy(enabled=value) if isinstance(value, bool) else value
 
     @field_validator("description")
     @classmethod
@@ -331,6 +356,8 @@ def _check_models(spec: AgentSpec) -> None:
     models = [m for m in (spec.model, *spec.fallback_models) if m is not None]
     if spec.budget is not None and spec.budget.downgrade_model:
         models.append(spec.budget.downgrade_model)
+    if spec.memory.model:  # the summariser is charged to the agent like its own model
+        models.append(spec.memory.model)
     for model in models:
         if is_registered(model):
             continue

@@ -14,7 +14,8 @@ from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 from pydantic import ValidationError
 
-from switchyard.core.errors import ConfigError
+from switchyard.core.errors import ConfigError, ModelConfigError
+from switchyard.core.models import split_model
 from switchyard.guardrails.budgets import Budget
 from switchyard.guardrails.ratelimit import RateLimit, parse_rate_limits
 
@@ -96,6 +97,22 @@ class Context:
             "with end reason 'retry_budget_exhausted'. Empty: no run-wide limit."
         },
     )
+    min_confidence: float | None = field(
+        default=None,
+        metadata={
+            "description": "Override of every agent's min_confidence: structured answers "
+            "reporting a lower `confidence` (0 to 1) are not handed on but go down the fallback "
+            "chain (a person when escalate_to_human is on). Empty: each agent's own."
+        },
+    )
+    convergence_repeats: int | None = field(
+        default=None,
+        metadata={
+            "description": "Override of every agent's Convergence.repeats: how often the same "
+            "answer (end reason 'converged') or the same handoff ('no_progress') from the same "
+            "input ends a run of a pattern that can cycle (at least 2). Empty: the graph's."
+        },
+    )
     durability: Literal["sync", "async", "exit"] = field(
         default="sync",
         metadata={
@@ -141,6 +158,22 @@ class Context:
         },
     )
 
+    memory: bool | None = field(
+        default=None,
+        metadata={
+            "description": "Override of every agent's summarised memory (AgentSpec.memory): "
+            "true summarises the turns an agent's window drops, false forgets them. Empty: "
+            "each agent's own (on unless it turns it off)."
+        },
+    )
+    memory_model: str | None = field(
+        default=None,
+        metadata={
+            "description": "Model that writes every agent's memory summary ('offline' or "
+            "'provider:model'). Empty: each agent's memory.model, else the agent's own model."
+        },
+    )
+
     def __post_init__(self) -> None:
         # A context sent as JSON (the Agent Server, Studio, langgraph-sdk) arrives as a dict, and
         # LangGraph builds `Context(**fields)`: its budgets are dicts until validated here.
@@ -167,10 +200,24 @@ class Context:
                 "escalation_threshold must be at least 0 and below confidence_threshold "
                 f"({self.confidence_threshold}), got {self.escalation_threshold}"
             )
+        if self.min_confidence is not None and not 0.0 <= self.min_confidence <= 1.0:
+            raise ConfigError(
+                f"min_confidence must be between 0 and 1 when set, got {self.min_confidence}"
+            )
+        if self.convergence_repeats is not None and self.convergence_repeats < 2:
+            raise ConfigError(
+                "convergence_repeats must be at least 2 when set (1 would stop every run at its "
+                f"first answer), got {self.convergence_repeats}"
+            )
         if self.guardrail_max_chars is not None and self.guardrail_max_chars <= 0:
             raise ConfigError(
                 f"guardrail_max_chars must be positive when set, got {self.guardrail_max_chars}"
             )
+        if self.memory_model is not None:
+            try:
+                split_model(self.memory_model)
+            except ModelConfigError as exc:
+                raise ConfigError(f"memory_model: {exc}") from None
         if self.max_retries is not None and self.max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more when set, got {self.max_retries}")
         for name in ("max_message_pairs", "max_context_tokens", "timeout_s"):
@@ -255,9 +302,12 @@ def current_context() -> Context:
     context (or with `None`) gets the defaults, as does code called outside a graph (a unit test).
     """
     try:
-        context = get_runtime(Context).context
-    except RuntimeError:  # not inside a graph run
+        runtime = get_runtime(Context)
+    except RuntimeError:  # not inside a runnable
         return Context()
+    # Inside a runnable that is no graph run (an agent called directly with a config), the
+    # config carries no runtime.
+    context = getattr(runtime, "context", None)
     return context if isinstance(context, Context) else Context()
 
 

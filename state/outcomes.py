@@ -12,6 +12,8 @@ from switchyard.guardrails.budgets import (
     DeadlineExceededError,
     RetryBudgetExhaustedError,
 )
+from switchyard.guardrails.confidence import LowConfidenceError
+from switchyard.guardrails.convergence import ConvergedError, NoProgressError
 from switchyard.guardrails.limits import RateLimitedError
 from switchyard.guardrails.tripwires import GuardrailTrippedError
 
@@ -26,6 +28,7 @@ EndReason = Literal[
     "retry_budget_exhausted",
     "agent_failed",
     "guardrail_tripped",
+    "low_confidence",
     "rate_limited",
     # patterns that can cycle (supervisor, swarm, events, hierarchical re-plans)
     "converged",
@@ -72,6 +75,12 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
         return "retry_budget_exhausted"
     if isinstance(error, RateLimitedError):
         return "rate_limited"
+    if isinstance(error, ConvergedError):
+        return "converged"
+    if isinstance(error, NoProgressError):
+        return "no_progress"
+    if isinstance(error, LowConfidenceError):
+        return "low_confidence"
     if isinstance(error, GuardrailTrippedError):
         return "guardrail_tripped"
     if isinstance(error, GraphRecursionError):
@@ -80,12 +89,19 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
 
 
 GUARDRAIL_STOPS: frozenset[EndReason] = frozenset(
-    {"budget_exceeded", "deadline", "retry_budget_exhausted", "guardrail_tripped", "rate_limited"}
+    {
+        "budget_exceeded",
+        "deadline",
+        "retry_budget_exhausted",
+        "converged",
+        "rate_limited",
+        "guardrail_tripped",
+    }
 )
-"""End reasons of a guardrail no fallback can get round: they end the whole run (`rate_limited`:
-the agent's fallback models had their turn inside the call, each under its own model's limit, and
-what is left cannot be called before the run's deadline, as the provider or the shared limit
-allows)."""
+"""End reasons of a guardrail no fallback can get round: they end the whole run (`converged`
+with the answer that was repeated: nothing is left to fall back from; `rate_limited`: the agent's
+fallback models had their turn inside the call, each under its own model's limit, and what is
+left cannot be called before the run's deadline, as the provider or the shared limit allows)."""
 
 
 def guardrail_stop(error: BaseException) -> EndReason | None:

@@ -54,6 +54,8 @@ if TYPE_CHECKING:
         RetryBudgetExhaustedError,
         add_cost_alert,
     )
+    from switchyard.guardrails.confidence import ConfidenceGate, LowConfidenceError
+    from switchyard.guardrails.convergence import ConvergedError, Convergence, NoProgressError
     from switchyard.guardrails.idempotency import aonce, idempotency_key, once
     from switchyard.guardrails.limits import AgentTimeoutError, RateLimitedError
     from switchyard.guardrails.ratelimit import RateLimit, configure_rate_limits
@@ -86,7 +88,6 @@ if TYPE_CHECKING:
     from switchyard.runtime.sessions import MultitaskStrategy, SessionBusyError
     from switchyard.state.agents import AgentSpec
     from switchyard.state.context import Context
-    from switchyard.state.memory import MemoryNotes, MemoryPolicy
     from switchyard.state.hierarchical import (
         Plan,
         PlanStep,
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
         SubTeam,
         check_plan,
     )
+    from switchyard.state.memory import MemoryNotes, MemoryPolicy
     from switchyard.state.outcomes import EndReason
     from switchyard.storage.dlq import DeadLetterQueue
     from switchyard.storage.persistence import open_async_persistence, open_persistence
@@ -181,6 +183,11 @@ _EXPORTS: dict[str, str] = {
     "BudgetExceededError": "switchyard.guardrails.budgets",
     "DeadlineExceededError": "switchyard.guardrails.budgets",
     "RetryBudgetExhaustedError": "switchyard.guardrails.budgets",
+    "ConfidenceGate": "switchyard.guardrails.confidence",
+    "LowConfidenceError": "switchyard.guardrails.confidence",
+    "Convergence": "switchyard.guardrails.convergence",
+    "ConvergedError": "switchyard.guardrails.convergence",
+    "NoProgressError": "switchyard.guardrails.convergence",
     "GuardrailTrippedError": "switchyard.guardrails.tripwires",
     "CircuitOpenError": "switchyard.guardrails.breaker",
     "PlanValidationError": "switchyard.state.hierarchical",
@@ -196,8 +203,11 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "CircuitOpenError",
+    "ConfidenceGate",
     "ConfigError",
     "Context",
+    "ConvergedError",
+    "Convergence",
     "DeadLetterQueue",
     "DeadlineExceededError",
     "EndReason",
@@ -206,10 +216,12 @@ __all__ = [
     "GuardrailTrippedError",
     "InputGuardrail",
     "InvalidInputError",
+    "LowConfidenceError",
     "MemoryNotes",
     "MemoryPolicy",
     "ModelConfigError",
     "MultitaskStrategy",
+    "NoProgressError",
     "OfflineChatModel",
     "OutputGuardrail",
     "PersistenceConfigError",

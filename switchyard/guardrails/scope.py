@@ -23,6 +23,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.config import get_config
 
 from switchyard.guardrails.budgets import RunMeter
+from switchyard.guardrails.convergence import ConvergenceLog
 
 RUN_SCOPE_KEY = "__switchyard_run_scope__"
 """Key of the scope in the run config's `configurable` (`__` keys never reach checkpoints)."""
@@ -39,6 +40,7 @@ class RunScope:
         retries_left: Retries of model calls the run may still make, all agents together (None:
             no run-wide limit).
         values: Run-scoped middleware state, by agent, then by state key.
+        convergence: What each agent was given and did, to notice repetition.
     """
 
     meter: RunMeter
@@ -46,6 +48,7 @@ class RunScope:
     call_timeout_s: float | None = None
     retries_left: int | None = None
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    convergence: ConvergenceLog = field(default_factory=ConvergenceLog)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def agent_values(self, agent: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from langgraph.types import StateSnapshot
 
 from switchyard.core.errors import SessionAccessError, SwitchyardError
 from switchyard.core.redact import redact
+from switchyard.state.outcomes import SUCCESSFUL
 from switchyard.state.reducers import merge_usage
 from switchyard.state.usage import UsageEntry, UsageLedger
 
@@ -626,7 +627,7 @@ def render_html(report: SessionReport) -> str:
         "<h2>Runs</h2>",
     ]
     for index, run in enumerate(report.runs):
-        status_class = "ok" if run.end_reason in ("completed",) else "error"
+        status_class = "ok" if run.end_reason in SUCCESSFUL else "error"
         sections.append(f'<section class="run" id="run-{index + 1}">')
         sections.append(
             f'<h3>Run {index + 1}: <span class="{status_class}">{_e(run.end_reason)}</span></h3>'
@@ -639,8 +640,11 @@ def render_html(report: SessionReport) -> str:
         if run.input:
             sections.append(f"<p>message: <q>{_e(run.input[:500])}</q></p>")
         if run.error:
+            # A run that converged ended where an agent repeated its answer: not a failure.
+            where = "converged at" if run.end_reason == "converged" else "failed at"
             sections.append(
-                f'<p class="error">failed at <b>{_e(run.failed_node)}</b>: {_e(run.error)}</p>'
+                f'<p class="{status_class}">{where} <b>{_e(run.failed_node)}</b>: '
+                f"{_e(run.error)}</p>"
             )
         sections.append(_timeline_svg(run, index, order))
         sections.append(_usage_html(run.usage))

@@ -153,6 +153,8 @@ def test_the_default_chain_is_visible_and_user_middleware_goes_outside_it() -> N
     assert names == [
         "Signed",
         "Tripwires",
+        "SummarizedMemory",
+        "ConfidenceGate",
         "SchemaReask",
         "DeadlineRetry",
         "SpendGuard",

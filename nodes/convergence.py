@@ -1,0 +1,181 @@
+"""`ConvergenceGuard`: the middleware that notices an agent repeating itself.
+
+See `switchyard.guardrails.convergence` for what counts and what happens then. The patterns
+that can cycle (supervisor, swarm, events) put it on each of their agents, outside the agent's
+own middleware and the default guardrails, so it sees the answer the agent finally gave (after
+its retries and fallback models), which is charged before the guard stops the run. A manager
+that re-plans is covered where re-asks happen (`SchemaReask`, which gives up on an answer
+repeated unchanged).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
+from pydantic import BaseModel
+
+from switchyard.core.redact import masked_logger
+from switchyard.guardrails.convergence import (
+    ConvergedError,
+    Convergence,
+    Kind,
+    NoProgressError,
+    Similarity,
+    Step,
+    ngram_similarity,
+    normalise,
+)
+from switchyard.guardrails.scope import current_scope
+from switchyard.nodes.handoff import HANDOFF_PREFIX
+from switchyard.state.agents import AgentSpec
+from switchyard.state.context import current_context
+
+logger = masked_logger(__name__)
+
+DEFAULT_CONVERGENCE = Convergence()
+"""What every cyclic pattern detects unless told otherwise: the first repetition, 3-gram
+near-duplicates at 0.92."""
+
+
+def given(messages: Sequence[AnyMessage]) -> str:
+    """What the agent was last given: the text of the newest message it sees that is not its own.
+
+    For a worker, its task; for a supervisor, the report it just received; for an event handler,
+    the event (without its ids and time, see `normalise`).
+    """
+    for message in reversed(messages):
+        if isinstance(message, SystemMessage | AIMessage):
+            continue
+        return normalise(message.text)
+    return ""
+
+
+def done(response: ModelResponse[Any]) -> tuple[Kind, str, str] | None:
+    """What the agent did: ("handoff", what, shown) or ("answer", what, shown).
+
+    None for a call of an ordinary tool (a step of its work, not a result).
+    """
+    message = next((m for m in response.result if isinstance(m, AIMessage)), None)
+    if message is None:
+        return None
+    structured = response.structured_response
+    if isinstance(structured, BaseModel):  # (a schema answered by a tool call included)
+        shown = structured.model_dump_json()
+        return "answer", normalise(shown), shown
+    calls = message.tool_calls
+    handoffs = [c for c in calls if c["name"].startswith(HANDOFF_PREFIX)]
+    if handoffs:
+        what = json.dumps([[c["name"], c["args"]] for c in handoffs], sort_keys=True)
+        return "handoff", normalise(what), what
+    if calls:
+        return None
+    return "answer", normalise(message.text), message.text
+
+
+def embedding_similarity(*, load: bool) -> Similarity | None:
+    """Cosine similarity of sentence embeddings, or None when the model is not at hand.
+
+    Not at hand: not loaded yet (unless `load`), or the semantic extra is missing.
+    """
+    from switchyard.nodes import semantic  # imported only here: it pulls numpy
+
+    if not load and not semantic.loaded():
+        return None
+    try:
+        embedder = semantic.Embedder()
+        embedder.encode(["probe"])
+    except semantic.SemanticUnavailableError:
+        return None
+
+    def similar(left: str, right: str) -> float:
+        vectors = embedder.encode([left, right])
+        return float(vectors[0] @ vectors[1])
+
+    return similar
+
+
+def similarity_for(config: Convergence) -> Similarity:
+    """The near-duplicate measure `config.method` names (3-grams when no embedding is at hand)."""
+    if config.method == "ngram" or config.similarity is None:
+        return ngram_similarity
+    return embedding_similarity(load=config.method == "embedding") or ngram_similarity
+
+
+class ConvergenceGuard(AgentMiddleware[Any, Any, Any]):
+    """Ends the run when its agent repeats an answer (`converged`) or a handoff (`no_progress`).
+
+    Args:
+        agent: The agent it watches.
+        config: What counts as a repetition (`Context.convergence_repeats` overrides `repeats`).
+    """
+
+    def __init__(self, agent: str, config: Convergence = DEFAULT_CONVERGENCE) -> None:
+        super().__init__()
+        self.agent = agent
+        self.config = config
+        self._similarity: Similarity | None = None
+
+    @property
+    def name(self) -> str:
+        """One guard per agent: the chain may hold several, so each has its own name."""
+        return f"ConvergenceGuard[{self.agent}]"
+
+    def _check(self, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
+        scope = current_scope()
+        action = done(response)
+        if scope is None or action is None:
+            return
+        kind, what, shown = action
+        repeats = current_context().convergence_repeats or self.config.repeats
+        if self._similarity is None:
+            self._similarity = similarity_for(self.config)
+        step = Step(self.agent, kind, given(request.messages), what)
+        seen = scope.convergence.repeated(
+            step, threshold=self.config.similarity, similarity=self._similarity
+        )
+        if seen + 1 < repeats:
+            return
+        times = f"{seen + 1} times from the same input"
+        if kind == "handoff":
+            logger.warning("agent %s is making no progress: the same handoff %s", self.agent, times)
+            raise NoProgressError(
+                f"agent {self.agent!r} made the same handoff {times} ({shown}): no progress "
+                f"(Convergence.repeats={repeats})"
+            )
+        logger.info("agent %s converged: the same answer %s", self.agent, times)
+        output = response.structured_response
+        raise ConvergedError(self.agent, shown, f"the same answer {times}", output)
+
+    def wrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
+    ) -> ModelResponse[Any]:
+        """Call the model; stop the run when the answer repeats an earlier one."""
+        response = handler(request)
+        self._check(request, response)
+        return response
+
+    async def awrap_model_call(
+        self,
+        request: ModelRequest[Any],
+        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
+    ) -> ModelResponse[Any]:
+        """Async form of `wrap_model_call`."""
+        response = await handler(request)
+        self._check(request, response)
+        return response
+
+
+def convergence_guard(
+    spec: AgentSpec, graph: Convergence | None
+) -> list[AgentMiddleware[Any, Any, Any]]:
+    """The guard for `spec` in a cyclic pattern: its own setting, else the graph's; [] when off."""
+    config = spec.convergence or graph
+    if config is None or not config.enabled:
+        return []
+    return [ConvergenceGuard(spec.name, config)]
