@@ -11,7 +11,7 @@ repeated unchanged).
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
@@ -29,6 +29,7 @@ from switchyard.guardrails.convergence import (
     ngram_similarity,
     normalise,
 )
+from switchyard.guardrails.guard import ResponseCheck
 from switchyard.guardrails.scope import current_scope
 from switchyard.nodes.handoff import HANDOFF_PREFIX
 from switchyard.state.agents import AgentSpec
@@ -105,7 +106,7 @@ def similarity_for(config: Convergence) -> Similarity:
     return embedding_similarity(load=config.method == "embedding") or ngram_similarity
 
 
-class ConvergenceGuard(AgentMiddleware[Any, Any, Any]):
+class ConvergenceGuard(ResponseCheck):
     """Ends the run when its agent repeats an answer (`converged`) or a handoff (`no_progress`).
 
     Args:
@@ -124,7 +125,8 @@ class ConvergenceGuard(AgentMiddleware[Any, Any, Any]):
         """One guard per agent: the chain may hold several, so each has its own name."""
         return f"ConvergenceGuard[{self.agent}]"
 
-    def _check(self, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
+    def check(self, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
+        """Note what the agent did; stop the run when it repeats an earlier call."""
         scope = current_scope()
         action = done(response)
         if scope is None or action is None:
@@ -149,26 +151,6 @@ class ConvergenceGuard(AgentMiddleware[Any, Any, Any]):
         logger.info("agent %s converged: the same answer %s", self.agent, times)
         output = response.structured_response
         raise ConvergedError(self.agent, shown, f"the same answer {times}", output)
-
-    def wrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
-    ) -> ModelResponse[Any]:
-        """Call the model; stop the run when the answer repeats an earlier one."""
-        response = handler(request)
-        self._check(request, response)
-        return response
-
-    async def awrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
-    ) -> ModelResponse[Any]:
-        """Async form of `wrap_model_call`."""
-        response = await handler(request)
-        self._check(request, response)
-        return response
 
 
 def convergence_guard(

@@ -9,14 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 
 from switchyard import (
     AgentSpec,
+    Context,
     OfflineChatModel,
+    RunResult,
     build_events_graph,
     build_fanout_graph,
     build_hierarchical_graph,
@@ -26,6 +31,7 @@ from switchyard import (
     build_swarm_graph,
     demos,
     register_chat_model,
+    run,
     unregister_chat_model,
 )
 
@@ -87,3 +93,45 @@ PATTERNS: dict[str, Build] = {
     ),
 }
 """Each pattern with the agent `helper` in an agent's or a worker's place (in-memory threads)."""
+
+
+@dataclass
+class Ended:
+    """How a run ended, whether it was started with `run()` or a plain `graph.invoke`.
+
+    Attributes:
+        end_reason: The run's end reason (None: a plain invoke whose state set none).
+        error: The facade's error, or the state's `end_detail` after a plain invoke.
+        answer: The last AI message's text.
+        config: The thread's config, to read its state.
+        result: The facade's `RunResult` (None after a plain invoke).
+    """
+
+    end_reason: str | None
+    error: str
+    answer: str
+    config: RunnableConfig
+    result: RunResult | None = None
+
+
+def run_or_invoke(
+    graph: Pregel[Any, Any, Any, Any],
+    entry: str,
+    text: str = "I need a refund",
+    context: Context | None = None,
+) -> Ended:
+    """Start one run on `text` through the facade (`entry="run"`) or a plain `graph.invoke`."""
+    context = context or Context()
+    if entry == "run":
+        result = run(graph, text, user_id="ada", context=context)
+        config: RunnableConfig = {"configurable": {"thread_id": result.thread_id}}
+        return Ended(result.end_reason, str(result.error), result.output, config, result)
+    config = {"configurable": {"thread_id": "t"}}
+    state = graph.invoke({"messages": [HumanMessage(text)]}, config, context=context)
+    answers = [m for m in state.get("messages", []) if isinstance(m, AIMessage)]
+    return Ended(
+        state.get("end_reason"),
+        str(state.get("end_detail")),
+        answers[-1].text if answers else "",
+        config,
+    )

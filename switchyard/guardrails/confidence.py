@@ -16,13 +16,14 @@ not assumed unsure.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
+from langchain.agents.middleware import ModelRequest, ModelResponse
 from pydantic import BaseModel
 
 from switchyard.core.errors import SwitchyardError
+from switchyard.guardrails.guard import ResponseCheck
 
 CONFIDENCE_FIELD = "confidence"
 """The output schema field an agent reports its confidence in (0 to 1)."""
@@ -67,7 +68,7 @@ def _no_override() -> float | None:
     return None
 
 
-class ConfidenceGate(AgentMiddleware[Any, Any, Any]):
+class ConfidenceGate(ResponseCheck):
     """Refuses to pass on a structured answer whose reported confidence is below `threshold`.
 
     Args:
@@ -95,7 +96,8 @@ class ConfidenceGate(AgentMiddleware[Any, Any, Any]):
         self.agent = agent
         self.run_threshold = run_threshold
 
-    def _check(self, response: ModelResponse[Any]) -> None:
+    def check(self, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
+        """Refuse a structured answer whose reported confidence is below the threshold."""
         confidence = reported_confidence(response.structured_response)
         if confidence is None:
             return
@@ -105,23 +107,3 @@ class ConfidenceGate(AgentMiddleware[Any, Any, Any]):
             output = response.structured_response
             assert isinstance(output, BaseModel)  # a confidence was read from it
             raise LowConfidenceError(self.agent, confidence, threshold, output.model_dump_json())
-
-    def wrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], ModelResponse[Any]],
-    ) -> ModelResponse[Any]:
-        """Call the model; refuse an answer below the threshold."""
-        response = handler(request)
-        self._check(response)
-        return response
-
-    async def awrap_model_call(
-        self,
-        request: ModelRequest[Any],
-        handler: Callable[[ModelRequest[Any]], Awaitable[ModelResponse[Any]]],
-    ) -> ModelResponse[Any]:
-        """Async form of `wrap_model_call`."""
-        response = await handler(request)
-        self._check(response)
-        return response

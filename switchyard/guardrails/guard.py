@@ -176,3 +176,26 @@ class CallGuard(AgentMiddleware[Any, Any, Any]):
             self._failed(request, ticket, exc)
             raise
         return self._answered(request, ticket, response)
+
+
+class ResponseCheck(AgentMiddleware[Any, Any, Any]):
+    """A guardrail on what a model call answered: the call is made, then `check` may refuse it.
+
+    The response passes on unchanged unless `check` raises (the call was made and is charged by
+    the layers inside). Sync and async wrap methods are written once here.
+    """
+
+    def check(self, request: ModelRequest[Any], response: ModelResponse[Any]) -> None:
+        """Raise to refuse `response` (default: accept it)."""
+
+    def wrap_model_call(self, request: ModelRequest[Any], handler: ModelCall) -> Any:
+        """The call, then `check`."""
+        response = handler(request)
+        self.check(request, response)
+        return response
+
+    async def awrap_model_call(self, request: ModelRequest[Any], handler: AsyncModelCall) -> Any:
+        """The call, awaited, then `check`."""
+        response = await handler(request)
+        self.check(request, response)
+        return response

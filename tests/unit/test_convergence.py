@@ -32,6 +32,7 @@ from switchyard.runtime.run import run
 from switchyard.state.agents import AgentSpec
 from switchyard.state.context import Context
 from tests.fakes import scripted
+from tests.patterns import run_or_invoke
 
 Graph = Pregel[Any, Any, Any, Any]
 
@@ -56,22 +57,12 @@ def task(call_id: str, text: str = "What is 2 + 2?") -> AIMessage:
 
 
 def ended(graph: Graph, message: str, how: str, context: Context | None = None) -> dict[str, Any]:
-    """End reason, answer and success of one run, through the facade or a plain invoke."""
-    context = context or Context()
-    if how == "run":
-        result = run(graph, message, user_id="u", session_id="s", context=context)
-        return {
-            "end_reason": result.end_reason,
-            "answer": result.output,
-            "ok": result.ok,
-            "dead_letter": result.dead_letter_id,
-        }
-    state = graph.invoke(
-        {"messages": [HumanMessage(message)]},
-        {"configurable": {"thread_id": "t"}, "recursion_limit": 100},
-        context=context,
-    )
-    return {"end_reason": state.get("end_reason"), "answer": state["messages"][-1].text}
+    """End reason, answer and (through the facade) success and dead letter of one run."""
+    end = run_or_invoke(graph, how, message, context)
+    out: dict[str, Any] = {"end_reason": end.end_reason, "answer": end.answer}
+    if end.result is not None:
+        out.update(ok=end.result.ok, dead_letter=end.result.dead_letter_id)
+    return out
 
 
 ENTRY = pytest.mark.parametrize("how", ["run", "invoke"])

@@ -16,7 +16,6 @@ from typing import Any
 import limits.storage.memory
 import limits.strategies
 import pytest
-from langchain_core.messages import HumanMessage
 from limits import RateLimitItemPerMinute
 from limits.strategies import SlidingWindowCounterRateLimiter
 
@@ -41,7 +40,7 @@ from switchyard.nodes.chain import default_middleware
 from switchyard.runtime.run import arun, run
 from switchyard.state.outcomes import end_reason_for, guardrail_stop
 from tests.fakes import scripted
-from tests.patterns import PATTERNS, helper
+from tests.patterns import PATTERNS, helper, run_or_invoke
 
 MODEL = "fake:helper"
 
@@ -226,24 +225,14 @@ def test_a_wait_past_the_deadline_ends_the_run_rate_limited(
     context = Context(rate_limits={MODEL: RateLimit(rpm=1)}, deadline_s=30)
     graph = PATTERNS[pattern](helper(model=MODEL))
     with scripted(MODEL) as model:  # no reply: a call would fail the test
-        if entry == "run":
-            result = run(graph, "I need a refund", user_id="ada", context=context)
-            end_reason, error = result.end_reason, str(result.error)
-            letters = DeadLetterQueue().list()
-            assert [letter.end_reason for letter in letters] == ["rate_limited"]
-        else:
-            state = graph.invoke(
-                {"messages": [HumanMessage("I need a refund")]},
-                {"configurable": {"thread_id": "t"}},
-                context=context,
-            )
-            end_reason, error = state["end_reason"], str(state.get("end_detail"))
+        ended = run_or_invoke(graph, entry, context=context)
     assert model.calls == []
     assert clock.waits == []  # not waited for: it would end past the deadline
-    assert end_reason == "rate_limited"
+    assert ended.end_reason == "rate_limited"
     if entry == "run":
-        assert "fake:helper is rate limited (1 request per minute)" in error
-        assert "past the run's deadline" in error
+        assert [letter.end_reason for letter in DeadLetterQueue().list()] == ["rate_limited"]
+        assert "fake:helper is rate limited (1 request per minute)" in ended.error
+        assert "past the run's deadline" in ended.error
 
 
 def test_a_rate_limited_model_goes_to_the_fallback_model(clock: FakeClock) -> None:

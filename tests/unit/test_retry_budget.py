@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from langchain.agents.middleware import model_retry
-from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from switchyard import (
@@ -27,7 +26,7 @@ from switchyard.core.errors import ConfigError
 from switchyard.core.offline import SimulatedProviderError
 from switchyard.runtime.run import run
 from tests.fakes import ScriptedChatModel, scripted
-from tests.patterns import PATTERNS, helper
+from tests.patterns import PATTERNS, helper, run_or_invoke
 
 OUTAGE = SimulatedProviderError("503 overloaded", status_code=503)
 
@@ -46,23 +45,14 @@ def test_the_runs_retries_run_out_before_the_agents_own(pattern: str, entry: str
     context = Context(max_retries=3)
     with scripted("fake:helper", *[OUTAGE] * 4) as model:
         graph = PATTERNS[pattern](flaky())
-        if entry == "run":
-            result = run(graph, "I need a refund", user_id="ada", context=context)
-            end_reason, error = result.end_reason, str(result.error)
-            letters = DeadLetterQueue().list()
-            assert [letter.end_reason for letter in letters] == ["retry_budget_exhausted"]
-        else:
-            state = graph.invoke(
-                {"messages": [HumanMessage("I need a refund")]},
-                {"configurable": {"thread_id": "t"}},
-                context=context,
-            )
-            end_reason, error = state["end_reason"], str(state.get("end_detail"))
+        ended = run_or_invoke(graph, entry, context=context)
     assert len(model.calls) == 4  # the first call and the run's 3 retries, not the agent's 9
-    assert end_reason == "retry_budget_exhausted"
+    assert ended.end_reason == "retry_budget_exhausted"
     if entry == "run":
-        assert "retries (Context.max_retries) are spent" in error
-        assert "503 overloaded" in error
+        letters = DeadLetterQueue().list()
+        assert [letter.end_reason for letter in letters] == ["retry_budget_exhausted"]
+        assert "retries (Context.max_retries) are spent" in ended.error
+        assert "503 overloaded" in ended.error
 
 
 def test_fan_out_workers_share_one_budget() -> None:
