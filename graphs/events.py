@@ -245,10 +245,11 @@ def collect(state: EventsState, *, bus: Bus) -> dict[str, Any]:
     accepted = 0 if new_run else state.get("event_count", 0)
     correlation_id = state.get("correlation_id")
     breach = limit_breach(outbox, accepted, bus, state.get("depth_limit", bus.max_depth))
-    if state.get("end_reason") == "converged":
+    converged = [h["converged"] for h in state.get("handled") or [] if "converged" in h]
+    if converged:
         # A handler repeated its answer to the same event: the run ends with it, and what the
         # other handlers of that round published is logged but not delivered.
-        breach = ("converged", state.get("end_detail") or "a handler repeated its answer")
+        breach = ("converged", "; ".join(converged))
     records: list[EventRecord] = []
     deliveries: list[Delivery] = []
     unhandled_root = False
@@ -441,13 +442,13 @@ def converged(delivery: Delivery, error: ConvergedError) -> Command[Literal["bus
         event_type=delivery["event"]["type"],
         output=value,
         published=[],
+        converged=str(error),
     )
+    # Several handlers of one round may converge: each writes only to channels with reducers.
     update = {
         "messages": [AIMessage(value, name=delivery["agent"])],
         "handled": [record],
         "usage": partial_usage(error),
-        "end_reason": "converged",
-        "end_detail": str(error),
     }
     return Command(update=update, goto=BUS)
 

@@ -19,11 +19,7 @@ from switchyard.core.pricing import cost_usd
 from switchyard.core.redact import masked_logger
 from switchyard.core.resilience import retry_attempt
 from switchyard.core.tokens import tokens_of
-from switchyard.guardrails.convergence import (
-    DEFAULT_CONVERGENCE_REPEATS,
-    NoProgressError,
-    normalise,
-)
+from switchyard.guardrails.convergence import DEFAULT_CONVERGENCE_REPEATS, NoProgressError
 from switchyard.guardrails.fallback import fallback_model
 from switchyard.guardrails.guard import Attempt, Attempts, CallGuard, WrappingGuard
 from switchyard.nodes.record import OutputValidationError, current_record
@@ -89,12 +85,12 @@ class RepeatedAnswerError(OutputValidationError, NoProgressError):
 
 
 def _rejected_answer(error: OutputValidationError) -> str | None:
-    """The rejected answer, normalised for comparison (None when there is none to compare)."""
-    if error.answer:
-        return normalise(error.answer)
-    if error.reply is not None and error.reply.text.strip():
-        return normalise(error.reply.text)
-    return None
+    """The rejected answer, spacing collapsed (None when there is none to compare).
+
+    Compared exactly otherwise: a corrected quote, case or id is a change worth asking again for.
+    """
+    text = error.answer or (error.reply.text if error.reply is not None else "")
+    return " ".join(text.split()) or None
 
 
 def _unchanged(error: OutputValidationError, rejected: list[str]) -> RepeatedAnswerError | None:

@@ -10,12 +10,13 @@ repeated unchanged).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from typing import Any
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
-from langchain_core.messages import AIMessage, AnyMessage, SystemMessage
+from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from pydantic import BaseModel
 
 from switchyard.core.redact import masked_logger
@@ -43,15 +44,18 @@ near-duplicates at 0.92."""
 
 
 def given(messages: Sequence[AnyMessage]) -> str:
-    """What the agent was last given: the text of the newest message it sees that is not its own.
+    """What started the agent's current step: the newest message from outside its own tool loop.
 
-    For a worker, its task; for a supervisor, the report it just received; for an event handler,
-    the event (without its ids and time, see `normalise`).
+    For a worker, its task; for a supervisor, the report it just received (a handoff's result);
+    for an event handler, the event (without its ids and time, see `normalise`). The results of
+    the agent's own tools are skipped: two different tasks whose tools both answered "ok" are not
+    the same input.
     """
     for message in reversed(messages):
-        if isinstance(message, SystemMessage | AIMessage):
-            continue
-        return normalise(message.text)
+        if isinstance(message, HumanMessage):
+            return normalise(message.text)
+        if isinstance(message, ToolMessage) and (message.name or "").startswith(HANDOFF_PREFIX):
+            return normalise(message.text)
     return ""
 
 
@@ -92,9 +96,12 @@ def embedding_similarity(*, load: bool) -> Similarity | None:
     except semantic.SemanticUnavailableError:
         return None
 
+    @functools.lru_cache(maxsize=1024)  # each step's text is compared with every later one
+    def vector(text: str) -> Any:
+        return embedder.encode([text])[0]
+
     def similar(left: str, right: str) -> float:
-        vectors = embedder.encode([left, right])
-        return float(vectors[0] @ vectors[1])
+        return float(vector(left) @ vector(right))
 
     return similar
 

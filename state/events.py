@@ -95,6 +95,8 @@ class Handled(TypedDict):
         event_type: The event's type.
         output: Its answer: text, or a structured output as a dict.
         published: Ids of the events it published.
+        converged: Why its answer ends the run: it gave it to the same event before (see
+            `switchyard.guardrails.convergence`); absent otherwise.
     """
 
     agent: str
@@ -102,6 +104,7 @@ class Handled(TypedDict):
     event_type: str
     output: str | dict[str, Any]
     published: list[str]
+    converged: NotRequired[str]
 
 
 class DeadLetter(TypedDict):

@@ -13,15 +13,16 @@ subgraphs of one run share it) as what the agent was given and what it did:
   goes down the fallback chain (`NoProgressError`: a fallback agent, a person when enabled),
   else ends with `end_reason="no_progress"`.
 
-"The same" is exact after normalising (case, spacing, punctuation, volatile ids and timestamps
-of event payloads) or, with `similarity` set, a near-duplicate: the same numbers, and character
-3-gram cosine similarity at or above it (`ngram_similarity`), or a sentence embedding's when
-one is supplied.
+The same input is the same text after normalising (case, spacing, punctuation, and the ids and
+timestamps of an event's envelope). The same answer or handoff is that too or, with `similarity`
+set, a near-duplicate: the same numbers, the same negations, and character 3-gram cosine
+similarity at or above it (`ngram_similarity`), or a sentence embedding's when one is supplied.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import re
@@ -109,15 +110,20 @@ class NoProgressError(SwitchyardError):
 
 
 def normalise(text: str) -> str:
-    """`text` for comparison: JSON without its volatile keys; lower case, words and numbers only.
+    """`text` for comparison: lower case, words and numbers only; an event without its envelope.
 
     Punctuation goes (a trailing full stop does not make an answer new); a number's decimal
-    point stays (4.5 is not 45).
+    point stays (4.5 is not 45). An event payload (`{"event": {...}}`, as a handler sees it)
+    loses the keys that differ on every delivery of the same content (`VOLATILE_KEYS`); any other
+    JSON is compared whole.
     """
     stripped = text.strip()
-    if stripped[:1] in ("{", "["):
-        with contextlib.suppress(ValueError):  # not JSON after all: compared as text
-            stripped = json.dumps(_without_volatile(json.loads(stripped)), sort_keys=True)
+    if stripped.startswith("{"):
+        with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):  # no event
+            payload = json.loads(stripped)
+            event = payload["event"]
+            payload["event"] = {k: v for k, v in event.items() if k not in VOLATILE_KEYS}
+            stripped = json.dumps(payload, sort_keys=True)
     words = re.sub(r"(?!(?<=\d)[.,](?=\d))[^\w\s]", " ", stripped.lower())
     return re.sub(r"\s+", " ", words).strip()
 
@@ -127,12 +133,25 @@ def numbers(text: str) -> list[str]:
     return re.findall(r"\d+(?:[.,]\d+)*", text)
 
 
-def _without_volatile(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_volatile(v) for k, v in value.items() if k not in VOLATILE_KEYS}
-    if isinstance(value, list):
-        return [_without_volatile(item) for item in value]
-    return value
+NEGATIONS = frozenset({"not", "no", "never", "none", "cannot", "nor", "without"})
+"""Words whose presence flips an answer: near-duplicates must agree on them ("approved" is not
+"not approved", though their 3-grams are 0.93 alike)."""
+
+
+def negations(text: str) -> set[str]:
+    """The negating words of a normalised `text` (`n't` counts as "not")."""
+    words = text.split()
+    found = set(words) & NEGATIONS
+    if any(word in _NT and after == "t" for word, after in itertools.pairwise(words)):
+        found.add("not")  # "don't", normalised to "don t"
+    return found
+
+
+_NT = frozenset(
+    word.removesuffix("n't") + "n"
+    for word in ("don't", "doesn't", "didn't", "isn't", "aren't", "wasn't", "weren't", "couldn't")
+) | {"won", "can"}
+"""The stems a normalised "n't" follows ("don't" becomes "don t")."""
 
 
 def _grams(text: str, n: int = 3) -> Counter[str]:
@@ -171,7 +190,8 @@ class Step:
 class ConvergenceLog:
     """The agent calls of one run, for `repeated` (shared by every task of the run; thread-safe)."""
 
-    steps: list[Step] = field(default_factory=list)
+    acts: dict[tuple[str, Kind, str], list[str]] = field(default_factory=dict)
+    """What each agent did, by (agent, kind, input): a step is compared with those only."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def repeated(
@@ -179,8 +199,10 @@ class ConvergenceLog:
     ) -> int:
         """Note `step`; how many earlier steps of the same agent it repeats (kind, input, act).
 
-        Inputs and acts are compared normalised; at or above `threshold` similarity they are the
-        same (None: only identical ones).
+        Inputs must be the same after normalising: tasks written from one template, or events
+        in one envelope, are alike without being the same. Acts (answers, handoffs) are the same
+        when identical after normalising or, with a `threshold`, near-duplicates: the same
+        numbers, the same negations and at least `threshold` similar.
         """
 
         def same(left: str, right: str) -> bool:
@@ -188,9 +210,12 @@ class ConvergenceLog:
                 return True
             if threshold is None or numbers(left) != numbers(right):
                 return False
+            if negations(left) != negations(right):
+                return False
             return similarity(left, right) >= threshold
 
         with self._lock:
-            earlier = [s for s in self.steps if s.agent == step.agent and s.kind == step.kind]
-            self.steps.append(step)
-        return sum(1 for s in earlier if same(s.did, step.did) and same(s.given, step.given))
+            acts = self.acts.setdefault((step.agent, step.kind, step.given), [])
+            earlier = list(acts)
+            acts.append(step.did)
+        return sum(1 for did in earlier if same(did, step.did))

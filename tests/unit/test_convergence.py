@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 from pydantic import ValidationError
@@ -24,6 +25,7 @@ from switchyard.guardrails.convergence import (
     Convergence,
     ConvergenceLog,
     Step,
+    negations,
     ngram_similarity,
     normalise,
 )
@@ -52,8 +54,12 @@ def transfer(peer: str, call_id: str, **args: Any) -> AIMessage:
     return AIMessage("", tool_calls=[{"name": f"transfer_to_{peer}", "args": args, "id": call_id}])
 
 
+def task_for(worker: str, call_id: str, text: str) -> AIMessage:
+    return transfer(worker, call_id, task=text)
+
+
 def task(call_id: str, text: str = "What is 2 + 2?") -> AIMessage:
-    return transfer("math", call_id, task=text)
+    return task_for("math", call_id, text)
 
 
 def ended(graph: Graph, message: str, how: str, context: Context | None = None) -> dict[str, Any]:
@@ -82,6 +88,8 @@ def test_event_ids_and_times_do_not_make_the_same_payload_different() -> None:
 
 def test_near_duplicates_are_alike_and_different_answers_are_not() -> None:
     assert normalise("The answer is 4.") == normalise("the answer is  4")
+    assert negations(normalise("I don't approve it")) == {"not"}
+    assert negations(normalise("I approve it")) == set()
     assert normalise("It is 4.5") != normalise("It is 45")
     assert (
         ngram_similarity("paris is the capital of france", "the capital of france is paris") > 0.92
@@ -319,3 +327,87 @@ def test_the_run_report_shows_where_the_run_converged() -> None:
     assert record.error is not None
     assert "the same answer 2 times" in record.error
     assert "converged at <b>math</b>" in render_html(report)
+
+
+# --- what is not a repetition ---------------------------------------------------------------
+
+
+@tool
+def save_file(text: str) -> str:
+    """Save a text."""
+    return "ok"
+
+
+def saving(call_id: str) -> AIMessage:
+    return AIMessage("", tool_calls=[{"name": "save_file", "args": {"text": "t"}, "id": call_id}])
+
+
+@ENTRY
+def test_a_tool_using_worker_with_the_same_tool_result_for_two_tasks_does_not_converge(
+    how: str,
+) -> None:
+    writer = spec("writer", tools=(save_file,))
+    with (
+        scripted("fake:supervisor", task_for("writer", "s1", "A haiku"), task_for(
+            "writer", "s2", "The sales report"), "Both are saved."),
+        scripted("fake:writer", saving("w1"), "Saved.", saving("w2"), "Saved.") as calls,
+    ):  # fmt: skip
+        out = ended(supervisor_graph(writer), "Write both", how)
+    assert (out["end_reason"], out["answer"]) == ("completed", "Both are saved.")
+    assert len(calls.calls) == 4
+
+
+def test_tasks_from_one_template_are_different_inputs() -> None:
+    brief = "Write the chapter of the handbook on onboarding, in the house style, 800 words: "
+    assert ngram_similarity(normalise(brief + "one"), normalise(brief + "two")) > 0.92
+    with (
+        scripted("fake:supervisor", task("s1", brief + "one"), task("s2", brief + "two"), "Done."),
+        scripted("fake:math", "Saved.", "Saved."),
+    ):
+        out = ended(supervisor_graph(), "Write the handbook", "invoke")
+    assert (out["end_reason"], out["answer"]) == ("completed", "Done.")
+
+
+def test_an_answer_and_its_negation_are_not_the_same_answer() -> None:
+    approved, refused = (
+        "The refund for this order is approved.",
+        "The refund for this order is not approved.",
+    )
+    assert ngram_similarity(normalise(approved), normalise(refused)) > 0.92
+    with (
+        scripted("fake:supervisor", task("s1"), task("s2"), "It is not approved."),
+        scripted("fake:math", approved, refused),
+    ):
+        out = ended(supervisor_graph(), "Is my refund approved?", "invoke")
+    assert (out["end_reason"], out["answer"]) == ("completed", "It is not approved.")
+
+
+@ENTRY
+def test_two_handlers_converging_in_one_round_end_the_run_once(how: str) -> None:
+    # a and b answer every ping with a pong; c answers every pong with a ping. In the third round
+    # a and b each get the same ping twice (one per pong c answered), and both converge.
+    graph = build_events_graph(
+        [spec("a"), spec("b"), spec("c")],
+        subscriptions={"ping": ["a", "b"], "pong": ["c"]},
+        publishes={"a": ["pong"], "b": ["pong"], "c": ["ping"]},
+        max_depth=40,
+        max_events=100,
+    ).compile(checkpointer=InMemorySaver())
+    with (
+        scripted("fake:a", *[publishing("a pong", "pong")] * 3),
+        scripted("fake:b", *[publishing("b pong", "pong")] * 3),
+        scripted("fake:c", *[publishing("c ping", "ping")] * 2),
+    ):
+        out = ended(graph, "ping", how, Context(recursion_limit=100))
+    assert out["end_reason"] == "converged"
+    assert out["answer"] in ("a pong", "b pong")
+
+
+def test_the_embedding_model_can_measure_near_duplicates() -> None:
+    # 3-grams rate these 0.44 alike; the sentence embedding (0.82) sees the same statement.
+    answers = ("Refunds take five business days.", "A refund needs five working days.")
+    assert ngram_similarity(normalise(answers[0]), normalise(answers[1])) < 0.92
+    graph = supervisor_graph(convergence=Convergence(method="embedding", similarity=0.75))
+    with scripted("fake:supervisor", task("s1"), task("s2")), scripted("fake:math", *answers):
+        out = ended(graph, "How long do refunds take?", "invoke")
+    assert (out["end_reason"], out["answer"]) == ("converged", answers[1])
