@@ -4,14 +4,15 @@ The chain is LangChain's `AgentMiddleware` protocol. `wrap_model_call` / `wrap_t
 compose first-outermost, as in `create_agent`; `before_*` / `after_*` hooks run in list order. The
 default chain (`default_middleware`) is, outermost first:
 
-0. `Tripwires`: the agent's input and output guardrails and the run's built-in ones; a
+0. `ConfidenceGate`: a structured answer reporting a `confidence` below the agent's
+   `min_confidence` (or the run's) is not handed on but goes down the fallback chain
+   (`switchyard.guardrails.confidence`); outside the tripwires, so what it holds back has been
+   checked by the output guardrails;
+   then `Tripwires`: the agent's input and output guardrails and the run's built-in ones; a
    tripwire ends the run (`guardrail_tripped`) before the model is called, or before an
    output is handed on;
    then `SummarizedMemory`: the turns the agent's window dropped, summarised once into its
    notes (a summary and key facts) shown in their place (`switchyard.nodes.memory`);
-   then `ConfidenceGate`: a structured answer reporting a `confidence` below the agent's
-   `min_confidence` (or the run's) is not handed on but goes down the fallback chain
-   (`switchyard.guardrails.confidence`);
 1. `FallbackModels`: the agent's fallback models, when its model fails;
 2. `SchemaReask`: structured output that fails its schema is asked for again, with the error;
 3. `DeadlineRetry` (LangChain's `ModelRetryMiddleware`): transient failures are retried, never
@@ -103,11 +104,13 @@ def _run_min_confidence() -> float | None:
 def default_middleware(spec: AgentSpec) -> list[AgentMiddleware[Any, Any, Any]]:
     """The guardrails every agent gets, outermost first (see the module docstring)."""
     load = model_loader(spec)
-    chain: list[AgentMiddleware[Any, Any, Any]] = [agent_tripwires(spec)]
-    chain.append(SummarizedMemory(spec))
-    chain.append(
-        ConfidenceGate(spec.min_confidence, agent=spec.name, run_threshold=_run_min_confidence)
-    )
+    chain: list[AgentMiddleware[Any, Any, Any]] = [
+        # Outside the tripwires: the answer it holds back (and shows a person) is one the output
+        # guardrails have already checked and rewritten.
+        ConfidenceGate(spec.min_confidence, agent=spec.name, run_threshold=_run_min_confidence),
+        agent_tripwires(spec),
+        SummarizedMemory(spec),
+    ]
     if spec.fallback_models:
         chain.append(FallbackModels(spec.fallback_models, load=load))
     chain += [

@@ -81,7 +81,11 @@ class Tripwires(TripwireGuard):
     def guardrails(
         self, request: ModelRequest[Any]
     ) -> tuple[tuple[Guardrail, ...], tuple[Guardrail, ...]]:
-        """The agent's own guardrails, then the run's built-ins (when `run_settings`)."""
+        """The run's built-ins (when `run_settings`), then the agent's own guardrails.
+
+        Built-ins first: a text that must be blocked (personal data, say) trips there, named as
+        the agent's input or output, before any judge of the agent's sends it to a model.
+        """
         if not self.run_settings:
             return self.input_guardrails, self.output_guardrails
         # The request carries the run's context (cheaper than looking the run up on every call).
@@ -91,7 +95,7 @@ class Tripwires(TripwireGuard):
         inputs, outputs = context_guardrails(context)
         if not inputs and not outputs:
             return self.input_guardrails, self.output_guardrails
-        return (*self.input_guardrails, *inputs), (*self.output_guardrails, *outputs)
+        return (*inputs, *self.input_guardrails), (*outputs, *self.output_guardrails)
 
     def charge(self, usages: Sequence[Any]) -> None:
         """Add the checks' model usage to the guarded call's ledger."""

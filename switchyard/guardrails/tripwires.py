@@ -43,7 +43,13 @@ from typing import Any, Literal, TypeVar, overload
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain.agents.middleware._redaction import PIIMatch, apply_strategy
-from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    AnyMessage,
+    BaseMessage,
+    HumanMessage,
+    SystemMessage,
+)
 from pydantic import BaseModel, ValidationError
 
 from switchyard.core.errors import ConfigError, SwitchyardError
@@ -752,6 +758,15 @@ class TripwireGuard(AgentMiddleware[Any, Any, Any]):
                 content = _rewritten_content(message.content, rewrites)
                 if content != message.content:
                     message, changed = message.model_copy(update={"content": content}), True
+            elif isinstance(message, SystemMessage) and getattr(message, "turns", None):
+                # The turns a window dropped, on their way to the memory summariser (duck-typed:
+                # `switchyard.state.memory.EarlierTurns` sits above this layer). What the model
+                # may not see must not reach the notes it will see from then on either.
+                turns = [
+                    [_rewritten_message(m, rewrites) for m in turn]
+                    for turn in message.turns  # type: ignore[attr-defined]
+                ]
+                message, changed = message.model_copy(update={"turns": turns}), True
             messages.append(message)
         return request.override(messages=messages) if changed else request
 
@@ -923,6 +938,14 @@ def input_trip() -> GuardrailTrippedError | None:
     scope = current_scope()
     error = scope.agent_values(_CACHE_KEY).get(_TRIPPED) if scope is not None else None
     return error if isinstance(error, GuardrailTrippedError) and error.stage == "input" else None
+
+
+def _rewritten_message(message: AnyMessage, rewrites: Sequence[Callable[[str], str]]) -> AnyMessage:
+    """`message` with `rewrites` applied to its text (user, agent and tool messages alike)."""
+    content = _rewritten_content(message.content, rewrites)
+    return (
+        message if content == message.content else message.model_copy(update={"content": content})
+    )
 
 
 def masked_user_message(state: Any, error: BaseException | None = None) -> list[HumanMessage]:

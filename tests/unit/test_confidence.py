@@ -192,6 +192,28 @@ def test_a_graph_wide_gate_is_ordinary_middleware() -> None:
     assert fakes["edit"].calls == []  # the next stage never saw the unsure draft
 
 
+def test_an_unsure_answer_shown_to_a_person_has_passed_the_output_guardrails() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    ssn = "123-45-6789"
+    unsure = graded(f"The customer's SSN is {ssn}", 0.2)
+    stages = [
+        AgentSpec(name="look", description="Looks up.", model="fake:target", output_schema=Graded,
+                  min_confidence=0.6),
+        AgentSpec(name="write", description="Writes.", model="fake:write"),
+    ]  # fmt: skip
+    graph = build_pipeline_graph(stages).compile(checkpointer=InMemorySaver())
+    context = Context(escalate_to_human=True, guardrail_personal_data="redact")
+    with models(target=[unsure], write=[]):
+        paused = run(graph, "Look up the customer", user_id="u", session_id="s", context=context)
+    assert paused.end_reason == "escalated"
+    assert "[REDACTED_US_SSN]" in paused.interrupt["answer"]
+    config = {"configurable": {"thread_id": paused.thread_id}}
+    stored = [json.dumps(s.values, default=str) for s in graph.get_state_history(config)]
+    assert stored
+    assert all(ssn not in text for text in stored)
+
+
 def test_answers_without_a_confidence_pass_and_bad_thresholds_are_refused() -> None:
     class Plain(BaseModel):
         answer: str

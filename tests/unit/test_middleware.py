@@ -152,9 +152,9 @@ def test_the_default_chain_is_visible_and_user_middleware_goes_outside_it() -> N
     names = [type(m).__name__ for m in chain.middleware]
     assert names == [
         "Signed",
+        "ConfidenceGate",
         "Tripwires",
         "SummarizedMemory",
-        "ConfidenceGate",
         "SchemaReask",
         "DeadlineRetry",
         "SpendGuard",

@@ -57,6 +57,7 @@ from switchyard.guardrails.tripwires import (
 from switchyard.nodes import handoff
 from switchyard.nodes.fallback import Handler, make_chain_node
 from switchyard.runtime.run import arun, run
+from switchyard.state.memory import MemoryPolicy
 from switchyard.state.outcomes import GUARDRAIL_STOPS, end_reason_for
 from tests.fakes import ScriptedChatModel, scripted
 from tests.patterns import PATTERNS, helper, offline_worker
@@ -410,6 +411,20 @@ def test_a_model_judge_that_passes() -> None:
     assert set(result.usage) == {"model_judge/fake:judge", "helper/fake:helper"}
 
 
+def test_the_runs_built_ins_trip_before_an_agents_judge_sees_the_text() -> None:
+    judge = model_judge("leaks a secret", model="fake:judge", stage="output")
+    context = Context(guardrail_personal_data="block")
+    with (
+        scripted("fake:judge") as judged,  # no reply: a call would fail the test
+        scripted("fake:helper", f"Done. Your SSN {SSN} is on file."),
+    ):
+        graph = PATTERNS["router"](scripted_helper(output_guardrails=[judge]))
+        result = run(graph, "I need a refund", context=context, dlq=None)
+    assert result.end_reason == "guardrail_tripped"
+    assert "tripped on the output of agent 'helper'" in str(result.error)
+    assert judged.calls == []
+
+
 # --- maximum length, allowed topics --------------------------------------------------------------
 
 
@@ -592,3 +607,20 @@ def test_the_text_blocks_of_a_multimodal_input_are_redacted() -> None:
         )
     [seen] = [m for m in model.calls[0].messages if isinstance(m, HumanMessage)]
     assert seen.content == [{"type": "text", "text": "my SSN is [REDACTED_US_SSN]"}, image]
+
+
+def test_what_a_window_drops_is_redacted_before_the_memory_summariser_reads_it() -> None:
+    # The thread keeps the user's words as they were; the model sees them redacted, and so must
+    # the summary of them that it will see from then on.
+    agent = scripted_helper(
+        max_message_pairs=1, memory=MemoryPolicy(model="offline"),
+        input_guardrails=[personal_data("redact")],
+    )  # fmt: skip
+    with scripted("fake:helper", "Noted.", "Sure.", "Done.") as model:
+        graph = PATTERNS["router"](agent)
+        for text in (f"My SSN is {SSN}, remember it for the refund.", "I need a refund", "Now"):
+            assert run(graph, text, user_id="ada", session_id="s", dlq=None).ok
+    shown = "\n".join(model.calls[-1].texts)
+    assert "Summary of 1 earlier turn" in shown  # the notes are there
+    assert "[REDACTED_US_SSN]" in shown
+    assert all(SSN not in text for call in model.calls for text in call.texts)
