@@ -90,8 +90,14 @@ def worker(
     os.environ["OPENAI_BASE_URL"] = base_url
     from langchain_core.messages import HumanMessage
 
-    from switchyard import AgentSpec, Context, RateLimit, build_pipeline_graph
+    from switchyard import AgentSpec, Context, RateLimit, build_pipeline_graph, configure_breakers
+    from switchyard.core.models import clear_model_cache
     from switchyard.guardrails.ratelimit import ProviderLimiter, configure_rate_limits
+
+    # A forked worker inherits its parent's models (a client bound to another base URL) and
+    # circuit breakers (one an earlier failure opened): it starts from neither.
+    clear_model_cache()
+    configure_breakers()
 
     agent = AgentSpec(
         name="caller", description="Answers.", model=MODEL, max_attempts=1, timeout_s=10

@@ -303,13 +303,18 @@ class ProviderLimiter:
     def correct(self, model: str, limit: RateLimit, tokens: int) -> None:
         """Add `tokens` (negative: give back) to `model`'s token count, after a call reported use.
 
-        `limits` takes a negative cost as a refund. More tokens than the minute has room for
-        cannot be recorded (the counter refuses them); the minute is then full anyway, so callers
-        wait all the same.
+        `limits` takes a negative cost as a refund. It refuses a cost larger than the minute's
+        room; then the room left is taken instead, so the minute is full and the next caller
+        waits (what a call used beyond the minute's limit is not carried into the next one).
         """
         if limit.tpm is None or tokens == 0:
             return
-        self._tokens.hit(RateLimitItemPerMinute(limit.tpm), model, "tpm", cost=tokens)
+        item = RateLimitItemPerMinute(limit.tpm)
+        if self._tokens.hit(item, model, "tpm", cost=tokens) or tokens < 0:
+            return
+        room = self._tokens.get_window_stats(item, model, "tpm").remaining
+        if room > 0:
+            self._tokens.hit(item, model, "tpm", cost=room)
 
     def hold(self, model: str, seconds: float) -> None:
         """Nobody sharing this limiter calls `model` for `seconds` (a provider's `Retry-After`)."""

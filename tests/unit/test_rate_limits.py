@@ -127,6 +127,14 @@ def test_tokens_per_minute_count_tokens_and_a_refund_makes_room(clock: FakeClock
     assert limiter.try_acquire(MODEL, limit, 500) is None
 
 
+def test_a_call_that_used_more_than_its_estimate_fills_the_minute(clock: FakeClock) -> None:
+    limiter = ratelimit.shared_limiter()
+    limit = RateLimit(tpm=10_000)
+    assert limiter.try_acquire(MODEL, limit, 9_000) is None
+    limiter.correct(MODEL, limit, 3_000)  # it used 12,000: more than the minute's room
+    assert limiter.try_acquire(MODEL, limit, 900) is not None  # the next call waits
+
+
 def test_a_refused_request_gives_its_tokens_back(clock: FakeClock) -> None:
     limiter = ratelimit.shared_limiter()
     limit = RateLimit(rpm=1, tpm=1_000)
