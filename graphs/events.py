@@ -201,7 +201,6 @@ def ingest(state: EventsState, *, bus: Bus) -> dict[str, Any]:
         )
     return {
         "event": None,
-        "end_reason": None,
         "correlation_id": root["correlation_id"],
         "depth_limit": depth_fitting(steps_after_first_node(), bus.max_depth),
         "published": Overwrite([root]),
@@ -485,9 +484,10 @@ def masked_input_events(state: EventsState) -> dict[str, Any]:
     trip = input_trip()
     if trip is None:
         return {}
+    run = state.get("correlation_id")
 
     def masked(event: Event) -> Event:
-        if event["depth"] != 0:
+        if event["depth"] != 0 or event["correlation_id"] != run:  # earlier turns were clean
             return event
         data = {k: trip.mask(v) if isinstance(v, str) else v for k, v in event["data"].items()}
         return {**event, "data": data}

@@ -624,3 +624,15 @@ def test_what_a_window_drops_is_redacted_before_the_memory_summariser_reads_it()
     assert "Summary of 1 earlier turn" in shown  # the notes are there
     assert "[REDACTED_US_SSN]" in shown
     assert all(SSN not in text for call in model.calls for text in call.texts)
+
+
+def test_an_events_trip_masks_its_own_event_and_leaves_earlier_turns_as_they_were() -> None:
+    with scripted("fake:helper", "Refund issued."):
+        graph = PATTERNS["events"](scripted_helper())
+        assert invoke(graph, "I need a refund", GUARDED).get("end_reason") is None
+        state = invoke(graph, ATTACK, GUARDED)
+    assert state["end_reason"] == "guardrail_tripped"
+    roots = [r["event"]["data"]["content"] for r in state["event_log"] if r["event"]["depth"] == 0]
+    assert roots[0] == "I need a refund"  # the clean turn before, unchanged
+    assert SSN not in roots[1]
+    assert "[REDACTED_US_SSN]" in roots[1]
