@@ -15,6 +15,7 @@ be safely cancelled in-process"). The workers here are daemon threads, reused wh
 from __future__ import annotations
 
 import contextvars
+import os
 import queue
 import threading
 from collections.abc import Callable
@@ -69,6 +70,20 @@ def _nothing() -> None:
 
 _idle: list[_Worker] = []
 _lock = threading.Lock()
+
+
+def _forget_workers() -> None:
+    """In a forked child: the parent's idle workers are objects without threads; drop them.
+
+    A fork copies only the forking thread. A job handed to one of those workers would never run,
+    and every bounded call would wait out its limit (as a forked benchmark worker did).
+    """
+    global _lock
+    _lock = threading.Lock()
+    _idle.clear()
+
+
+os.register_at_fork(after_in_child=_forget_workers)
 
 
 def _worker() -> _Worker:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import multiprocessing
 import threading
 from collections.abc import Iterator, Sequence
 from types import SimpleNamespace
@@ -35,6 +36,7 @@ from switchyard import (
 )
 from switchyard.core.offline import OfflineChatModel, SimulatedProviderError
 from switchyard.core.resilience import Backoff, configure_retries
+from switchyard.core.workers import CallAbandonedError, call_within
 from switchyard.guardrails.limits import AgentTimeoutError, CallLimits
 from switchyard.nodes.chain import default_middleware
 from switchyard.runtime.effects import drive
@@ -349,3 +351,22 @@ def test_time_waiting_for_the_session_counts_against_the_deadline() -> None:
     result = drive(graph, execution(graph, payload, waited, None))
     assert result.end_reason == "deadline"
     assert result.total_tokens == 0
+
+
+def _bounded_call_in_child(results: Any) -> None:
+    try:
+        results.put(call_within(lambda: 42, 5.0))
+    except CallAbandonedError:
+        results.put("abandoned: the job went to a worker thread the fork did not copy")
+
+
+def test_a_forked_process_runs_its_bounded_calls() -> None:
+    assert call_within(lambda: 1, 5.0) == 1  # leaves an idle worker thread in this process
+    fork = multiprocessing.get_context("fork")
+    results = fork.Queue()
+    child = fork.Process(target=_bounded_call_in_child, args=(results,))
+    child.start()
+    try:
+        assert results.get(timeout=60) == 42
+    finally:
+        child.join(timeout=10)
