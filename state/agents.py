@@ -34,6 +34,15 @@ DEFAULT_TIMEOUT_S = 60.0
 """Seconds one model or tool call of an agent may take unless the agent sets its own."""
 
 
+def _instances(value: Any, kind: type, what: str, fix: str) -> tuple[Any, ...]:
+    """`value` (one item or a list) as a tuple of `kind` instances; one clear error otherwise."""
+    items = tuple(value) if isinstance(value, list | tuple) else (value,)
+    for item in items:
+        if not isinstance(item, kind):
+            raise ValueError(f"{what}, got {item!r}; {fix}")
+    return items
+
+
 class AgentSpec(BaseModel):
     """Declarative description of one agent; every pattern turns these into graph nodes.
 
@@ -158,26 +167,22 @@ class AgentSpec(BaseModel):
     @field_validator("middleware", mode="before")
     @classmethod
     def _middleware(cls, value: Any) -> Any:
-        items = tuple(value) if isinstance(value, list | tuple) else (value,)
-        for item in items:
-            if not isinstance(item, AgentMiddleware):
-                raise ValueError(
-                    f"middleware must be LangChain AgentMiddleware instances, got {item!r}; "
-                    "subclass langchain.agents.middleware.AgentMiddleware"
-                )
-        return items
+        return _instances(
+            value,
+            AgentMiddleware,
+            "middleware must be LangChain AgentMiddleware instances",
+            "subclass langchain.agents.middleware.AgentMiddleware",
+        )
 
     @field_validator("input_guardrails", "output_guardrails", mode="before")
     @classmethod
     def _guardrails(cls, value: Any) -> Any:
-        items = tuple(value) if isinstance(value, list | tuple) else (value,)
-        for item in items:
-            if not isinstance(item, Guardrail):
-                raise ValueError(
-                    f"guardrails must be InputGuardrail / OutputGuardrail instances, got {item!r}; "
-                    "wrap a function with switchyard.input_guardrail or output_guardrail"
-                )
-        return items
+        return _instances(
+            value,
+            Guardrail,
+            "guardrails must be InputGuardrail / OutputGuardrail instances",
+            "wrap a function with switchyard.input_guardrail or output_guardrail",
+        )
 
     @field_validator("memory", mode="before")
     @classmethod

@@ -60,7 +60,7 @@ from switchyard.runtime.run import arun, run
 from switchyard.state.memory import MemoryPolicy
 from switchyard.state.outcomes import GUARDRAIL_STOPS, end_reason_for
 from tests.fakes import ScriptedChatModel, scripted
-from tests.patterns import PATTERNS, helper, offline_worker
+from tests.patterns import PATTERNS, helper, offline_worker, run_or_invoke
 
 pytestmark = pytest.mark.usefixtures("eager")
 
@@ -191,11 +191,8 @@ NO_ID_OUT = personal_data("block", stage="output")
 def test_a_pipeline_stage_output_trips_and_the_next_stage_never_runs(entry: str) -> None:
     with scripted("fake:helper", LEAKY):
         graph = PATTERNS["pipeline"](scripted_helper(output_guardrails=[NO_ID_OUT]))
-        if entry == "run":
-            result = run(graph, "I need a refund", dlq=None)
-            end_reason, config = result.end_reason, thread_of(result)
-        else:
-            end_reason, config = invoke(graph, "I need a refund", Context())["end_reason"], THREAD
+        ended = run_or_invoke(graph, entry)
+        end_reason, config = ended.end_reason, ended.config
     stages = graph.get_state(config).values["stages"]
     assert end_reason == "guardrail_tripped"
     assert set(stages) == {"helper"}
@@ -207,11 +204,8 @@ def test_a_pipeline_stage_output_trips_and_the_next_stage_never_runs(entry: str)
 def test_a_workers_report_trips_before_it_reaches_the_supervisor(entry: str) -> None:
     with scripted("fake:helper", LEAKY) as model:
         graph = PATTERNS["supervisor"](scripted_helper(output_guardrails=[NO_ID_OUT]))
-        if entry == "run":
-            result = run(graph, "I need a refund", dlq=None)
-            end_reason, config = result.end_reason, thread_of(result)
-        else:
-            end_reason, config = invoke(graph, "I need a refund", Context())["end_reason"], THREAD
+        ended = run_or_invoke(graph, entry)
+        end_reason, config = ended.end_reason, ended.config
     messages = graph.get_state(config).values["messages"]
     assert len(model.calls) == 1
     assert end_reason == "guardrail_tripped"
