@@ -86,7 +86,7 @@ def embedding_similarity(*, load: bool) -> Similarity | None:
 
     Not at hand: not loaded yet (unless `load`), or the semantic extra is missing.
     """
-    from switchyard.nodes import semantic  # imported only here: it pulls numpy
+    from switchyard.nodes import embedder as semantic  # imported only here: it pulls numpy
 
     if not load and not semantic.loaded():
         return None

