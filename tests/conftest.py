@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from langchain_core.globals import set_llm_cache
@@ -60,3 +61,18 @@ def semantic_extra() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"{message} (CI=true: `make install` installs it)", pytrace=False)
     pytest.skip(message)
+
+
+@pytest.fixture
+def fresh_cache_dir(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An empty cache folder (for `SWITCHYARD_CACHE_DIR`) that shares the session's exported model.
+
+    Exporting the embedding model to ONNX takes ~10 s; a test that needs an empty cache (fitted
+    classifiers, embeddings) in a subprocess still reuses the one export of the test session.
+    """
+    shared = tmp_path_factory.getbasetemp() / "cache" / "models"
+    shared.mkdir(parents=True, exist_ok=True)
+    cache = tmp_path / "fresh-cache"
+    cache.mkdir()
+    (cache / "models").symlink_to(shared, target_is_directory=True)
+    return cache

@@ -232,8 +232,8 @@ def test_cache_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_
 def test_unknown_precision_is_refused() -> None:
     from switchyard.nodes.embedder import Embedder
 
-    with pytest.raises(ValueError, match="precision must be"):
-        Embedder(precision="int8")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="precision must be auto, float32 or int8"):
+        Embedder(precision="bfloat16")  # type: ignore[arg-type]
 
 
 @pytest.fixture
