@@ -19,6 +19,7 @@ from pydantic import (
     model_validator,
 )
 
+from switchyard.core.defaults import DEFAULT_TIMEOUT_S
 from switchyard.core.errors import AgentConfigError, ModelConfigError
 from switchyard.core.models import is_registered, split_model
 from switchyard.core.pricing import has_price
@@ -29,9 +30,6 @@ from switchyard.guardrails.tripwires import Guardrail
 from switchyard.state.memory import MemoryPolicy
 
 _SNAKE_CASE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-
-DEFAULT_TIMEOUT_S = 60.0
-"""Seconds one model or tool call of an agent may take unless the agent sets its own."""
 
 
 def _instances(value: Any, kind: type, what: str, fix: str) -> tuple[Any, ...]:

@@ -14,6 +14,7 @@ from langgraph.config import get_config
 from langgraph.runtime import get_runtime
 from pydantic import ValidationError
 
+from switchyard.core.defaults import CONFIDENCE_THRESHOLD, DEADLINE_S
 from switchyard.core.errors import ConfigError, ModelConfigError
 from switchyard.core.models import split_model
 from switchyard.guardrails.budgets import Budget
@@ -33,7 +34,7 @@ class Context:
         },
     )
     confidence_threshold: float = field(
-        default=0.35,
+        default=CONFIDENCE_THRESHOLD,
         metadata={"description": "Routes below this confidence go to the default agent (0 to 1)."},
     )
     recursion_limit: int = field(
@@ -76,7 +77,7 @@ class Context:
         },
     )
     deadline_s: float | None = field(
-        default=300.0,
+        default=DEADLINE_S,
         metadata={
             "description": "Seconds a run may take: model and tool calls still running then are "
             "abandoned and the run ends with end reason 'deadline'. Empty: no deadline."

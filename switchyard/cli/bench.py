@@ -1,4 +1,4 @@
-"""`switchyard bench [overhead|fanout|context|throughput|ratelimit|all] [--quick]`."""
+"""`switchyard bench [overhead|fanout|context|throughput|ratelimit|startup|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from switchyard.core.redact import redact
 if TYPE_CHECKING:
     from switchyard.bench.harness import Progress, Result
 
-CHOICES = ("overhead", "fanout", "context", "throughput", "ratelimit", "all")
+CHOICES = ("overhead", "fanout", "context", "throughput", "ratelimit", "startup", "all")
 """`all` is the comparisons against other frameworks; `ratelimit` (worker processes sharing one
-limit through Redis, written to RATE_LIMITS.md) runs on its own."""
+limit through Redis, written to RATE_LIMITS.md) and `startup` (cold-start cost of fresh
+processes, its own section of RESULTS.md) run on their own."""
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -68,6 +69,8 @@ def handle(args: argparse.Namespace, console: Console) -> int:
     command = command_of(args)
     if args.benchmark == "ratelimit":
         return _ratelimit(args, command, console)
+    if args.benchmark == "startup":
+        return _startup(args, command, console)
     names = (
         ("overhead", "fanout", "context", "throughput")
         if args.benchmark == "all"
@@ -148,6 +151,38 @@ def _ratelimit(args: argparse.Namespace, command: list[str], console: Console) -
     progress(f"ratelimit: wrote {path}")
     console.print(f"report: {write_markdown(result, args.dir)}")
     return 0
+
+
+def _startup(args: argparse.Namespace, command: list[str], console: Console) -> int:
+    """`switchyard bench startup`: fresh processes, timed; startup.json, RESULTS.md, a table."""
+    from rich.table import Table
+
+    from switchyard.bench.harness import Result, environment
+    from switchyard.bench.report import write_report
+    from switchyard.bench.startup import HEADER, StartupConfig, run_startup, table_rows
+
+    started = time.perf_counter()
+
+    def progress(status: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+
+    result = Result(name="startup", quick=args.quick, environment=environment(command))
+    config = StartupConfig.quick() if args.quick else StartupConfig()
+    with tempfile.TemporaryDirectory(prefix="switchyard-startup-") as scratch:
+        run_startup(result, config=config, workdir=Path(scratch), progress=progress)
+    path = result.write(args.dir / "results")
+    progress(f"startup: wrote {path}")
+    # The commands are in RESULTS.md; without them the table fits a terminal.
+    table = Table(*(h for i, h in enumerate(HEADER) if i != 1), title="Cold start")
+    for line in table_rows(result):
+        table.add_row(*(cell for i, cell in enumerate(line) if i != 1))
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False)
+    console.print(f"report: {write_report(args.dir)}")
+    # Written and reported either way; a row that failed (not one whose extra is missing) fails
+    # the command, so a broken start-up path cannot pass unnoticed.
+    return 1 if any(row.get("status") == "failed" for row in result.rows) else 0
 
 
 async def _run(

@@ -12,19 +12,19 @@ import argparse
 import datetime as dt
 import json
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
+from switchyard.core.defaults import DLQ_MAX_LIMIT as MAX_LIMIT
 from switchyard.core.errors import GraphNotFoundError, InvalidInputError
-from switchyard.core.redact import redact
-from switchyard.runtime.registry import load_target
-from switchyard.runtime.run import replay
-from switchyard.runtime.settings import restored_context
-from switchyard.state.context import Context
-from switchyard.storage.dlq import MAX_LIMIT, DeadLetter, DeadLetterQueue
-from switchyard.storage.persistence import open_persistence
+
+if TYPE_CHECKING:
+    from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
+
+# The handlers import what they run on (pydantic, LangGraph, the PII detector) when they run:
+# building the parser, for `switchyard --help` or `switchyard graphs`, must not load them.
 
 DEFAULT_LIMIT = 50
 
@@ -35,6 +35,8 @@ def add_command(commands: Any) -> None:
     dlq.add_argument("--dlq", default=None, help="queue location (default: SWITCHYARD_DLQ)")
     actions = dlq.add_subparsers(dest="dlq_action", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="failed runs, newest first")
+    # Only `replay` runs a model and takes a session lock: the others skip the settings check.
+    listing.set_defaults(needs_settings=False)
     listing.add_argument("--status", choices=("open", "replayed"), default=None)
     listing.add_argument(
         "--limit",
@@ -43,6 +45,7 @@ def add_command(commands: Any) -> None:
         help=f"most records shown, 1 to {MAX_LIMIT:,} (default: {DEFAULT_LIMIT})",
     )
     show = actions.add_parser("show", help="one failed run, in full (JSON)")
+    show.set_defaults(needs_settings=False)
     show.add_argument("id")
     again = actions.add_parser("replay", help="resume a failed run from its last good checkpoint")
     again.add_argument("id")
@@ -64,6 +67,8 @@ def add_command(commands: Any) -> None:
 
 
 def _handle(args: argparse.Namespace, console: Console) -> int:
+    from switchyard.storage.dlq import DeadLetterQueue
+
     limit = _limit(args.limit) if args.dlq_action == "list" else DEFAULT_LIMIT
     queue = DeadLetterQueue(args.dlq)
     if args.dlq_action == "list":
@@ -109,6 +114,13 @@ def _table(letters: list[DeadLetter]) -> Table:
 def _replay(
     letter: DeadLetter, queue: DeadLetterQueue, args: argparse.Namespace, console: Console
 ) -> int:
+    from switchyard.core.redact import redact
+    from switchyard.runtime.registry import load_target
+    from switchyard.runtime.run import replay
+    from switchyard.runtime.settings import restored_context
+    from switchyard.state.context import Context
+    from switchyard.storage.persistence import open_persistence
+
     if letter.graph is None:
         raise GraphNotFoundError(
             f"dead letter {letter.id} does not record how to rebuild its graph "

@@ -7,42 +7,48 @@ the result files and prints the tables.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from switchyard import eval as evaluation_package
+from switchyard.core.defaults import CLASSIFIERS, CONFIDENCE_THRESHOLD
 from switchyard.core.errors import SwitchyardError
-from switchyard.eval import router as evaluation_module
-from switchyard.eval.router import (
-    CLASSIFIERS,
-    OOS_WEIGHT,
-    AgentSet,
-    DatasetError,
-    RoutingReport,
-    Row,
-    build_agents,
-    confusion_png,
-    confusion_text,
-    cross_fitted_scores,
-    environment,
-    load_dataset,
-    make_classifier,
-    route_rows,
-    sample_per_label,
-    score_rows,
-    stratified_split,
-)
-from switchyard.nodes.calibration import Calibration, CalibrationError, fit_calibration
-from switchyard.nodes.classifiers import semantic_available
-from switchyard.state.context import Context
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from switchyard.eval.router import AgentSet, RoutingReport, Row
+    from switchyard.nodes.calibration import Calibration
+
+# The handler imports the evaluation (scikit-learn, numpy, LangChain) when it runs: building the
+# parser, for `switchyard --help` or `switchyard graphs`, must not load it.
+
+OOS_WEIGHT = 0.2
+"""Default weight of out-of-scope recall against in-scope accuracy when fitting the threshold.
+
+At 0.2 an in-scope request sent to the default agent costs four times an out-of-scope request
+sent to a specialist: losing in-scope requests is the worse mistake for a router. Measured on
+the development splits (bench/ROUTING.md), 0.15 to 0.25 choose the same threshold.
+"""
+
+
+def evaluation_help() -> str:
+    """The help of `eval-router`: the docstring of `switchyard.eval.router` after its first line.
+
+    It is read from the module's source: importing the module would load scikit-learn.
+    """
+    source = Path(evaluation_package.__file__).with_name("router.py").read_text(encoding="utf-8")
+    docstring = ast.get_docstring(ast.parse(source), clean=False) or ""
+    return docstring.split("\n\n", 1)[1]
 
 
 def add_command(commands: Any) -> None:
@@ -50,7 +56,7 @@ def add_command(commands: Any) -> None:
     cmd = commands.add_parser(
         "eval-router",
         help="measure how well a classifier routes a labelled dataset",
-        description=(evaluation_module.__doc__ or "").split("\n\n", 1)[1],
+        description=evaluation_help(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.add_argument("dataset", metavar="DATASET.jsonl", help="the evaluation file")
@@ -111,7 +117,7 @@ def add_command(commands: Any) -> None:
     cmd.add_argument(
         "--confidence-threshold",
         type=float,
-        default=Context().confidence_threshold,
+        default=CONFIDENCE_THRESHOLD,
         help="the router's Context.confidence_threshold (default %(default)s)",
     )
     cmd.add_argument(
@@ -122,9 +128,9 @@ def add_command(commands: Any) -> None:
     )
     cmd.add_argument(
         "--precision",
-        choices=("auto", "float32", "bfloat16"),
+        choices=("auto", "float32", "int8"),
         default="auto",
-        help="numeric precision of the embedding model (default auto: bfloat16 where native)",
+        help="numeric precision of the embedding model (default auto: float32)",
     )
     cmd.add_argument("--model", default=None, help="model of the LLM classifier")
     cmd.add_argument("--limit", type=int, default=None, help="route only the first N rows")
@@ -168,7 +174,7 @@ def reproduce_command(args: argparse.Namespace, kind: str) -> str:
         "oos_label": "oos",
         "default_label": None,
         "oos_weight": OOS_WEIGHT,
-        "confidence_threshold": Context().confidence_threshold,
+        "confidence_threshold": CONFIDENCE_THRESHOLD,
         "head": "auto",
         "precision": "auto",
         "model": None,
@@ -216,6 +222,23 @@ def _resolve_files(args: argparse.Namespace) -> _Files:
 
 
 def _handle(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from switchyard.eval.router import (
+        DatasetError,
+        build_agents,
+        confusion_png,
+        confusion_text,
+        environment,
+        load_dataset,
+        make_classifier,
+        route_rows,
+        sample_per_label,
+        stratified_split,
+    )
+    from switchyard.nodes.calibration import Calibration
+    from switchyard.nodes.classifiers import semantic_available
+
     kind = args.classifier or ("semantic" if semantic_available() else "lexical")
     if args.fit and args.calibration:
         raise SwitchyardError("give --fit or --calibration, not both")
@@ -341,6 +364,9 @@ def _fit(
     progress: Progress,
 ) -> tuple[Calibration, str]:
     """Fit a calibration on the validation file, or on cross-fitted training scores."""
+    from switchyard.eval.router import DatasetError, cross_fitted_scores, load_dataset, score_rows
+    from switchyard.nodes.calibration import CalibrationError, fit_calibration
+
     if files.validation is not None:
         validation = load_dataset(files.validation, args.label_field)
         unknown = sorted({row.label for row in validation} - set(agent_set.agent_of))
@@ -385,6 +411,8 @@ def _pct(value: float | None) -> str:
 
 
 def _print_report(report: RoutingReport, console: Console, files: _Files, fit: str) -> None:
+    from switchyard.eval.router import confusion_text
+
     console.print(f"split: {files.split}", markup=False, highlight=False)
     console.print(f"calibration: {fit}", markup=False, highlight=False)
     table = Table(show_edge=False)

@@ -14,7 +14,7 @@ from switchyard.runtime.registry import describe, pattern_names
 def add_command(commands: Any) -> None:
     """Add the `graphs` subcommand to the CLI's subparsers."""
     graphs_cmd = commands.add_parser("graphs", help="list the patterns (as in langgraph.json)")
-    graphs_cmd.set_defaults(handler=_graphs)
+    graphs_cmd.set_defaults(handler=_graphs, needs_settings=False)
 
 
 def _graphs(args: argparse.Namespace, console: Console) -> int:

@@ -9,14 +9,8 @@ from dataclasses import asdict
 from rich.console import Console
 from rich.table import Table
 
-from switchyard.storage.persistence import open_persistence, require_existing
-from switchyard.storage.retention import (
-    RetentionError,
-    RetentionPolicy,
-    parse_duration,
-    prune,
-    saver_kind,
-)
+# The handlers import what they run on (LangGraph's checkpointers) when they run:
+# building the parser, for `switchyard --help` or `switchyard graphs`, must not load them.
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,10 +48,20 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     cmd.add_argument("--dry-run", action="store_true", help="report, then roll back")
     cmd.add_argument("--json", action="store_true", help="print the report as JSON")
-    cmd.set_defaults(handler=_prune_command)
+    # Pruning runs no model and takes no session lock: no settings check (see `main`).
+    cmd.set_defaults(handler=_prune_command, needs_settings=False)
 
 
 def _prune_command(args: argparse.Namespace, console: Console) -> int:
+    from switchyard.storage.persistence import open_persistence, require_existing
+    from switchyard.storage.retention import (
+        RetentionError,
+        RetentionPolicy,
+        parse_duration,
+        prune,
+        saver_kind,
+    )
+
     if args.keep_latest is None and args.older_than is None:
         raise RetentionError("give --keep-latest N, --older-than DURATION or both")
     policy = RetentionPolicy(

@@ -4,29 +4,24 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from switchyard.cli.tables import usage_table
-from switchyard.core.redact import redact
-from switchyard.observability.report import (
-    ReportAccessError,
-    ReportError,
-    SessionNotFoundError,
-    SessionReport,
-    not_yours,
-    render_html,
-    session_report,
-)
-from switchyard.runtime.registry import load_graph
-from switchyard.runtime.run import thread_id_for
-from switchyard.storage.persistence import open_checkpointer
+
+if TYPE_CHECKING:
+    from switchyard.observability.report import SessionReport
+
+# The handlers import what they run on (LangGraph, LangChain, the PII detector) when they run:
+# building the parser, for `switchyard --help` or `switchyard graphs`, must not load them.
 
 
 def print_session(report: SessionReport, console: Console) -> None:
     """Print a stored session: the per-agent table, then one line per run (and its failure)."""
+    from switchyard.core.redact import redact
+
     console.print(
         f"session {report.session_id or '-'} of {report.user_id or '-'} "
         f"({report.pattern or 'unknown pattern'}, thread {report.thread_id})",
@@ -90,7 +85,8 @@ def add_command(commands: Any) -> None:
     report.add_argument(
         "--html", default=None, metavar="FILE", help="also write a self-contained HTML report"
     )
-    report.set_defaults(handler=_handle)
+    # A report runs no model and takes no session lock: no settings check (see `main`).
+    report.set_defaults(handler=_handle, needs_settings=False)
 
 
 def _find(saver: Any, reference: str, user_id: str | None) -> tuple[str, Any]:
@@ -98,6 +94,9 @@ def _find(saver: Any, reference: str, user_id: str | None) -> tuple[str, Any]:
 
     Given a user, only their threads count; anything else gets the same one line.
     """
+    from switchyard.observability.report import ReportAccessError, SessionNotFoundError, not_yours
+    from switchyard.runtime.run import thread_id_for
+
     for thread_id in (reference, thread_id_for(user_id or "local", reference)):
         found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ""}})
         owner = (found.metadata or {}).get("user_id") if found is not None else None
@@ -112,6 +111,15 @@ def _find(saver: Any, reference: str, user_id: str | None) -> tuple[str, Any]:
 
 
 def _handle(args: argparse.Namespace, console: Console) -> int:
+    from switchyard.observability.report import (
+        ReportError,
+        SessionNotFoundError,
+        render_html,
+        session_report,
+    )
+    from switchyard.runtime.registry import load_graph
+    from switchyard.storage.persistence import open_checkpointer
+
     with open_checkpointer(args.checkpointer) as saver:
         thread_id, found = _find(saver, args.thread, args.user)
         pattern = (found.metadata or {}).get("pattern")

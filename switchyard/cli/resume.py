@@ -5,18 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from switchyard.core.errors import GraphNotFoundError, InvalidInputError
-from switchyard.core.redact import redact, redact_value
-from switchyard.runtime.registry import load_graph
-from switchyard.runtime.resume import check_access, resume_thread, thread_status
-from switchyard.runtime.run import thread_id_for
-from switchyard.runtime.settings import restored_context, settings_in
-from switchyard.state.context import Context
-from switchyard.storage.persistence import open_persistence, require_existing
+
+if TYPE_CHECKING:
+    from switchyard.state.context import Context
+
+# The handlers import what they run on (LangGraph, LangChain, the PII detector) when they run:
+# building the parser, for `switchyard --help` or `switchyard graphs`, must not load them.
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -44,6 +43,12 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
 
 
 def _resume_command(args: argparse.Namespace, console: Console) -> int:
+    from switchyard.core.redact import redact, redact_value
+    from switchyard.runtime.registry import load_graph
+    from switchyard.runtime.resume import check_access, resume_thread, thread_status
+    from switchyard.runtime.run import thread_id_for
+    from switchyard.storage.persistence import open_persistence, require_existing
+
     if (args.thread is None) == (args.session is None):
         raise InvalidInputError("give either a THREAD id or --session (with --user)")
     thread_id = args.thread or thread_id_for(args.user, args.session)
@@ -97,6 +102,9 @@ def _resume_command(args: argparse.Namespace, console: Console) -> int:
 
 def _context(metadata: dict[str, Any], model: str | None) -> Context | None:
     """The run's stored settings, with `--model` (when given) as the one override."""
+    from switchyard.runtime.settings import restored_context, settings_in
+    from switchyard.state.context import Context
+
     if model is None:
         return None  # resume_thread restores the run's own settings
     stored = restored_context(settings_in(metadata), None) or Context()

@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from switchyard.cli.progress import StreamProgress
-from switchyard.cli.tables import usage_table
+from switchyard.core.defaults import DEADLINE_S, DEFAULT_TIMEOUT_S, MULTITASK_STRATEGIES
 from switchyard.core.errors import InvalidInputError
-from switchyard.core.redact import redact, redact_value
-from switchyard.observability.logs import configure_logging
-from switchyard.observability.telemetry import configure_tracing
-from switchyard.runtime.registry import load_graph
-from switchyard.runtime.run import RunResult, check_text, resume, run
-from switchyard.runtime.sessions import MULTITASK_STRATEGIES
-from switchyard.state.agents import DEFAULT_TIMEOUT_S
-from switchyard.state.context import Context
-from switchyard.storage.dlq import DeadLetterQueue
-from switchyard.storage.persistence import open_persistence
+
+if TYPE_CHECKING:
+    from switchyard.runtime.run import RunResult
+
+# The handlers import what they run on (LangGraph, LangChain, the PII detector) when they run:
+# building the parser, for `switchyard --help` or `switchyard graphs`, must not load them.
 
 
 def add_command(commands: Any) -> None:
@@ -51,7 +46,7 @@ def add_command(commands: Any) -> None:
     run_cmd.add_argument(
         "--deadline",
         type=_seconds,
-        default=Context.deadline_s,
+        default=DEADLINE_S,
         metavar="SECONDS",
         help="the run ends (end reason 'deadline') after this long, calls in flight included "
         "(default: %(default)s)",
@@ -87,6 +82,9 @@ def add_command(commands: Any) -> None:
 
 
 def _print_result(result: RunResult, console: Console) -> None:
+    from switchyard.cli.tables import usage_table
+    from switchyard.core.redact import redact
+
     if result.ok:
         console.print(redact(result.output), markup=False, highlight=False)
     elif result.end_reason == "escalated":
@@ -144,6 +142,16 @@ def _seconds(text: str) -> float:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    from switchyard.cli.progress import StreamProgress
+    from switchyard.core.redact import redact_value
+    from switchyard.observability.logs import configure_logging
+    from switchyard.observability.telemetry import configure_tracing
+    from switchyard.runtime.registry import load_graph
+    from switchyard.runtime.run import check_text, resume, run
+    from switchyard.state.context import Context
+    from switchyard.storage.dlq import DeadLetterQueue
+    from switchyard.storage.persistence import open_persistence
+
     graph = load_graph(args.pattern)
     context = Context(model=args.model, deadline_s=args.deadline, timeout_s=args.timeout)
     if (args.text is None) == (args.resume is None):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 
-from switchyard.core.redact import redact
-from switchyard.observability.report import agent_usage, usage_cell, usage_columns, usage_total
-from switchyard.state.usage import UsageLedger
+if TYPE_CHECKING:
+    from switchyard.state.usage import UsageLedger
 
 
 def usage_table(ledger: UsageLedger, *, title: str | None = None) -> Table:
@@ -17,6 +18,15 @@ def usage_table(ledger: UsageLedger, *, title: str | None = None) -> Table:
         Console().print(usage_table(result.usage))
         ```
     """
+    # Imported on use: they load LangGraph and LangChain, which building the parser must not.
+    from switchyard.core.redact import redact
+    from switchyard.observability.report import (
+        agent_usage,
+        usage_cell,
+        usage_columns,
+        usage_total,
+    )
+
     rows = agent_usage(ledger)
     table = Table(title=title, show_edge=False, pad_edge=False)
     columns = usage_columns(rows, compact=True)

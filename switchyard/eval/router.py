@@ -39,6 +39,7 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from threadpoolctl import threadpool_limits
 
+from switchyard.core.defaults import CLASSIFIERS
 from switchyard.core.errors import SwitchyardError
 from switchyard.core.machine import cpu_model
 from switchyard.nodes.calibration import (
@@ -55,15 +56,6 @@ from switchyard.nodes.classifiers import (
 from switchyard.nodes.classify import choose
 from switchyard.state.agents import AgentSpec
 
-CLASSIFIERS = ("lexical", "semantic", "llm")
-
-OOS_WEIGHT = 0.2
-"""Default weight of out-of-scope recall against in-scope accuracy when fitting the threshold.
-
-At 0.2 an in-scope request sent to the default agent costs four times an out-of-scope request
-sent to a specialist: losing in-scope requests is the worse mistake for a router. Measured on
-the development splits (bench/ROUTING.md), 0.15 to 0.25 choose the same threshold.
-"""
 _AGENT_NAME = re.compile(r"[^a-z0-9]+")
 
 

@@ -3,6 +3,9 @@
 `load_graph` also takes an import path (`package.module:attribute`, as in langgraph.json), and
 remembers where each graph it loads came from: `graph_reference` answers that for the graph or for
 any graph compiled from its builder, so a dead letter can record exactly which graph to rebuild.
+
+Importing this module, `pattern_names` and `describe` load neither LangGraph nor any graph, so
+`switchyard graphs` answers at once.
 """
 
 from __future__ import annotations
@@ -10,16 +13,32 @@ from __future__ import annotations
 import importlib
 import sys
 import threading
-from typing import Any
-
-from langgraph.graph.state import CompiledStateGraph
+from typing import TYPE_CHECKING, Any
 
 from switchyard.core.errors import GraphNotFoundError
 
-PATTERNS: dict[str, str] = {
-    name: f"switchyard.graphs.demos:{name}"
-    for name in ("router", "pipeline", "fanout", "hierarchical", "events", "supervisor", "swarm")
+if TYPE_CHECKING:
+    from langgraph.graph.state import CompiledStateGraph
+
+DESCRIPTIONS: dict[str, str] = {
+    "router": "Router: a classifier picks one specialised agent per turn; unsure -> default agent.",
+    "pipeline": "Pipeline: stages run in order; each gets the validated output of the one before, "
+    "not the chat.",
+    "fanout": "Fan-out / fan-in: workers answer one request in parallel (`Send`), then a merge "
+    "combines them.",
+    "hierarchical": "Hierarchical: a manager plans typed steps for its workers, runs them in "
+    "waves, then synthesises.",
+    "events": "Events: agents subscribe to event types, handle events and publish new ones, "
+    "through a bus.",
+    "supervisor": "Supervisor: one agent delegates typed tasks to workers, which report back; it "
+    "answers at the end.",
+    "swarm": "Swarm: agents hand the conversation to each other; the next turn starts with "
+    "whoever holds it.",
 }
+"""The registered patterns, in order, each in one line: the first line of its module's docstring
+(`switchyard.graphs.<name>`, tested), kept here so that listing the patterns imports no graph."""
+
+PATTERNS: dict[str, str] = {name: f"switchyard.graphs.demos:{name}" for name in DESCRIPTIONS}
 """Each pattern's compiled demo graph as `module:attribute`, as in langgraph.json (tested)."""
 
 # The builder of every graph `load_graph` returned, by identity, with the import path it came
@@ -46,7 +65,7 @@ def load_graph(name: str) -> CompiledStateGraph[Any, Any, Any, Any]:
     """
     target = PATTERNS.get(name)
     if target is None and ":" not in name:
-        raise GraphNotFoundError(f"unknown pattern {name!r}; choose one of: {', '.join(PATTERNS)}")
+        raise _unknown(name)
     return load_target(target or name)
 
 
@@ -57,6 +76,9 @@ def load_target(target: str) -> CompiledStateGraph[Any, Any, Any, Any]:
         GraphNotFoundError: The module cannot be imported, lacks the attribute, or the attribute
             is not a compiled LangGraph graph.
     """
+    # LangGraph is imported only when a graph is: listing the patterns must not pay for it.
+    from langgraph.graph.state import CompiledStateGraph
+
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name.strip() or not attribute.strip():
         raise GraphNotFoundError(f"graph {target!r} is not an import path module:attribute")
@@ -104,9 +126,19 @@ def graph_reference(graph: object) -> str | None:
 
 
 def describe(name: str) -> str:
-    """First line of a pattern module's docstring (`switchyard.graphs.<name>`)."""
-    module = importlib.import_module(f"switchyard.graphs.{name}")
-    return (module.__doc__ or "").strip().splitlines()[0]
+    """What a registered pattern does, in one line (its module's docstring, without importing it).
+
+    Raises:
+        GraphNotFoundError: `name` is not a registered pattern (the message lists those).
+    """
+    description = DESCRIPTIONS.get(name)
+    if description is None:
+        raise _unknown(name)
+    return description
+
+
+def _unknown(name: str) -> GraphNotFoundError:
+    return GraphNotFoundError(f"unknown pattern {name!r}; choose one of: {', '.join(PATTERNS)}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -35,21 +35,20 @@ import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.pregel import Pregel
 
+from switchyard.core.defaults import MULTITASK_STRATEGIES
+
+# Re-exported: the runtime and `switchyard` import the strategy type from here.
+from switchyard.core.defaults import MultitaskStrategy as MultitaskStrategy
 from switchyard.core.errors import InvalidInputError, PersistenceConfigError, SwitchyardError
 from switchyard.core.redact import masked_logger
 from switchyard.runtime.effects import Steps, adrive, drive
 
 logger = masked_logger(__name__)
-
-MultitaskStrategy = Literal["enqueue", "reject"]
-"""What a turn does when its session is busy: wait its turn, or be refused."""
-
-MULTITASK_STRATEGIES: tuple[MultitaskStrategy, ...] = ("enqueue", "reject")
 
 _FIRST_POLL_S = 0.005
 _LAST_POLL_S = 0.05

@@ -30,6 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from switchyard.core.defaults import DLQ_MAX_LIMIT as MAX_LIMIT
 from switchyard.core.errors import (
     InvalidInputError,
     PersistenceConfigError,
@@ -40,8 +41,6 @@ from switchyard.core.redact import redact, redact_value
 
 DLQ_ENV = "SWITCHYARD_DLQ"
 DEFAULT_DLQ_PATH = Path(".switchyard") / "dlq.sqlite"
-MAX_LIMIT = 1_000_000
-"""Most records one `list` returns (a bound both SQLite and PostgreSQL accept)."""
 
 _COLUMNS = (
     "id",

@@ -21,7 +21,7 @@ TEXTS = [
     "I need a refund for my last payment",
     "my card is gone",
     "book a table for two at seven tonight",
-    "Wie spät ist es in Zürich?",
+    "Grüezi mitenand, wo isch de Bahnhof in Zürich?",
     "x",
     "how do I authenticate with the API using the Python SDK and an access token " * 20,
 ]
