@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from switchyard.bench.harness import Result, load_result
+from switchyard.bench.startup import HEADER as STARTUP_HEADER
+from switchyard.bench.startup import table_rows as startup_rows
 
-BENCHMARKS = ("overhead", "fanout", "context", "throughput")
+BENCHMARKS = ("overhead", "fanout", "context", "throughput", "startup")
 BACKEND_ORDER = ("none", "memory", "sqlite", "postgres")
 CONTENDER_ORDER = (
     "switchyard",
@@ -446,6 +448,53 @@ def throughput_section(result: Result, plots: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
+def startup_section(result: Result, plots: dict[str, str]) -> str:
+    """Section 5: cold start, fresh processes against the targets of issue 14."""
+    config = result.config
+    slow = (
+        f" ({config['slow_repetitions']} for the `switchyard run` rows)"
+        if config["slow_repetitions"] != config["repetitions"]
+        else ""
+    )
+    rows = [
+        [name, f"`{command}`", *(_bold_missed(cell) for cell in rest)]
+        for name, command, *rest in startup_rows(result)
+    ]
+    parts = [
+        "## 5. Startup",
+        "",
+        f"Cold-start cost of a fresh process: each figure is the median over "
+        f"{config['repetitions']} fresh processes{slow}, interleaved, of the wall time from "
+        "spawning the child to "
+        "reaping it and of the child's own peak RSS (`os.wait4`). \"Cold\" is a user's second "
+        "run: a new process, run in a scratch directory, with `SWITCHYARD_CACHE_DIR` holding "
+        "what the first run cached; the first run ever (empty cache, no `.switchyard/`) is one "
+        "process, reported on its own. The page cache is not dropped. The warm route is one "
+        "process timing `classify` with its own clock after the first request loaded the "
+        "classifier (its N counts calls). Peak RSS includes about "
+        f"{fmt(config.get('rss_floor_mb'))} MB that a child doing nothing reports. The peers "
+        "import only themselves (`switchyard/bench/startup_children.py`) and answer from a "
+        "fixed-reply model. Reproduce with `switchyard bench startup`.",
+        "",
+        table(STARTUP_HEADER, rows),
+    ]
+    top = config.get("importtime_top")
+    if top:
+        parts += [
+            "",
+            "Slowest top-level imports of the semantic `switchyard run` (one run, "
+            "`python -X importtime`, cumulative): "
+            + ", ".join(f"`{t['module']}` {fmt(t['cumulative_ms'])} ms" for t in top)
+            + ".",
+        ]
+    parts += [f"\n> {note}" for note in result.notes]
+    return "\n".join(parts)
+
+
+def _bold_missed(cell: str) -> str:
+    return "**missed**" if cell == "missed" else cell
+
+
 def _throughput_note(result: Result) -> str:
     """What bounds the persistent cells, and how PostgreSQL scales with processes."""
     ok = _ok(result.rows)
@@ -631,6 +680,33 @@ def targets(results: dict[str, Result]) -> list[list[str]]:
                     _verdict(row["runs_per_s"] >= 300),
                 ]
             )
+    startup = results.get("startup")
+    if startup is not None:
+        lines += _startup_targets(startup)
+    return lines
+
+
+def _startup_targets(result: Result) -> list[list[str]]:
+    lines: list[list[str]] = []
+    for row in result.rows:
+        if row.get("status") != "ok":
+            if row.get("target_s") is not None or row.get("target_ms") is not None:
+                lines.append([f"cold start: {row['name']}", str(row.get("status")), "n/a"])
+            continue
+        if row.get("met") is None:
+            continue
+        if row["kind"] == "warm-route":
+            target, measured = (
+                f"warm route <= {row['target_ms']:g} ms",
+                f"{row['median_ms']:.2f} ms",
+            )
+        else:
+            target = f"cold `{row['command']}` <= {row['target_s']:g} s"
+            measured = f"{row['median_s']:.2f} s"
+            if row.get("target_rss_mb") is not None:
+                target += f", <= {row['target_rss_mb']:g} MB peak RSS"
+                measured += f", {row['peak_rss_mb']:.0f} MB"
+        lines.append([target, measured, _verdict(row["met"])])
     return lines
 
 
@@ -866,6 +942,7 @@ def write_report(base: Path, reading: str | None = None) -> Path:
         "fanout": fanout_section,
         "context": context_section,
         "throughput": throughput_section,
+        "startup": startup_section,
     }
     for name, render in sections.items():
         if name in results:
