@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml
 	@# install would still map the bare `graphs`, `nodes` and `state` packages.
 	@$(BIN)/python -m pip uninstall --quiet --yes switchyard >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' -e '.[dev,bench,semantic]'
+	@# Export the embedding model to ONNX now (about 10 s, once per cache folder), not on the first route.
+	$(BIN)/python -c "from switchyard.nodes.embedder import Embedder; Embedder().encode(['ready'])"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create or update the virtual environment in .venv

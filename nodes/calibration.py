@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
 
 from switchyard.core.errors import SwitchyardError
 
@@ -104,6 +103,9 @@ def fit_platt(features: FloatArray, outcome: Sequence[bool] | np.ndarray[Any, An
     if positives in (0, len(y)):
         share = (positives + 1) / (len(y) + 2)
         return Platt(weights=(0.0,) * x.shape[1], bias=math.log(share / (1 - share)))
+    # Imported here: a process that only routes applies fitted maps and never pays for the import.
+    from sklearn.linear_model import LogisticRegression
+
     # Scale the features for the solver, then fold the scaling back into the weights.
     mean, std = x.mean(axis=0), x.std(axis=0)
     std[std == 0] = 1.0

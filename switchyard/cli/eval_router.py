@@ -130,7 +130,7 @@ def add_command(commands: Any) -> None:
         "--precision",
         choices=("auto", "float32", "int8"),
         default="auto",
-        help="numeric precision of the embedding model (default auto: float32)",
+        help="numeric precision of the embedding model (default auto: int8)",
     )
     cmd.add_argument("--model", default=None, help="model of the LLM classifier")
     cmd.add_argument("--limit", type=int, default=None, help="route only the first N rows")

