@@ -219,8 +219,14 @@ def child_env(cache: Path, settings: Mapping[str, str] | None = None) -> dict[st
 
     The user's Switchyard settings are dropped so a configured provider, Redis or checkpointer
     does not turn the start-up figure into a network round trip; the run uses the offline model.
+    `PYTHONDONTWRITEBYTECODE` is dropped too: an installed package has its bytecode, and without
+    it every child would compile Switchyard's sources again (0.3 s on a 2-core machine).
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHYARD_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SWITCHYARD_") and k != "PYTHONDONTWRITEBYTECODE"
+    }
     env.update(
         {
             "SWITCHYARD_CACHE_DIR": str(cache),
