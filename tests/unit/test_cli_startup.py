@@ -163,3 +163,35 @@ def test_a_command_that_runs_a_model_still_checks_the_settings(
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("switchyard: error: SWITCHYARD_REDIS_URL is not a Redis URL")
     assert not store.exists()
+
+
+def test_the_demo_module_builds_only_the_graph_asked_for() -> None:
+    probe = textwrap.dedent(
+        """
+        import json, sys
+        import switchyard.graphs.demos as demos
+        before = sorted(m for m in sys.modules if m.startswith("switchyard.graphs."))
+        from switchyard.graphs.demos import router
+        built = sorted(n for n in ("router", "pipeline", "events", "HIERARCHICAL_WORKERS")
+                       if n in vars(demos))
+        after = sorted(m for m in sys.modules if m.startswith("switchyard.graphs."))
+        workers = demos.HIERARCHICAL_WORKERS
+        print(json.dumps({"before": before, "built": built, "after": after,
+                          "same": demos.router is router, "workers": len(workers),
+                          "listed": "swarm" in dir(demos)}))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    seen = json.loads(done.stdout)
+    assert seen["before"] == ["switchyard.graphs.demos"]
+    assert seen["built"] == ["router"]
+    assert "switchyard.graphs.events" not in seen["after"]
+    assert seen["same"] is True
+    assert seen["workers"] == 3
+    assert seen["listed"] is True
+    import switchyard.graphs.demos as demos
+
+    with pytest.raises(AttributeError, match="has no attribute 'nope'"):
+        _ = demos.nope

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from switchyard.nodes import onnx_model
-from switchyard.nodes.onnx_model import ModelExportError, ensure_model, onnx_path, verified
+from switchyard.nodes.onnx_model import (
+    ModelExportError,
+    ensure_model,
+    onnx_path,
+    recorded_digest,
+    verified,
+)
 
 needs_semantic = pytest.mark.usefixtures("semantic_extra")
 
@@ -115,7 +121,7 @@ def test_onnx_embeddings_match_pytorch() -> None:
 
 @needs_semantic
 def test_int8_is_close_to_float32() -> None:
-    from switchyard.nodes.embedder import Embedder
+    from switchyard.nodes.embedder import Embedder, cache_dir
 
     full = Embedder(precision="float32").encode(TEXTS)
     quantized = Embedder(precision="int8").encode(TEXTS)
@@ -124,7 +130,12 @@ def test_int8_is_close_to_float32() -> None:
     # a text's int8 vector does not depend on the texts embedded beside it
     for text, row in zip(TEXTS, quantized, strict=True):
         assert Embedder(precision="int8").encode([text])[0].tolist() == row.tolist()
-    assert Embedder(precision="int8").model_id.endswith("onnx int8)")  # its own embedding cache
+    # each file keys its own cached embeddings and fits: by precision and by the file's hash
+    int8_id = Embedder(precision="int8").model_id
+    assert "onnx int8 " in int8_id
+    assert "onnx float32 " in Embedder(precision="float32").model_id
+    model = onnx_path(cache_dir() / "models", "int8")
+    assert recorded_digest(model)[:16] in int8_id
 
 
 @needs_semantic
