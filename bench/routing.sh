@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every row of bench/ROUTING.md, in order: run from the repository root with the project installed
-# (`make install`); ../shared/datasets holds CLINC150 and Banking77. About 20 minutes on 2 cores.
+# (`make install`); ../shared/datasets holds CLINC150 and Banking77. About 15 minutes on 2 cores.
 # Usage: bash bench/routing.sh [DATA_DIR]   (default ../shared/datasets)
 set -euo pipefail
 cd "$(dirname "$0")/.."
