@@ -487,6 +487,15 @@ def startup_section(result: Result, plots: dict[str, str]) -> str:
             + ", ".join(f"`{t['module']}` {fmt(t['cumulative_ms'])} ms" for t in top)
             + ".",
         ]
+    packages = config.get("import_packages")
+    if packages:
+        parts += [
+            "",
+            "The same run's import time by package (self time summed over each package's "
+            "modules; `-X importtime` adds its own overhead): "
+            + ", ".join(f"`{p['package']}` {fmt(p['self_ms'])} ms" for p in packages)
+            + ".",
+        ]
     parts += [f"\n> {note}" for note in result.notes]
     return "\n".join(parts)
 

@@ -428,7 +428,9 @@ def run_startup(
         result.rows.append(_warm_route(session, config, unavailable))
         result.rows.append(first)
         if config.importtime and not unavailable:
-            result.config["importtime_top"] = _importtime(session, semantic_run)
+            top, packages = _importtime(session, semantic_run)
+            result.config["importtime_top"] = top
+            result.config["import_packages"] = packages
     if unavailable:
         result.notes.append(f"semantic rows not measured: {unavailable}")
     result.notes += [f"{row['name']}: {row['reason']}" for row in result.rows if "reason" in row]
@@ -533,13 +535,33 @@ def _warm_route(
     }
 
 
-def _importtime(session: _Session, probe: Probe) -> list[dict[str, Any]]:
-    """The slowest top-level imports of one run of `probe` (cumulative ms, largest first)."""
+def _importtime(
+    session: _Session, probe: Probe
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One run of `probe` under `-X importtime`: the slowest top-level imports, and the packages.
+
+    The top-level list names the import that pulls a stack in (the first module that needs
+    LangGraph carries all of it); the per-package self times say whose code the time is spent in.
+    """
     sample = session.run(probe.argv, {**probe.settings, "PYTHONPROFILEIMPORTTIME": "1"})
     top = parse_importtime(sample.stderr)[:IMPORTTIME_TOP]
-    listed = ", ".join(f"{t['module']} {t['cumulative_ms']:.0f} ms" for t in top[:3])
+    packages = import_packages(sample.stderr)[:IMPORTTIME_TOP]
+    listed = ", ".join(f"{t['package']} {t['self_ms']:.0f} ms" for t in packages[:3])
     session.say(f"importtime: {listed}")
-    return top
+    return top, packages
+
+
+def import_packages(stderr: str) -> list[dict[str, Any]]:
+    """Self import time summed per top-level package from `-X importtime` output, largest first."""
+    totals: dict[str, float] = {}
+    for line in stderr.splitlines():
+        parts = line[len("import time:") :].split("|") if line.startswith("import time:") else []
+        if len(parts) != 3 or not parts[0].strip().isdigit():
+            continue  # not an import line, or the header
+        package = parts[2].strip().split(".", 1)[0]
+        totals[package] = totals.get(package, 0.0) + int(parts[0]) / 1000
+    ranked = sorted(totals.items(), key=lambda item: -item[1])
+    return [{"package": name, "self_ms": ms} for name, ms in ranked]
 
 
 def parse_importtime(stderr: str) -> list[dict[str, Any]]:

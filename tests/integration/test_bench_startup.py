@@ -18,7 +18,7 @@ import pytest
 from rich.console import Console
 
 from switchyard.bench.harness import rss_mb
-from switchyard.bench.startup import Spawner, child_env, parse_importtime
+from switchyard.bench.startup import Spawner, child_env, import_packages, parse_importtime
 from switchyard.cli import bench as bench_cli
 from switchyard.nodes.classifiers import semantic_available
 
@@ -136,3 +136,19 @@ def test_importtime_output_is_reduced_to_top_level_imports_by_cumulative_time() 
         {"module": "big", "cumulative_ms": 5.0},
         {"module": "tiny", "cumulative_ms": 0.01},
     ]
+
+
+def test_import_time_is_summed_per_package_by_self_time() -> None:
+    stderr = "\n".join(
+        [
+            "import time: self [us] | cumulative | imported package",
+            "import time:       100 |        100 |     small.child",
+            "import time:       200 |        300 |   small",
+            "import time:        50 |       5000 | big",
+            "import time:      4000 |       4000 |   big.inner",
+            "not an import line",
+        ]
+    )
+    found = import_packages(stderr)
+    assert [p["package"] for p in found] == ["big", "small"]
+    assert [p["self_ms"] for p in found] == pytest.approx([4.05, 0.3])
