@@ -119,7 +119,9 @@ def graph_reference(graph: object) -> str | None:
     for target in PATTERNS.values():
         module_name, _, attribute = target.partition(":")
         module = sys.modules.get(module_name)
-        demo = getattr(module, attribute, None) if module is not None else None
+        # vars(), not getattr(): a demo graph is built on first access, and one not built yet
+        # cannot be the graph in hand
+        demo = vars(module).get(attribute) if module is not None else None
         if demo is not None and getattr(demo, "builder", None) is builder:
             return target
     return None

@@ -172,13 +172,17 @@ def test_the_demo_module_builds_only_the_graph_asked_for() -> None:
         import switchyard.graphs.demos as demos
         before = sorted(m for m in sys.modules if m.startswith("switchyard.graphs."))
         from switchyard.graphs.demos import router
+        from switchyard.graphs.router import build_router_graph
+        from switchyard.runtime.registry import graph_reference
+        mine = build_router_graph(demos.ROUTER_AGENTS, default_agent="support").compile()
+        reference = graph_reference(mine)  # looks for a demo graph without building one
         built = sorted(n for n in ("router", "pipeline", "events", "HIERARCHICAL_WORKERS")
                        if n in vars(demos))
         after = sorted(m for m in sys.modules if m.startswith("switchyard.graphs."))
         workers = demos.HIERARCHICAL_WORKERS
         print(json.dumps({"before": before, "built": built, "after": after,
                           "same": demos.router is router, "workers": len(workers),
-                          "listed": "swarm" in dir(demos)}))
+                          "listed": "swarm" in dir(demos), "reference": reference}))
         """
     )
     done = subprocess.run(
@@ -191,6 +195,7 @@ def test_the_demo_module_builds_only_the_graph_asked_for() -> None:
     assert seen["same"] is True
     assert seen["workers"] == 3
     assert seen["listed"] is True
+    assert seen["reference"] is None
     import switchyard.graphs.demos as demos
 
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):

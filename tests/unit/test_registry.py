@@ -26,7 +26,14 @@ def config() -> dict[str, Any]:
 def test_langgraph_json_lists_exactly_the_registered_patterns(config: dict[str, Any]) -> None:
     graphs = config["graphs"]
     assert list(graphs) == list(PATTERNS)
-    assert graphs == PATTERNS
+    assert graphs == {name: f"switchyard.graphs.served:{name}" for name in PATTERNS}
+
+
+def test_the_served_graphs_are_the_demo_graphs_in_the_modules_namespace() -> None:
+    """`langgraph dev` reads `module.__dict__`, where the lazily built demos are not (yet)."""
+    served = importlib.import_module("switchyard.graphs.served")
+    for name in PATTERNS:
+        assert vars(served)[name] is load_graph(name)
 
 
 def test_langgraph_json_names_installed_modules_not_repository_files(
