@@ -23,10 +23,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from switchyard.core.errors import SwitchyardError
 from switchyard.core.loading import loading
 from switchyard.nodes.calibration import FloatArray
-from switchyard.nodes.onnx_model import OnnxPrecision, ensure_model, recorded_digest
+from switchyard.nodes.onnx_model import (
+    OnnxPrecision,
+    ensure_model,
+    recorded_digest,
+)
+from switchyard.nodes.onnx_model import (
+    # re-exported: the error callers of the embedder catch
+    SemanticUnavailableError as SemanticUnavailableError,
+)
 
 MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 """The sentence-embedding model (384 dimensions, mean pooling, unit length)."""
@@ -43,10 +50,6 @@ Precision = Literal["auto", "float32", "int8"]
 int8 routes as well as float32 on CLINC150 and Banking77 (bench/ROUTING.md) at about a third of
 the time per request; float32 reproduces PyTorch's embeddings exactly.
 """
-
-
-class SemanticUnavailableError(SwitchyardError, ImportError):
-    """The semantic extra is not installed (ONNX Runtime, tokenizers or the bundled model)."""
 
 
 def cache_dir() -> Path:
@@ -232,7 +235,7 @@ class Embedder:
             cached: FloatArray = np.load(path).astype(np.float64)
             if cached.shape == (len(texts), 384):
                 return cached
-        except (OSError, ValueError):
+        except (OSError, ValueError, EOFError):  # missing, another shape, or cut short by a crash
             pass
         # float32 as stored, so a later process that reads the entry fits on the same numbers
         vectors = self.encode(texts).astype(np.float32)

@@ -54,8 +54,15 @@ _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _export_lock = threading.Lock()
 
 
-class ModelExportError(SwitchyardError, ImportError):
-    """The ONNX file is missing and cannot be exported here (the export's packages are missing)."""
+class SemanticUnavailableError(SwitchyardError, ImportError):
+    """The embedding model cannot run here: the semantic extra (or part of it) is missing.
+
+    Code that can do without embeddings (the convergence guard's similarity) catches this.
+    """
+
+
+class ModelExportError(SemanticUnavailableError):
+    """The ONNX file is missing and cannot be exported here: a package is missing or it failed."""
 
 
 def model_package_version() -> str:
@@ -101,7 +108,8 @@ def verified(model: Path) -> bool:
         return True
     if manifest.get("sha256") != _sha256(model):
         return False
-    _write_manifest(model, str(manifest["sha256"]))
+    with contextlib.suppress(OSError):  # a read-only cache still serves a file that checks out
+        _write_manifest(model, str(manifest["sha256"]))
     return True
 
 
@@ -148,8 +156,17 @@ def ensure_model(folder: Path, precision: OnnxPrecision, weights: Path) -> Path:
         if verified(target):
             return target
         folder.mkdir(parents=True, exist_ok=True)
-        with loading(f"exporting the embedding model to ONNX ({precision}, once)"):
-            _export(target, precision, weights)
+        with loading(f"embedding model (exporting to ONNX once, {precision})"):
+            try:
+                _export(target, precision, weights)
+            except ModelExportError:
+                raise
+            except Exception as exc:  # the exporter's own errors are many and undocumented
+                raise ModelExportError(
+                    f"exporting the embedding model to ONNX failed ({type(exc).__name__}: {exc}); "
+                    "nothing was cached. Report it with your torch, onnx, onnxscript and "
+                    "onnxruntime versions"
+                ) from exc
         _write_manifest(target, _sha256(target))
     return target
 

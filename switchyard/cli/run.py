@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -152,7 +153,10 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     from switchyard.storage.dlq import DeadLetterQueue
     from switchyard.storage.persistence import open_persistence
 
-    graph = load_graph(args.pattern)
+    progress = None if args.quiet else StreamProgress(Console(stderr=True))
+    # Building the graph may fit its router's classifier (a second, once): the display says so.
+    with progress if progress is not None else contextlib.nullcontext():
+        graph = load_graph(args.pattern)
     context = Context(model=args.model, deadline_s=args.deadline, timeout_s=args.timeout)
     if (args.text is None) == (args.resume is None):
         raise InvalidInputError("give either a message or --resume ANSWER (with --session)")
@@ -167,7 +171,6 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     DeadLetterQueue()  # an unusable SWITCHYARD_DLQ is a config error now, not after a failed run
     configure_logging(json_lines=args.log_json)
     configure_tracing(console=args.trace)
-    progress = None if args.quiet else StreamProgress(Console(stderr=True))
     with open_persistence(args.checkpointer) as persistence:
         # The store backs idempotent side effects (`switchyard.guardrails.idempotency.once`).
         compiled = graph.builder.compile(

@@ -200,3 +200,26 @@ def test_the_demo_module_builds_only_the_graph_asked_for() -> None:
 
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         _ = demos.nope
+
+
+def test_run_says_when_building_the_graph_fits_its_classifier(
+    fresh_cache_dir: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "SWITCHYARD_CACHE_DIR": str(fresh_cache_dir)}
+    env["SWITCHYARD_CLASSIFIER"] = "lexical"
+    command = [sys.executable, "-m", "switchyard", "run", "router", "I need a refund"]
+    first, second = (
+        subprocess.run(
+            [*command, "--checkpointer", "memory"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=120,
+            check=True,
+        )
+        for _ in range(2)
+    )
+    assert ".. loading router classifier (fitting once) " in first.stderr
+    assert ".. loading router classifier (from cache) " in second.stderr
+    assert "fitting" not in second.stderr

@@ -15,6 +15,7 @@ import pytest
 from switchyard.nodes import onnx_model
 from switchyard.nodes.onnx_model import (
     ModelExportError,
+    SemanticUnavailableError,
     ensure_model,
     onnx_path,
     recorded_digest,
@@ -153,3 +154,57 @@ def test_embedding_at_run_time_imports_no_torch() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_read_only_cache_still_serves_a_file_that_checks_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(onnx_model, "_export", fake_export(calls))
+    model = ensure_model(tmp_path, "int8", tmp_path)
+    os.utime(model, ns=(2, 2))  # copied without its times: the hash is checked again
+
+    def read_only(model: Path, digest: str) -> None:
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(onnx_model, "_write_manifest", read_only)
+    assert verified(model)
+    assert ensure_model(tmp_path, "int8", tmp_path) == model
+    assert calls == ["int8"]
+
+
+def test_a_failed_export_is_one_clear_error_and_caches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(target: Path, precision: str, weights: Path) -> None:
+        raise RuntimeError("onnxscript does not know aten::new_op")
+
+    monkeypatch.setattr(onnx_model, "_export", broken)
+    with pytest.raises(ModelExportError, match=r"failed \(RuntimeError: onnxscript") as caught:
+        ensure_model(tmp_path, "float32", tmp_path)
+    assert isinstance(caught.value, SemanticUnavailableError)
+    assert not onnx_path(tmp_path, "float32").exists()
+
+
+def test_without_a_model_the_convergence_guard_falls_back_to_ngrams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchyard.nodes import embedder
+    from switchyard.nodes.convergence import embedding_similarity
+
+    monkeypatch.setenv("SWITCHYARD_CACHE_DIR", str(tmp_path))  # nothing exported here
+    monkeypatch.setattr(embedder, "_models", {})
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert embedding_similarity(load=True) is None
+
+
+@needs_semantic
+def test_an_embedding_cache_entry_cut_short_is_computed_again(tmp_path: Path) -> None:
+    from switchyard.nodes.embedder import Embedder
+
+    embedder = Embedder(cache=tmp_path)
+    expected = embedder.encode_cached(["I need a refund"])
+    (entry,) = tmp_path.glob("*.npy")
+    entry.write_bytes(b"")  # a rename without fsync, then a crash
+    assert embedder.encode_cached(["I need a refund"]).tolist() == expected.tolist()
+    assert entry.stat().st_size > 0
