@@ -42,11 +42,16 @@ def fake_export(calls: list[str]) -> object:
     return export
 
 
-def test_a_missing_file_is_exported_once_then_reused(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def exports(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The precisions exported, by a fake export that writes a few bytes."""
     calls: list[str] = []
     monkeypatch.setattr(onnx_model, "_export", fake_export(calls))
+    return calls
+
+
+def test_a_missing_file_is_exported_once_then_reused(tmp_path: Path, exports: list[str]) -> None:
+    calls = exports
     threads = [
         threading.Thread(target=ensure_model, args=(tmp_path, "float32", tmp_path))
         for _ in range(4)
@@ -65,11 +70,8 @@ def test_a_missing_file_is_exported_once_then_reused(
     assert calls == ["float32", "int8"]
 
 
-def test_a_changed_file_is_hashed_and_exported_again(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[str] = []
-    monkeypatch.setattr(onnx_model, "_export", fake_export(calls))
+def test_a_changed_file_is_hashed_and_exported_again(tmp_path: Path, exports: list[str]) -> None:
+    calls = exports
     model = ensure_model(tmp_path, "float32", tmp_path)
     # same bytes, new modification time: hashed, accepted, the manifest records the new time
     os.utime(model, ns=(1, 1))
@@ -157,10 +159,9 @@ def test_embedding_at_run_time_imports_no_torch() -> None:
 
 
 def test_a_read_only_cache_still_serves_a_file_that_checks_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, exports: list[str]
 ) -> None:
-    calls: list[str] = []
-    monkeypatch.setattr(onnx_model, "_export", fake_export(calls))
+    calls = exports
     model = ensure_model(tmp_path, "int8", tmp_path)
     os.utime(model, ns=(2, 2))  # copied without its times: the hash is checked again
 
