@@ -159,7 +159,7 @@ def test_embedding_at_run_time_imports_no_torch() -> None:
 
 
 def test_a_read_only_cache_still_serves_a_file_that_checks_out(
-    tmp_path: Path, exports: list[str]
+    tmp_path: Path, exports: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = exports
     model = ensure_model(tmp_path, "int8", tmp_path)
