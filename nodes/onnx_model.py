@@ -146,7 +146,7 @@ def ensure_model(folder: Path, precision: OnnxPrecision, weights: Path) -> Path:
 
     Raises:
         ModelExportError: The file must be exported and torch, transformers, onnx or onnxscript
-            is missing.
+            is missing, or the export failed.
         OSError: The folder cannot be written.
     """
     target = onnx_path(folder, precision)
@@ -159,7 +159,7 @@ def ensure_model(folder: Path, precision: OnnxPrecision, weights: Path) -> Path:
         with loading(f"embedding model (exporting to ONNX once, {precision})"):
             try:
                 _export(target, precision, weights)
-            except ModelExportError:
+            except (ModelExportError, OSError):  # OSError: the folder, said as such by the caller
                 raise
             except Exception as exc:  # the exporter's own errors are many and undocumented
                 raise ModelExportError(

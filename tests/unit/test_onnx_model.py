@@ -209,3 +209,19 @@ def test_an_embedding_cache_entry_cut_short_is_computed_again(tmp_path: Path) ->
     entry.write_bytes(b"")  # a rename without fsync, then a crash
     assert embedder.encode_cached(["I need a refund"]).tolist() == expected.tolist()
     assert entry.stat().st_size > 0
+
+
+@needs_semantic
+def test_a_cache_folder_that_cannot_be_written_says_which_setting_to_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchyard.nodes import embedder
+
+    def unwritable(target: Path, precision: str, weights: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(target.parent))
+
+    monkeypatch.setenv("SWITCHYARD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(embedder, "_models", {})
+    monkeypatch.setattr(onnx_model, "_export", unwritable)
+    with pytest.raises(SemanticUnavailableError, match="set SWITCHYARD_CACHE_DIR to a writable"):
+        embedder.Embedder().encode(["hello"])
