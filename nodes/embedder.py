@@ -11,6 +11,7 @@ numeric precision and the texts, so building the same graph again does not embed
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -23,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from switchyard.core.files import write_atomically
 from switchyard.core.loading import loading
 from switchyard.nodes.calibration import FloatArray
 from switchyard.nodes.onnx_model import (
@@ -239,11 +241,7 @@ class Embedder:
             pass
         # float32 as stored, so a later process that reads the entry fits on the same numbers
         vectors = self.encode(texts).astype(np.float32)
-        try:
+        with contextlib.suppress(OSError):  # a cache folder that cannot be written is skipped
             self.cache.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp.npy")
-            np.save(partial, vectors)
-            os.replace(partial, path)
-        except OSError:
-            pass
+            write_atomically(path, lambda file: np.save(file, vectors))
         return vectors.astype(np.float64)

@@ -15,8 +15,6 @@ import hashlib
 import importlib.metadata
 import itertools
 import json
-import os
-import threading
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from switchyard.core.files import write_atomically
 from switchyard.core.loading import loading
 from switchyard.nodes.embedder import cache_dir
 
@@ -129,15 +128,12 @@ def _restore(path: Path, key: str, build: Callable[[State], T]) -> T | None:
 
 def _save(path: Path, key: str, state: State) -> None:
     """Write the entry atomically (a temporary file, then a rename); skip an unwritable folder."""
-    partial = path.with_name(f"{path.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        with partial.open("wb") as file:
-            np.savez(file, allow_pickle=False, **{_KEY: np.asarray(key)}, **state)
-        os.replace(partial, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
+        write_atomically(
+            path,
+            lambda file: np.savez(file, allow_pickle=False, **{_KEY: np.asarray(key)}, **state),
+        )
 
 
 def pack_strings(name: str, strings: Sequence[str]) -> State:

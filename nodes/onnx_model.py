@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from switchyard.core.errors import SwitchyardError
+from switchyard.core.files import write_atomically
 from switchyard.core.loading import loading
 
 EXPORT_FORMAT = 1
@@ -131,9 +132,8 @@ def _write_manifest(model: Path, digest: str) -> None:
         "mtime_ns": stat.st_mtime_ns,
         "model_package": model_package_version(),
     }
-    partial = _manifest_path(model).with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-    partial.write_text(json.dumps(manifest, indent=1))
-    os.replace(partial, _manifest_path(model))
+    text = json.dumps(manifest, indent=1).encode()
+    write_atomically(_manifest_path(model), lambda file: file.write(text))
 
 
 def ensure_model(folder: Path, precision: OnnxPrecision, weights: Path) -> Path:
