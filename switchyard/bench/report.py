@@ -16,7 +16,7 @@ from switchyard.bench.harness import Result, load_result
 from switchyard.bench.startup import HEADER as STARTUP_HEADER
 from switchyard.bench.startup import table_rows as startup_rows
 
-BENCHMARKS = ("overhead", "fanout", "context", "throughput", "startup")
+BENCHMARKS = ("overhead", "fanout", "context", "throughput", "startup", "fleet")
 BACKEND_ORDER = ("none", "memory", "sqlite", "postgres")
 CONTENDER_ORDER = (
     "switchyard",
@@ -912,6 +912,12 @@ def machine_section(results: dict[str, Result]) -> str:
     return "\n".join(parts)
 
 
+def _fleet_section(result: Result, plots: Any = None) -> str:
+    from switchyard.bench.fleet import fleet_section  # imports nothing of Temporal's at load
+
+    return fleet_section(result)
+
+
 def write_report(base: Path, reading: str | None = None) -> Path:
     """Write `<base>/RESULTS.md` and the plots from `<base>/results/*.json`.
 
@@ -952,6 +958,7 @@ def write_report(base: Path, reading: str | None = None) -> Path:
         "context": context_section,
         "throughput": throughput_section,
         "startup": startup_section,
+        "fleet": _fleet_section,
     }
     for name, render in sections.items():
         if name in results:

@@ -1,4 +1,4 @@
-"""`switchyard bench [overhead|fanout|context|throughput|ratelimit|startup|all] [--quick]`."""
+"""`switchyard bench [overhead|fanout|context|throughput|ratelimit|startup|fleet|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -16,10 +16,11 @@ from switchyard.core.redact import redact
 if TYPE_CHECKING:
     from switchyard.bench.harness import Progress, Result
 
-CHOICES = ("overhead", "fanout", "context", "throughput", "ratelimit", "startup", "all")
+CHOICES = ("overhead", "fanout", "context", "throughput", "ratelimit", "startup", "fleet", "all")
 """`all` is the comparisons against other frameworks; `ratelimit` (worker processes sharing one
-limit through Redis, written to RATE_LIMITS.md) and `startup` (cold-start cost of fresh
-processes, its own section of RESULTS.md) run on their own."""
+limit through Redis, written to RATE_LIMITS.md), `startup` (cold-start cost of fresh
+processes, its own section of RESULTS.md) and `fleet` (a 1,000-agent fan-out on Temporal
+workers, its own section of RESULTS.md) run on their own."""
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -71,6 +72,8 @@ def handle(args: argparse.Namespace, console: Console) -> int:
         return _ratelimit(args, command, console)
     if args.benchmark == "startup":
         return _startup(args, command, console)
+    if args.benchmark == "fleet":
+        return _fleet(args, command, console)
     names = (
         ("overhead", "fanout", "context", "throughput")
         if args.benchmark == "all"
@@ -183,6 +186,30 @@ def _startup(args: argparse.Namespace, command: list[str], console: Console) -> 
     # Written and reported either way; a row that failed (not one whose extra is missing) fails
     # the command, so a broken start-up path cannot pass unnoticed.
     return 1 if any(row.get("status") == "failed" for row in result.rows) else 0
+
+
+def _fleet(args: argparse.Namespace, command: list[str], console: Console) -> int:
+    """`switchyard bench fleet`: in process versus Temporal workers; fleet.json, RESULTS.md."""
+    from switchyard.bench.fleet import FleetConfig, run_fleet, write_section
+    from switchyard.bench.harness import Result, environment
+
+    started = time.perf_counter()
+
+    def progress(status: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+
+    result = Result(name="fleet", quick=args.quick, environment=environment(command))
+    config = FleetConfig.quick() if args.quick else FleetConfig()
+    try:
+        with tempfile.TemporaryDirectory(prefix="switchyard-fleet-") as scratch:
+            asyncio.run(run_fleet(result, config=config, workdir=Path(scratch), progress=progress))
+    except RuntimeError as exc:  # no temporal CLI, a server or worker that did not come up
+        console.print(f"[red]the fleet benchmark failed:[/red] {exc}", highlight=False)
+        return 1
+    path = result.write(args.dir / "results")
+    progress(f"fleet: wrote {path}")
+    console.print(f"report: {write_section(result, args.dir)}")
+    return 0
 
 
 async def _run(

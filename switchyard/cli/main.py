@@ -30,6 +30,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "switchyard.cli.prune",
     "switchyard.cli.bench",
     "switchyard.cli.eval_router",
+    "switchyard.cli.worker",
 )
 """The modules that add subcommands, in the order `--help` lists them (see `_parser`)."""
 

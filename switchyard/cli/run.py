@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from switchyard.cli.engine import add_engine_arguments, engine_of
 from switchyard.core.defaults import DEADLINE_S, DEFAULT_TIMEOUT_S, MULTITASK_STRATEGIES
 from switchyard.core.errors import InvalidInputError
 
@@ -67,6 +68,7 @@ def add_command(commands: Any) -> None:
         help="when the session is answering another message: wait for it (at most the "
         "deadline) or refuse this one (exit 2) (default: %(default)s)",
     )
+    add_engine_arguments(run_cmd)
     run_cmd.add_argument("--json", action="store_true", help="print the RunResult as JSON")
     run_cmd.add_argument(
         "--trace",
@@ -168,6 +170,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         raise InvalidInputError("--user is empty: name the user who owns the session")
     if args.text is not None:  # before any file is opened: bad input leaves no trace
         check_text(args.text, context.max_input_chars)
+    engine = engine_of(args)
     DeadLetterQueue()  # an unusable SWITCHYARD_DLQ is a config error now, not after a failed run
     configure_logging(json_lines=args.log_json)
     configure_tracing(console=args.trace)
@@ -185,6 +188,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 context=context,
                 progress=progress,
                 multitask_strategy=args.multitask,
+                engine=engine,
             )
         else:
             result = run(
@@ -195,6 +199,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                 context=context,
                 progress=progress,
                 multitask_strategy=args.multitask,
+                engine=engine,
             )
     if args.json:
         print(json.dumps(redact_value(result.model_dump(mode="json")), indent=2))

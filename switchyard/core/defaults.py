@@ -29,3 +29,9 @@ DLQ_MAX_LIMIT = 1_000_000
 
 CLASSIFIERS = ("lexical", "semantic", "llm")
 """The classifiers the routing evaluation (`switchyard eval-router`) can measure."""
+
+TEMPORAL_ADDRESS = "127.0.0.1:7233"
+"""Temporal's default frontend address (`temporal server start-dev` listens there)."""
+
+TEMPORAL_TASK_QUEUE = "switchyard"
+"""The task queue Switchyard's Workflows and Activities use unless told otherwise."""

@@ -7,7 +7,7 @@ the graph's sync methods, `adrive` with its async ones. This is the only place t
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +66,11 @@ Effect = Head | State | History | Invoke
 Steps = Generator[Effect, Any, Any]
 """A facade operation: yields effects, is sent their results, returns its own result."""
 
+Invoker = Callable[[Pregel[Any, Any, Any, Any], Invoke], Any]
+"""Carries out an `Invoke` elsewhere than in this process (an engine: Temporal)."""
+AsyncInvoker = Callable[[Pregel[Any, Any, Any, Any], Invoke], Awaitable[Any]]
+"""Async form of `Invoker`."""
+
 
 def _head(graph: Pregel[Any, Any, Any, Any], effect: Head) -> Any:
     saver = graph.checkpointer
@@ -111,7 +116,7 @@ async def _ainvoke(graph: Pregel[Any, Any, Any, Any], run: Invoke) -> Any:
         )
 
 
-def _perform(graph: Pregel[Any, Any, Any, Any], effect: Effect) -> Any:
+def _perform(graph: Pregel[Any, Any, Any, Any], effect: Effect, invoker: Invoker | None) -> Any:
     if isinstance(effect, Head):
         return _head(graph, effect)
     if isinstance(effect, State):
@@ -119,12 +124,14 @@ def _perform(graph: Pregel[Any, Any, Any, Any], effect: Effect) -> Any:
     if isinstance(effect, History):
         return list(graph.get_state_history(effect.config))
     try:
-        return _invoke(graph, effect)
+        return _invoke(graph, effect) if invoker is None else invoker(graph, effect)
     except Exception as exc:  # reported in the result; the checkpoint keeps it resumable
         return Failed(exc)
 
 
-async def _aperform(graph: Pregel[Any, Any, Any, Any], effect: Effect) -> Any:
+async def _aperform(
+    graph: Pregel[Any, Any, Any, Any], effect: Effect, invoker: AsyncInvoker | None
+) -> Any:
     if isinstance(effect, Head):
         return await _ahead(graph, effect)
     if isinstance(effect, State):
@@ -132,23 +139,28 @@ async def _aperform(graph: Pregel[Any, Any, Any, Any], effect: Effect) -> Any:
     if isinstance(effect, History):
         return [snapshot async for snapshot in graph.aget_state_history(effect.config)]
     try:
-        return await _ainvoke(graph, effect)
+        return await (_ainvoke(graph, effect) if invoker is None else invoker(graph, effect))
     except Exception as exc:
         return Failed(exc)
 
 
-def drive(graph: Pregel[Any, Any, Any, Any], steps: Steps) -> Any:
-    """Carry out `steps` with the graph's sync methods; returns what they return."""
+def drive(graph: Pregel[Any, Any, Any, Any], steps: Steps, invoker: Invoker | None = None) -> Any:
+    """Carry out `steps` with the graph's sync methods; returns what they return.
+
+    Runs happen in this process, or through `invoker` (an engine such as Temporal).
+    """
     result = None
     while True:
         try:
             effect = steps.send(result)
         except StopIteration as done:
             return done.value
-        result = _perform(graph, effect)
+        result = _perform(graph, effect, invoker)
 
 
-async def adrive(graph: Pregel[Any, Any, Any, Any], steps: Steps) -> Any:
+async def adrive(
+    graph: Pregel[Any, Any, Any, Any], steps: Steps, invoker: AsyncInvoker | None = None
+) -> Any:
     """Carry out `steps` with the graph's async methods (use with an async checkpointer)."""
     result = None
     while True:
@@ -156,4 +168,4 @@ async def adrive(graph: Pregel[Any, Any, Any, Any], steps: Steps) -> Any:
             effect = steps.send(result)
         except StopIteration as done:
             return done.value
-        result = await _aperform(graph, effect)
+        result = await _aperform(graph, effect, invoker)

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -23,7 +23,12 @@ from langgraph.pregel import Pregel
 from langgraph.types import Command, Durability, StateSnapshot
 from pydantic import BaseModel, ConfigDict, Field
 
-from switchyard.core.errors import InvalidInputError, SessionAccessError, describe_error
+from switchyard.core.errors import (
+    ConfigError,
+    InvalidInputError,
+    SessionAccessError,
+    describe_error,
+)
 from switchyard.core.models import default_model, load_chat_model
 from switchyard.graphs.guarded import open_scope, usage_in
 from switchyard.guardrails.breaker import check_breaker_store
@@ -40,6 +45,7 @@ from switchyard.runtime.effects import (
     State,
     Steps,
 )
+from switchyard.runtime.engine import Engine
 from switchyard.runtime.letters import check_letter, check_pending
 from switchyard.runtime.registry import graph_reference
 from switchyard.runtime.sessions import MultitaskStrategy, adrive_turn, drive_turn
@@ -50,6 +56,9 @@ from switchyard.state.outcomes import SUCCESSFUL, EndReason, end_reason_for
 from switchyard.state.usage import UsageLedger, ledger_delta
 from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
 from switchyard.storage.secret import installation_secret
+
+if TYPE_CHECKING:
+    from switchyard.runtime.temporal.client import TemporalInvoker
 
 
 class RunResult(BaseModel):
@@ -506,6 +515,7 @@ def run(
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
     multitask_strategy: MultitaskStrategy = "enqueue",
+    engine: Engine = None,
 ) -> RunResult:
     """Send one user message through a compiled pattern graph.
 
@@ -523,6 +533,9 @@ def run(
         multitask_strategy: When another turn of the session is running (another thread,
             process or host): "enqueue" waits for it (at most the run's deadline), "reject"
             raises `SessionBusyError`. One session runs one turn at a time either way.
+        engine: Where the graph runs: None in this process, a `TemporalEngine` as a Temporal
+            Workflow on its workers (`switchyard worker --engine temporal`; the `temporal`
+            extra). The result, the session and the dead-letter queue are the same either way.
 
     Returns:
         The run's result. A failure inside the graph (a provider error, a budget, the deadline)
@@ -545,8 +558,25 @@ def run(
     prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
     payload = {"messages": [HumanMessage(prepared.text)]}
     steps = execution(graph, payload, prepared, dlq, progress=progress)
-    result: RunResult = drive_turn(graph, steps, *_turn(prepared, multitask_strategy))
+    invoker = _invoker(engine)
+    result: RunResult = drive_turn(
+        graph, steps, *_turn(prepared, multitask_strategy), invoker=invoker
+    )
     return result
+
+
+def _invoker(engine: Engine) -> TemporalInvoker | None:
+    """What carries out the graph's run for `engine` (None: this process)."""
+    if engine is None:
+        return None
+    try:
+        from switchyard.runtime.temporal.client import TemporalInvoker
+    except ImportError as exc:
+        raise ConfigError(
+            f"the Temporal engine needs the temporal extra ({exc.name} is missing): "
+            "pip install 'switchyard-agents[temporal]'"
+        ) from None
+    return TemporalInvoker(engine)
 
 
 def _turn(prepared: Prepared, strategy: MultitaskStrategy) -> tuple[str, MultitaskStrategy, Any]:
@@ -565,12 +595,16 @@ async def arun(
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
     multitask_strategy: MultitaskStrategy = "enqueue",
+    engine: Engine = None,
 ) -> RunResult:
     """Async form of `run` (use with an async checkpointer)."""
     prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
     payload = {"messages": [HumanMessage(prepared.text)]}
     steps = execution(graph, payload, prepared, dlq, progress=progress)
-    result: RunResult = await adrive_turn(graph, steps, *_turn(prepared, multitask_strategy))
+    invoker = _invoker(engine)
+    result: RunResult = await adrive_turn(
+        graph, steps, *_turn(prepared, multitask_strategy), invoker=invoker and invoker.ainvoke
+    )
     return result
 
 
@@ -595,6 +629,20 @@ def answering(
     return result
 
 
+def _answer_steps(
+    graph: Pregel[Any, Any, Any, Any],
+    answer: Any,
+    prepared: Prepared,
+    dlq: DLQArg,
+    progress: Progress | None,
+    engine: Engine,
+) -> Steps:
+    """`answering`; on Temporal the paused run is the session's Workflow, which checks itself."""
+    if engine is None:
+        return answering(graph, answer, prepared, dlq, progress)
+    return execution(graph, Command(resume=answer), prepared, dlq, progress=progress)
+
+
 # Each public operation comes as a sync and an async function: Python needs both signatures, but
 # the logic is written once, as steps (`execution`, `answering`, `replaying`), and the two forms
 # differ only in the driver that carries the steps out (`switchyard.runtime.effects`).
@@ -611,6 +659,7 @@ def resume(
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
     multitask_strategy: MultitaskStrategy = "enqueue",
+    engine: Engine = None,
 ) -> RunResult:
     """Continue a run paused for a person (`end_reason="escalated"`) with the person's answer.
 
@@ -619,8 +668,13 @@ def resume(
         SessionBusyError: As `run`.
     """
     prepared = prepare(graph, None, user_id, session_id, context, correlation_id, check_input=False)
-    steps = answering(graph, answer, prepared, dlq, progress)
-    result: RunResult = drive_turn(graph, steps, *_turn(prepared, multitask_strategy))
+    steps = _answer_steps(graph, answer, prepared, dlq, progress, engine)
+    invoker = _invoker(engine)
+    if invoker is not None:
+        invoker.require_waiting(graph, prepared.config)
+    result: RunResult = drive_turn(
+        graph, steps, *_turn(prepared, multitask_strategy), invoker=invoker
+    )
     return result
 
 
@@ -635,6 +689,7 @@ async def aresume(
     dlq: DLQArg = DEFAULT_DLQ,
     progress: Progress | None = None,
     multitask_strategy: MultitaskStrategy = "enqueue",
+    engine: Engine = None,
 ) -> RunResult:
     """Async form of `resume` (use with an async checkpointer).
 
@@ -643,8 +698,13 @@ async def aresume(
         SessionBusyError: As `run`.
     """
     prepared = prepare(graph, None, user_id, session_id, context, correlation_id, check_input=False)
-    steps = answering(graph, answer, prepared, dlq, progress)
-    result: RunResult = await adrive_turn(graph, steps, *_turn(prepared, multitask_strategy))
+    steps = _answer_steps(graph, answer, prepared, dlq, progress, engine)
+    invoker = _invoker(engine)
+    if invoker is not None:
+        await invoker.arequire_waiting(graph, prepared.config)
+    result: RunResult = await adrive_turn(
+        graph, steps, *_turn(prepared, multitask_strategy), invoker=invoker and invoker.ainvoke
+    )
     return result
 
 

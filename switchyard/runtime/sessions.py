@@ -46,7 +46,7 @@ from switchyard.core.defaults import MULTITASK_STRATEGIES
 from switchyard.core.defaults import MultitaskStrategy as MultitaskStrategy
 from switchyard.core.errors import InvalidInputError, PersistenceConfigError, SwitchyardError
 from switchyard.core.redact import masked_logger
-from switchyard.runtime.effects import Steps, adrive, drive
+from switchyard.runtime.effects import AsyncInvoker, Invoker, Steps, adrive, drive
 
 logger = masked_logger(__name__)
 
@@ -578,10 +578,11 @@ def drive_turn(
     thread_id: str,
     strategy: MultitaskStrategy,
     wait_s: float | None,
+    invoker: Invoker | None = None,
 ) -> Any:
-    """`drive(graph, steps)` as the session's one turn (`one_turn`)."""
+    """`drive(graph, steps, invoker)` as the session's one turn (`one_turn`)."""
     with one_turn(graph.checkpointer, thread_id, check_strategy(strategy), wait_s):
-        return drive(graph, steps)
+        return drive(graph, steps, invoker)
 
 
 async def adrive_turn(
@@ -590,10 +591,11 @@ async def adrive_turn(
     thread_id: str,
     strategy: MultitaskStrategy,
     wait_s: float | None,
+    invoker: AsyncInvoker | None = None,
 ) -> Any:
     """Async form of `drive_turn`."""
     async with aone_turn(graph.checkpointer, thread_id, check_strategy(strategy), wait_s):
-        return await adrive(graph, steps)
+        return await adrive(graph, steps, invoker)
 
 
 os.register_at_fork(after_in_child=_forget_after_fork)

