@@ -49,6 +49,7 @@ def add_command(commands: Any) -> None:
 def _worker(args: argparse.Namespace, console: Console) -> int:
     from switchyard.core.errors import ConfigError
     from switchyard.observability.logs import configure_logging
+    from switchyard.observability.telemetry import configure_tracing
 
     engine = engine_of(args)
     if engine is None:  # argparse allows only "temporal" here
@@ -61,6 +62,7 @@ def _worker(args: argparse.Namespace, console: Console) -> int:
             "pip install 'switchyard-agents[temporal]'"
         ) from None
     configure_logging()
+    configure_tracing()  # the OTEL_* variables, as for `switchyard run`
 
     def ready(graphs: list[str]) -> None:
         console.print(

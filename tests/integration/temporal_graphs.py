@@ -141,3 +141,39 @@ escalating = build_router_graph(
     [AgentSpec(name="desk", description="Answers everything.", model="down-test", max_attempts=1)],
     default_agent="desk",
 ).compile(name="escalating")
+
+
+class SlowModel(BaseChatModel):
+    """A provider that answers after `SLOW_S` seconds."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "slow-test"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise NotImplementedError("async only")
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        await asyncio.sleep(SLOW_S)
+        return EffectModel._result(AIMessage(content="late"))
+
+
+SLOW_S = 30.0
+register_chat_model("slow-test", SlowModel())
+
+slow = build_router_graph(
+    [AgentSpec(name="sloth", description="Answers slowly.", model="slow-test", max_attempts=1)],
+    default_agent="sloth",
+).compile(name="slow")

@@ -69,8 +69,9 @@ def engine(temporal: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     queue = f"patterns-{uuid.uuid4().hex[:8]}"
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     worker = start_worker_process(
-        temporal, queue, log, "--graph", f"{GRAPHS}:escalating", "--store", "memory"
-    )
+        temporal, queue, log, "--graph", f"{GRAPHS}:escalating", "--graph", f"{GRAPHS}:slow",
+        "--store", "memory",
+    )  # fmt: skip
     try:
         wait_for_worker(worker, log)
         yield TemporalEngine(address=temporal, task_queue=queue)
@@ -167,6 +168,35 @@ def test_temporal_options_without_the_engine_are_one_clear_error(tmp_path: Path)
     )
 
 
+def test_a_run_budget_stops_a_pipeline_on_temporal_where_it_stops_in_process(
+    engine: TemporalEngine,
+) -> None:
+    from switchyard.guardrails.budgets import Budget
+
+    context = Context(run_budget=Budget(max_tokens=250))
+    graph = load_graph("pipeline")
+    local = run(graph.builder.compile(checkpointer=InMemorySaver(), name="pipeline"),
+                MESSAGES["pipeline"], context=context, dlq=None)  # fmt: skip
+    durable = graph.builder.compile(checkpointer=InMemorySaver(), name="pipeline")
+    remote = run(durable, MESSAGES["pipeline"], context=context, dlq=None, engine=engine)
+    assert local.end_reason == "budget_exceeded", local
+    assert remote.end_reason == "budget_exceeded", remote.error
+    assert _calls(remote) == _calls(local)  # the same stage is refused
+    assert remote.total_tokens == local.total_tokens <= 250
+
+
+def test_the_run_deadline_stops_an_agent_on_a_worker(engine: TemporalEngine) -> None:
+    from tests.integration import temporal_graphs
+
+    graph = temporal_graphs.slow.builder.compile(checkpointer=InMemorySaver(), name="slow")
+    started = time.monotonic()
+    result = run(graph, "Hello?", context=Context(deadline_s=2), dlq=None, engine=engine)
+    assert result.end_reason == "deadline", result.error
+    assert not result.ok
+    # the model's 30 s answer was not waited for (a bound, not a timing: 30 s vs the 2 s deadline)
+    assert time.monotonic() - started < temporal_graphs.SLOW_S
+
+
 def test_an_escalated_turn_waits_in_its_workflow_and_resume_answers_it(
     engine: TemporalEngine,
 ) -> None:
@@ -259,3 +289,61 @@ async def _retried_activities(engine: TemporalEngine, thread: str) -> int:
         if event.HasField("activity_task_started_event_attributes")
         and event.activity_task_started_event_attributes.attempt > 1
     )
+
+
+def _spans_in(log: Path) -> list[dict[str, Any]]:
+    """The spans a worker's console exporter printed (one JSON object each) in its log."""
+    text = log.read_text(errors="replace")
+    decoder = json.JSONDecoder()
+    spans: list[dict[str, Any]] = []
+    position = text.find("{")
+    while position != -1:
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except ValueError:
+            position = text.find("{", position + 1)
+            continue
+        if isinstance(value, dict) and "context" in value:
+            spans.append(value)
+        position = text.find("{", end)
+    return spans
+
+
+def test_a_turn_is_one_trace_from_the_client_to_the_worker_that_ran_the_agent(
+    temporal: str, tmp_path: Path
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from switchyard.observability.telemetry import use_tracer_provider
+
+    queue = f"traced-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker.log"
+    env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "switchyard-worker"}
+    worker = start_worker_process(temporal, queue, log, env=env)
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    use_tracer_provider(provider)
+    try:
+        wait_for_worker(worker, log)
+        graph = load_graph("router").builder.compile(checkpointer=InMemorySaver(), name="router")
+        result = run(graph, "I need a refund", dlq=None,
+                     engine=TemporalEngine(address=temporal, task_queue=queue))  # fmt: skip
+        assert result.ok, result.error
+    finally:
+        use_tracer_provider(None)
+        stop_process(worker)  # the worker's exporter has printed every span by its exit
+    (turn,) = [s for s in memory.get_finished_spans() if s.name == "invoke_workflow router"]
+    assert turn.attributes is not None
+    assert turn.attributes["switchyard.correlation_id"] == result.correlation_id
+    assert turn.attributes["switchyard.end_reason"] == "completed"
+    trace_id = f"0x{turn.context.trace_id:032x}"
+    worker_spans = {span["name"]: span for span in _spans_in(log)}
+    for name in ("invoke_agent support", "chat offline"):
+        assert worker_spans[name]["context"]["trace_id"] == trace_id, sorted(worker_spans)
+    agent = worker_spans["invoke_agent support"]
+    assert agent["attributes"]["switchyard.correlation_id"] == result.correlation_id
+    chat = worker_spans["chat offline"]
+    assert chat["parent_id"] == agent["context"]["span_id"]

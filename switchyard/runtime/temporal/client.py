@@ -15,9 +15,8 @@ itself becomes a Workflow (`workflow.Turn`) on the engine's task queue:
 from __future__ import annotations
 
 import asyncio
-import pickle
 import threading
-from typing import Any
+from typing import Any, cast
 
 from langchain_core.messages import HumanMessage
 from langchain_core.runnables import RunnableConfig
@@ -33,9 +32,12 @@ from switchyard.graphs.guarded import as_context
 from switchyard.guardrails.scope import RUN_SCOPE_KEY
 from switchyard.runtime.effects import Failed, Invoke
 from switchyard.runtime.engine import TemporalEngine
+from switchyard.runtime.temporal.errors import unpickled_error
 from switchyard.runtime.temporal.state import aput_values, put_values
+from switchyard.runtime.temporal.tracing import end_turn, turn_span
 from switchyard.runtime.temporal.worker import connect
 from switchyard.runtime.temporal.workflow import Outcome, Request, Turn
+from switchyard.state.outcomes import end_reason_for
 
 SETTLE_GRACE_S = 60.0
 """How long past the run's deadline the client waits for the turn to settle before it reports
@@ -70,10 +72,19 @@ def _store_config(config: RunnableConfig) -> RunnableConfig:
     return {"configurable": {"thread_id": thread}, "metadata": dict(config.get("metadata") or {})}
 
 
+def _end_reason(outcome: Outcome) -> str:
+    """How a turn ended, as its result will say (for its span)."""
+    if outcome.status == "waiting":
+        return "escalated"
+    if outcome.status == "failed" and outcome.error is not None:
+        return end_reason_for(unpickled_error(outcome.error), default="error")
+    return str(outcome.values.get("end_reason") or "completed")
+
+
 def _result(outcome: Outcome) -> Any:
     """What the facade expects of `invoke`: the output, `Failed`, or an output that waits."""
     if outcome.status == "failed" and outcome.error is not None:
-        return Failed(pickle.loads(outcome.error))
+        return Failed(cast(Exception, unpickled_error(outcome.error)))
     if outcome.status == "waiting":
         return {**outcome.values, "__interrupt__": [Interrupt(value=outcome.interrupt)]}
     return outcome.values
@@ -124,6 +135,16 @@ class TemporalInvoker:
         return self._client
 
     async def _turn(
+        self, graph: Pregel[Any, Any, Any, Any], effect: Invoke, prior: dict[str, Any] | None
+    ) -> Outcome:
+        thread = effect.config["configurable"]["thread_id"]
+        metadata = {**(effect.config.get("metadata") or {}), "thread_id": thread}
+        with turn_span(graph.name, metadata) as span:
+            outcome = await self._submit(graph, effect, prior)
+            end_turn(span, _end_reason(outcome))
+        return outcome
+
+    async def _submit(
         self, graph: Pregel[Any, Any, Any, Any], effect: Invoke, prior: dict[str, Any] | None
     ) -> Outcome:
         client = await self._connected()

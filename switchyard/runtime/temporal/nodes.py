@@ -26,7 +26,6 @@ import asyncio
 import copy
 import dataclasses
 import logging
-import pickle
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -44,7 +43,11 @@ from temporalio.common import RetryPolicy
 
 from switchyard.guardrails.scope import scope_of, with_scope
 from switchyard.nodes.agent import NodeRunnable
+from switchyard.observability.logs import correlation_scope
+from switchyard.observability.telemetry import run_callbacks
+from switchyard.runtime.temporal.errors import pickled_error, unpickled_error
 from switchyard.runtime.temporal.scope import merge, restore, snapshot
+from switchyard.runtime.temporal.tracing import node_span
 
 logger = logging.getLogger(__name__)
 
@@ -82,14 +85,6 @@ def use_store(store: BaseStore | None) -> None:
     _store = store
 
 
-def _pickled_error(exc: BaseException) -> bytes:
-    """`exc` as bytes the Workflow can raise again; its type and text if it cannot be pickled."""
-    try:
-        return pickle.dumps(exc)
-    except Exception:  # an exception whose arguments do not pickle
-        return pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
-
-
 async def _heartbeat() -> None:
     while True:
         activity.heartbeat()
@@ -98,9 +93,11 @@ async def _heartbeat() -> None:
 
 def _activity_config(config: RunnableConfig) -> RunnableConfig:
     """The node's config inside the Activity: the rebuilt scope, and the worker's store."""
+    # The plugin restores the node's config as the current one; the scope came in the config
+    # argument's metadata (`workflow_side` put it there, for this call only).
     current: RunnableConfig = var_child_runnable_config.get() or config
-    metadata = dict(current.get("metadata") or config.get("metadata") or {})
-    sent = metadata.pop(SCOPE_KEY, None)
+    sent = (config.get("metadata") or {}).get(SCOPE_KEY)
+    metadata = {k: v for k, v in (current.get("metadata") or {}).items() if k != SCOPE_KEY}
     prepared: RunnableConfig = {**current, "metadata": metadata}
     if sent is not None:
         prepared = with_scope(prepared, restore(sent))
@@ -112,25 +109,38 @@ def _activity_config(config: RunnableConfig) -> RunnableConfig:
     return prepared
 
 
-def activity_side(node: Runnable[Any, Any], name: str) -> Callable[..., Awaitable[Any]]:
-    """What the Activity runs: `node` in its rebuilt scope; its result, error and scope back."""
+def activity_side(
+    node: Runnable[Any, Any], name: str, *, node_name: str, agent: str | None = None
+) -> Callable[..., Awaitable[Any]]:
+    """What the Activity runs: `node` in its rebuilt scope; its result, error and scope back.
+
+    The node runs in a span of its own (`tracing.node_span`, under Temporal's `RunActivity`
+    span, so in the turn's trace) with the run's telemetry callbacks, and its log lines carry
+    the run's correlation id, as on the client's machine.
+    """
 
     async def run_node(state: Any, config: RunnableConfig) -> dict[str, Any]:
         prepared = _activity_config(config)
-        token = var_child_runnable_config.set(prepared)
-        beating = asyncio.create_task(_heartbeat())
+        metadata = prepared.get("metadata") or {}
+        prepared["callbacks"] = run_callbacks()
         result: Any = None
         error: bytes | None = None
-        try:
-            result = await node.ainvoke(state, prepared)
-        except GraphBubbleUp:  # interrupts and other control flow: the plugin carries them
-            raise
-        except Exception as exc:
-            logger.info("node %s raised %s", name, type(exc).__name__, exc_info=True)
-            error = _pickled_error(exc)
-        finally:
-            beating.cancel()
-            var_child_runnable_config.reset(token)
+        with (
+            correlation_scope(str(metadata.get("correlation_id") or "")),
+            node_span(node_name, agent, metadata),
+        ):
+            token = var_child_runnable_config.set(prepared)
+            beating = asyncio.create_task(_heartbeat())
+            try:
+                result = await node.ainvoke(state, prepared)
+            except GraphBubbleUp:  # interrupts and other control flow: the plugin carries them
+                raise
+            except Exception as exc:
+                logger.info("node %s raised %s", name, type(exc).__name__, exc_info=True)
+                error = pickled_error(exc)
+            finally:
+                beating.cancel()
+                var_child_runnable_config.reset(token)
         scope = scope_of(prepared)
         return {
             "result": result,
@@ -157,7 +167,7 @@ def workflow_side(call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitabl
         if scope is not None and before is not None and outcome["scope"] is not None:
             merge(scope, before, outcome["scope"])
         if outcome["error"] is not None:
-            raise pickle.loads(outcome["error"])
+            raise unpickled_error(outcome["error"])
         return outcome["result"]
 
     return call_node
@@ -197,7 +207,12 @@ def durable_graph(builder: StateGraph[Any, Any, Any, Any], name: str) -> Durable
         if runs_as_activity(spec):
             runnable = RunnableCallable(
                 None,
-                activity_side(cast(Runnable[Any, Any], spec.runnable), f"{name}.{node}"),
+                activity_side(
+                    cast(Runnable[Any, Any], spec.runnable),
+                    f"{name}.{node}",
+                    node_name=node,
+                    agent=_agent_of(spec.runnable),
+                ),
                 name=node,
                 trace=False,
             )
@@ -216,6 +231,13 @@ def durable_graph(builder: StateGraph[Any, Any, Any, Any], name: str) -> Durable
             metadata["execute_in"] = "workflow"
         durable.nodes[node] = dataclasses.replace(spec, runnable=runnable, metadata=metadata)
     return DurableGraph(durable, inline)
+
+
+def _agent_of(runnable: Any) -> str | None:
+    """The name of the agent a node runs, if it runs one."""
+    agent = getattr(runnable, "agent", None)
+    name = getattr(agent, "name", None)
+    return name if isinstance(name, str) else None
 
 
 def _inline_placeholder(state: Any) -> Any:

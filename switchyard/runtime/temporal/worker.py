@@ -26,6 +26,7 @@ from switchyard.runtime.engine import TemporalEngine
 from switchyard.runtime.registry import load_graph, pattern_names
 from switchyard.runtime.temporal.converter import data_converter
 from switchyard.runtime.temporal.nodes import durable_graph, use_store
+from switchyard.runtime.temporal.tracing import interceptor
 from switchyard.runtime.temporal.workflow import Turn
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,10 @@ async def connect(engine: TemporalEngine) -> Client:
 
     try:
         return await Client.connect(
-            engine.address, namespace=engine.namespace, data_converter=data_converter
+            engine.address,
+            namespace=engine.namespace,
+            data_converter=data_converter,
+            interceptors=[interceptor()],  # the turn's trace, carried to every worker
         )
     except RuntimeError as exc:
         raise ConfigError(

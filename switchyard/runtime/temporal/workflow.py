@@ -13,7 +13,6 @@ whichever worker picks it up.
 
 from __future__ import annotations
 
-import pickle
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -28,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
 
     from switchyard.graphs.guarded import as_context, open_scope
     from switchyard.guardrails.scope import with_scope
+    from switchyard.runtime.temporal.errors import pickled_error
     from switchyard.runtime.temporal.state import put_values
     from switchyard.state.context import Context
 
@@ -115,7 +115,7 @@ class Turn:
             except Exception as exc:  # reported to the client as in-process runs report it
                 workflow.logger.info("turn ended by %s", type(exc).__name__, exc_info=True)
                 state = await app.aget_state(config)
-                self._outcome = Outcome("failed", dict(state.values), pickle.dumps(exc))
+                self._outcome = Outcome("failed", dict(state.values), pickled_error(exc))
                 return self._outcome
             state = await app.aget_state(config)
             question = _pending(state, output)
