@@ -172,8 +172,12 @@ class RunMeter:
                 f"run deadline passed before agent {agent!r} could call its model; "
                 "raise Context.deadline_s for longer runs"
             )
+        elsewhere = self.spent_elsewhere()
         with self._lock:
-            for scope, label, budget, spent in self._limits(agent, agent_budget):
+            for scope, label, budget, counted in self._limits(agent, agent_budget):
+                spent = counted
+                if scope in ("run", "session") and (elsewhere.tokens or elsewhere.usd):
+                    spent = Spend(counted.tokens + elsewhere.tokens, counted.usd + elsewhere.usd)
                 problem = _over(budget, spent, tokens, usd)
                 if problem is None:
                     continue
@@ -188,6 +192,14 @@ class RunMeter:
                     return budget.downgrade_model
                 raise BudgetExceededError(scope, f"{label}: {problem}")
         return model
+
+    def spent_elsewhere(self) -> Spend:
+        """This run's spend made by other processes and not yet counted here.
+
+        None in one process. A run spread over workers (`switchyard.runtime.temporal`) counts
+        what its other workers spend in flight, so a budget holds across them.
+        """
+        return Spend()
 
     def charge(
         self, agent: str, tokens: int, usd: float, agent_budget: Budget | None = None

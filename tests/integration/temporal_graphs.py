@@ -177,3 +177,35 @@ slow = build_router_graph(
     [AgentSpec(name="sloth", description="Answers slowly.", model="slow-test", max_attempts=1)],
     default_agent="sloth",
 ).compile(name="slow")
+
+
+class CheapModel(BaseChatModel):
+    """Answers at once, 15 tokens a call, and says how much output it allows (`max_tokens`)."""
+
+    max_tokens: int = 20
+
+    @property
+    def _llm_type(self) -> str:
+        return "cheap-test"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return EffectModel._result(AIMessage(content="done"))
+
+
+register_chat_model("cheap-test", CheapModel())
+CHEAP_AGENTS = 20
+
+cheap_fanout = build_fanout_graph(
+    [
+        AgentSpec(name=f"cheap_{i:02d}", description="Answers cheaply.", model="cheap-test")
+        for i in range(CHEAP_AGENTS)
+    ],
+    strategy="collect",
+    shard_size=None,
+).compile(name="cheap_fanout")

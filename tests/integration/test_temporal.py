@@ -347,3 +347,32 @@ def test_a_turn_is_one_trace_from_the_client_to_the_worker_that_ran_the_agent(
     assert agent["attributes"]["switchyard.correlation_id"] == result.correlation_id
     chat = worker_spans["chat offline"]
     assert chat["parent_id"] == agent["context"]["span_id"]
+
+
+def test_a_run_budget_holds_across_activities_with_the_spend_shared_in_redis(
+    temporal: str, redis_url: str, tmp_path: Path
+) -> None:
+    """20 agents of one step, each its own Activity: each is admitted against what the others
+    have spent so far (Redis), not against the spend before the step (the snapshot alone)."""
+    from switchyard.guardrails.budgets import Budget
+    from tests.integration import temporal_graphs
+
+    queue = f"shared-{uuid.uuid4().hex[:8]}"
+    log = tmp_path / "worker.log"
+    worker = start_worker_process(
+        temporal, queue, log, "--graph", f"{GRAPHS}:cheap_fanout",
+        "--max-concurrent-activities", "1",  # one agent at a time: each sees the others' spend
+        env={"SWITCHYARD_REDIS_URL": redis_url},
+    )  # fmt: skip
+    try:
+        wait_for_worker(worker, log)
+        graph = temporal_graphs.cheap_fanout
+        context = Context(run_budget=Budget(max_tokens=150))
+        result = run(graph, "Answer", context=context, dlq=None,
+                     engine=TemporalEngine(address=temporal, task_queue=queue))  # fmt: skip
+    finally:
+        stop_process(worker)
+    calls = sum(entry["calls"] for entry in result.usage.values())
+    assert result.end_reason == "budget_exceeded", result.error
+    assert 0 < calls < temporal_graphs.CHEAP_AGENTS  # 15 tokens each: 20 calls would be 300
+    assert result.total_tokens <= 150

@@ -46,6 +46,7 @@ from switchyard.nodes.agent import NodeRunnable
 from switchyard.observability.logs import correlation_scope
 from switchyard.observability.telemetry import run_callbacks
 from switchyard.runtime.temporal.errors import pickled_error, unpickled_error
+from switchyard.runtime.temporal.meter import SPEND_KEY, shared_client
 from switchyard.runtime.temporal.scope import merge, restore, snapshot
 from switchyard.runtime.temporal.tracing import node_span
 
@@ -100,7 +101,9 @@ def _activity_config(config: RunnableConfig) -> RunnableConfig:
     metadata = {k: v for k, v in (current.get("metadata") or {}).items() if k != SCOPE_KEY}
     prepared: RunnableConfig = {**current, "metadata": metadata}
     if sent is not None:
-        prepared = with_scope(prepared, restore(sent))
+        client, key = shared_client(), metadata.get(SPEND_KEY)
+        shared = (client, str(key)) if client is not None and key else None
+        prepared = with_scope(prepared, restore(sent, shared=shared))
     configurable = dict(prepared.get("configurable") or {})
     runtime = configurable.get(CONFIG_KEY_RUNTIME)
     if runtime is not None and _store is not None:

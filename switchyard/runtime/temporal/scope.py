@@ -21,6 +21,7 @@ from typing import Any
 from switchyard.guardrails.budgets import RunMeter, Spend
 from switchyard.guardrails.convergence import ConvergenceLog
 from switchyard.guardrails.scope import RunScope
+from switchyard.runtime.temporal.meter import SharedRunMeter
 
 Snapshot = dict[str, Any]
 """A scope as plain data (what crosses to an Activity and back)."""
@@ -60,11 +61,20 @@ def _to_spend(pair: list[float]) -> Spend:
     return Spend(tokens=int(pair[0]), usd=float(pair[1]))
 
 
-def restore(data: Snapshot) -> RunScope:
-    """A scope for an Activity, from the Workflow's `snapshot`."""
+def restore(data: Snapshot, *, shared: tuple[Any, str] | None = None) -> RunScope:
+    """A scope for an Activity, from the Workflow's `snapshot`.
+
+    With `shared` (a Redis client and the run scope's key) the meter also counts what the run's
+    other Activities spend meanwhile (`switchyard.runtime.temporal.meter`).
+    """
     now_mono, now_wall = time.monotonic(), time.time()
     deadline_at = data["deadline_at"]
-    meter = RunMeter(
+    meter_class: type[RunMeter] = RunMeter
+    extra: dict[str, Any] = {}
+    if shared is not None:
+        meter_class = SharedRunMeter
+        extra = {"_client": shared[0], "key": shared[1]}
+    meter = meter_class(
         run_budget=data["run_budget"],
         session_budget=data["session_budget"],
         agent_budgets=dict(data["agent_budgets"]),
@@ -72,6 +82,7 @@ def restore(data: Snapshot) -> RunScope:
         agent_spent={agent: _to_spend(pair) for agent, pair in data["agent_spent"].items()},
         deadline=None if deadline_at is None else now_mono + (deadline_at - now_wall),
         run_spent=_to_spend(data["run_spent"]),
+        **extra,
     )
     meter._alerted.update(data["alerted"])
     convergence = ConvergenceLog()

@@ -13,6 +13,7 @@ whichever worker picks it up.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from switchyard.graphs.guarded import as_context, open_scope
     from switchyard.guardrails.scope import with_scope
     from switchyard.runtime.temporal.errors import pickled_error
+    from switchyard.runtime.temporal.meter import SPEND_KEY, run_key
     from switchyard.runtime.temporal.state import put_values
     from switchyard.state.context import Context
 
@@ -105,13 +107,16 @@ class Turn:
         usage_before = (request.prior or {}).get("usage") or {}
         since = workflow.info().start_time.timestamp()
         payload = request.payload
-        while True:
+        for scope_number in itertools.count():
             self._outcome = None
             scope = open_scope(context, usage_before, started=_monotonic_at(since))
+            key = run_key(workflow.info().workflow_id, scope_number)
+            run_config = with_scope(
+                {**config, "metadata": {**(config.get("metadata") or {}), SPEND_KEY: key}},
+                scope,
+            )
             try:
-                output = await app.ainvoke(
-                    payload, with_scope(config, scope), context=context, durability="exit"
-                )
+                output = await app.ainvoke(payload, run_config, context=context, durability="exit")
             except Exception as exc:  # reported to the client as in-process runs report it
                 workflow.logger.info("turn ended by %s", type(exc).__name__, exc_info=True)
                 state = await app.aget_state(config)
@@ -123,9 +128,11 @@ class Turn:
                 self._outcome = Outcome("finished", dict(state.values))
                 return self._outcome
             self._outcome = Outcome("waiting", dict(state.values), interrupt=question)
+            usage_before = state.values.get("usage") or {}  # the answered run's session spend
             await workflow.wait_condition(lambda: bool(self._answers))
             payload = Command(resume=self._answers.pop(0))
             since = workflow.now().timestamp()  # a resumed run's deadline counts from the answer
+        raise AssertionError("unreachable: the loop returns")
 
 
 def _monotonic_at(wall: float) -> float:
