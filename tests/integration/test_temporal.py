@@ -139,6 +139,10 @@ async def test_a_repeated_submit_of_a_turn_runs_it_once(engine: TemporalEngine) 
         invoker.ainvoke(graph, effect), invoker.ainvoke(graph, effect)
     )
     assert first["messages"][-1].text == again["messages"][-1].text
+    # submitted again once it finished (a client that died before it saw the answer): the
+    # recorded outcome, not a second run
+    later = await invoker.ainvoke(graph, effect)
+    assert later["messages"][-1].text == first["messages"][-1].text
     client = await Client.connect(engine.address, data_converter=data_converter)
     runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id(thread, 1)}"')]
     assert len(runs) == 1
