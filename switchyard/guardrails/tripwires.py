@@ -98,6 +98,50 @@ class GuardrailTrippedError(SwitchyardError):
         self.mask = mask or (lambda _text: WITHHELD.format(name=guardrail))
         self.output_info = output_info
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with what pickles (a run on Temporal sends it from a worker to the Workflow).
+
+        A mask or report that does not pickle (a lambda) is left out: the text is then withheld
+        whole, the stricter outcome.
+        """
+        mask = self.mask if _pickles(self.mask) else None
+        info = self.output_info if _pickles(self.output_info) else None
+        return (
+            _tripped,
+            (
+                str(self.args[0]) if self.args else "",
+                self.guardrail,
+                self.stage,
+                self.agent,
+                mask,
+                info,
+            ),
+        )
+
+
+def _pickles(value: Any) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
+def _tripped(
+    message: str,
+    guardrail: str,
+    stage: Stage,
+    agent: str | None,
+    mask: Callable[[str], str] | None,
+    output_info: Any,
+) -> GuardrailTrippedError:
+    """A `GuardrailTrippedError` from its pickled fields."""
+    return GuardrailTrippedError(
+        message, guardrail=guardrail, stage=stage, agent=agent, mask=mask, output_info=output_info
+    )
+
 
 @dataclass(frozen=True)
 class GuardrailFunctionOutput:

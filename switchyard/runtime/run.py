@@ -557,8 +557,10 @@ def run(
     """
     prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
     payload = {"messages": [HumanMessage(prepared.text)]}
-    steps = execution(graph, payload, prepared, dlq, progress=progress)
     invoker = _invoker(engine)
+    if invoker is not None:  # an unreachable server is a setting to fix, not a failed run
+        invoker.check()
+    steps = execution(graph, payload, prepared, dlq, progress=progress)
     result: RunResult = drive_turn(
         graph, steps, *_turn(prepared, multitask_strategy), invoker=invoker
     )
@@ -600,8 +602,10 @@ async def arun(
     """Async form of `run` (use with an async checkpointer)."""
     prepared = prepare(graph, text, user_id, session_id, context, correlation_id)
     payload = {"messages": [HumanMessage(prepared.text)]}
-    steps = execution(graph, payload, prepared, dlq, progress=progress)
     invoker = _invoker(engine)
+    if invoker is not None:
+        await invoker.acheck()
+    steps = execution(graph, payload, prepared, dlq, progress=progress)
     result: RunResult = await adrive_turn(
         graph, steps, *_turn(prepared, multitask_strategy), invoker=invoker and invoker.ainvoke
     )

@@ -25,13 +25,14 @@ import pytest
 if os.environ.get("CI") != "true":
     pytest.importorskip("temporalio", reason="the temporal extra is not installed")
 
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 from temporalio.client import Client
 
 from switchyard.runtime.engine import TemporalEngine
 from switchyard.runtime.registry import load_graph, pattern_names
 from switchyard.runtime.run import RunResult, arun, resume, run
-from switchyard.runtime.temporal.client import TemporalInvoker, workflow_id
+from switchyard.runtime.temporal.client import SessionHead, TemporalInvoker, workflow_id
 from switchyard.runtime.temporal.converter import data_converter
 from switchyard.state.context import Context
 from tests.servers import offline_environment
@@ -122,8 +123,6 @@ async def test_arun_continues_a_session_across_turns(engine: TemporalEngine) -> 
 
 
 async def test_a_repeated_submit_of_a_turn_runs_it_once(engine: TemporalEngine) -> None:
-    from langchain_core.messages import HumanMessage
-
     from switchyard.runtime.effects import Invoke
 
     graph = load_graph("router")
@@ -144,7 +143,8 @@ async def test_a_repeated_submit_of_a_turn_runs_it_once(engine: TemporalEngine) 
     later = await invoker.ainvoke(graph, effect)
     assert later["messages"][-1].text == first["messages"][-1].text
     client = await Client.connect(engine.address, data_converter=data_converter)
-    runs = [w async for w in client.list_workflows(f'WorkflowId = "{workflow_id(thread, 1)}"')]
+    wid = workflow_id(thread, SessionHead(), effect.payload)
+    runs = [w async for w in client.list_workflows(f'WorkflowId = "{wid}"')]
     assert len(runs) == 1
 
 
@@ -277,16 +277,18 @@ def test_a_fanout_of_50_agents_survives_a_killed_worker_with_each_effect_once(
         ]  # each agent's effect exactly once, the killed worker's agents included
         assert len({thread for thread, _, _ in rows}) == 1
         # the killed worker's agents finished on the other one: a second attempt each
-        assert asyncio.run(_retried_activities(engine, result.thread_id)) >= 1
+        payload = {"messages": [HumanMessage("Record your effect")]}
+        wid = workflow_id(result.thread_id, SessionHead(), payload)
+        assert asyncio.run(_retried_activities(engine, wid)) >= 1
         assert sum(entry["calls"] for entry in result.usage.values()) >= 2 * temporal_graphs.AGENTS
     finally:
         for worker in workers:
             stop_process(worker)
 
 
-async def _retried_activities(engine: TemporalEngine, thread: str) -> int:
+async def _retried_activities(engine: TemporalEngine, wid: str) -> int:
     client = await Client.connect(engine.address, data_converter=data_converter)
-    history = await client.get_workflow_handle(workflow_id(thread, 1)).fetch_history()
+    history = await client.get_workflow_handle(wid).fetch_history()
     return sum(
         1
         for event in history.events
@@ -380,3 +382,78 @@ def test_a_run_budget_holds_across_activities_with_the_spend_shared_in_redis(
     assert result.end_reason == "budget_exceeded", result.error
     assert 0 < calls < temporal_graphs.CHEAP_AGENTS  # 15 tokens each: 20 calls would be 300
     assert result.total_tokens <= 150
+
+
+def test_each_message_of_a_session_is_its_own_turn_even_without_a_session_store(
+    engine: TemporalEngine,
+) -> None:
+    graph = load_graph("router")  # compiled without a checkpointer: nothing is written back
+    first = run(graph, "I need a refund for my last payment", dlq=None, engine=engine)
+    second = run(graph, "How do I call the API from Python?", session_id=first.session_id,
+                 dlq=None, engine=engine)  # fmt: skip
+    assert (first.agent_name, second.agent_name) == ("support", "docs")
+
+
+def test_a_new_message_cancels_the_turn_that_waits_for_a_person(engine: TemporalEngine) -> None:
+    from temporalio.client import WorkflowExecutionStatus
+
+    from tests.integration import temporal_graphs
+
+    graph = temporal_graphs.escalating.builder.compile(
+        checkpointer=InMemorySaver(), name="escalating"
+    )
+    context = Context(escalate_to_human=True)
+    paused = run(graph, "Help me", context=context, dlq=None, engine=engine)
+    assert paused.end_reason == "escalated"
+    config: Any = {"configurable": {"thread_id": paused.thread_id}}
+    waiting = SessionHead.of(graph.get_state(config)).workflow_id
+    assert waiting is not None
+    again = run(graph, "Another question", session_id=paused.session_id, context=context,
+                dlq=None, engine=engine)  # fmt: skip
+    assert again.end_reason == "escalated"
+
+    async def status() -> WorkflowExecutionStatus | None:
+        client = await Client.connect(engine.address, data_converter=data_converter)
+        return (await client.get_workflow_handle(waiting).describe()).status
+
+    assert asyncio.run(status()) == WorkflowExecutionStatus.CANCELED
+
+
+def test_a_turn_whose_workflow_fails_says_why_and_can_be_sent_again(
+    engine: TemporalEngine,
+) -> None:
+    graph = load_graph("router").builder.compile(name="not_served")
+    first = run(graph, "Hello", session_id="s-fail", dlq=None, engine=engine)
+    assert not first.ok
+    assert "not_served" in (first.error or "")  # the worker's reason, not only "failed"
+    again = run(graph, "Hello", session_id="s-fail", dlq=None, engine=engine)
+    assert not again.ok  # sent again: run again (and fails again), not the old failure replayed
+
+    async def executions() -> int:
+        client = await Client.connect(engine.address, data_converter=data_converter)
+        wid = workflow_id(first.thread_id, SessionHead(), {"messages": [HumanMessage("Hello")]})
+        return len([w async for w in client.list_workflows(f'WorkflowId = "{wid}"')])
+
+    assert asyncio.run(executions()) == 2
+
+
+def test_with_no_worker_the_client_gives_up_with_one_clear_error(
+    temporal: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from switchyard.runtime.temporal import client
+
+    monkeypatch.setattr(client, "SETTLE_GRACE_S", 0.5)
+    engine = TemporalEngine(address=temporal, task_queue=f"nobody-{uuid.uuid4().hex[:8]}")
+    result = run(load_graph("router"), "Hello", context=Context(deadline_s=1), dlq=None,
+                 engine=engine)  # fmt: skip
+    assert not result.ok
+    assert "no Temporal worker finished turn" in (result.error or "")
+
+
+def test_an_unreachable_server_is_a_setting_error_before_anything_runs() -> None:
+    from switchyard.core.errors import ConfigError
+    from tests.servers import free_port
+
+    engine = TemporalEngine(address=f"127.0.0.1:{free_port()}")
+    with pytest.raises(ConfigError, match="no Temporal server answers"):
+        run(load_graph("router"), "Hello", dlq=None, engine=engine)

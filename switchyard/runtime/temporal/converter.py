@@ -65,6 +65,11 @@ def _plain_command(value: Any) -> Any:
     return value
 
 
+def payload_bytes(value: Any) -> bytes:
+    """`value` as the bytes a payload of it holds (the same value, the same bytes)."""
+    return _SERDE.dumps_typed(value)[1]
+
+
 class LangGraphPayloadConverter(EncodingPayloadConverter):
     """Any value, as LangGraph's checkpoint serializer writes it."""
 

@@ -31,7 +31,16 @@ class _ErrorBox:
 
     def __reduce__(self) -> tuple[Any, ...]:
         error = self.error
-        return (_rebuilt_error, (type(error), error.args, dict(error.__dict__)))
+        kept = {name: value for name, value in error.__dict__.items() if _pickles(value)}
+        return (_rebuilt_error, (type(error), error.args, kept))
+
+
+def _pickles(value: Any) -> bool:
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
 
 
 def pickled_error(exc: BaseException) -> bytes:

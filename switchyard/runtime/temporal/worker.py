@@ -98,9 +98,10 @@ async def connect(engine: TemporalEngine) -> Client:
             interceptors=[interceptor()],  # the turn's trace, carried to every worker
         )
     except RuntimeError as exc:
+        reason = "connection refused" if "refused" in str(exc).lower() else "no answer"
         raise ConfigError(
-            f"no Temporal server answers at {engine.address} ({str(exc).splitlines()[0]}); "
-            "start one (`temporal server start-dev`) or pass --address"
+            f"no Temporal server answers at {engine.address} ({reason}); start one "
+            "(`temporal server start-dev`) or pass --address"
         ) from None
 
 

@@ -82,6 +82,7 @@ class Turn:
     def answer(self, value: Any) -> None:
         """A person's answer to the question the turn waits on."""
         self._answers.append(value)
+        self._outcome = None  # `settled` must wait for the run the answer starts
 
     @workflow.query
     def waiting(self) -> Any:
@@ -93,6 +94,12 @@ class Turn:
     async def settled(self) -> Outcome:
         """Wait until the turn finished, failed or waits for a person; how it stands."""
         await workflow.wait_condition(lambda: self._outcome is not None)
+        assert self._outcome is not None
+        return self._outcome
+
+    async def _finished(self) -> Outcome:
+        """The outcome, once every `settled` call waiting for it has been answered."""
+        await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._outcome is not None
         return self._outcome
 
@@ -121,12 +128,12 @@ class Turn:
                 workflow.logger.info("turn ended by %s", type(exc).__name__, exc_info=True)
                 state = await app.aget_state(config)
                 self._outcome = Outcome("failed", dict(state.values), pickled_error(exc))
-                return self._outcome
+                return await self._finished()
             state = await app.aget_state(config)
             question = _pending(state, output)
             if question is None:
                 self._outcome = Outcome("finished", dict(state.values))
-                return self._outcome
+                return await self._finished()
             self._outcome = Outcome("waiting", dict(state.values), interrupt=question)
             usage_before = state.values.get("usage") or {}  # the answered run's session spend
             await workflow.wait_condition(lambda: bool(self._answers))
