@@ -457,3 +457,30 @@ def test_an_unreachable_server_is_a_setting_error_before_anything_runs() -> None
     engine = TemporalEngine(address=f"127.0.0.1:{free_port()}")
     with pytest.raises(ConfigError, match="no Temporal server answers"):
         run(load_graph("router"), "Hello", dlq=None, engine=engine)
+
+
+def test_the_session_holds_a_temporal_turn_step_by_step_as_its_report_shows(
+    engine: TemporalEngine,
+) -> None:
+    from switchyard.observability.report import report_from_history
+
+    def report_of(durable: Any, result: RunResult) -> Any:
+        config: Any = {"configurable": {"thread_id": result.thread_id}}
+        return report_from_history(result.thread_id, durable.get_state_history(config))
+
+    builder = load_graph("router").builder
+    local_graph = builder.compile(checkpointer=InMemorySaver(), name="router")
+    local = report_of(local_graph, run(local_graph, MESSAGES["router"], dlq=None))
+    durable = builder.compile(checkpointer=InMemorySaver(), name="router")
+    first = run(durable, MESSAGES["router"], dlq=None, engine=engine)
+    second = run(durable, "How do I call the API from Python?", session_id=first.session_id,
+                 dlq=None, engine=engine)  # fmt: skip
+    remote = report_of(durable, second)
+    inputs = [r.input for r in remote.runs]
+    assert inputs == [MESSAGES["router"], "How do I call the API from Python?"]
+    turn = remote.runs[0]
+    assert [t.node for t in turn.tasks] == [t.node for t in local.runs[0].tasks]
+    assert turn.usage.keys() == local.runs[0].usage.keys()
+    assert turn.usage["support/offline"]["calls"] == 1
+    assert [r.end_reason for r in remote.runs] == ["completed", "completed"]
+    assert remote.user_id == "local"

@@ -44,7 +44,7 @@ from switchyard.runtime.effects import Failed, Invoke
 from switchyard.runtime.engine import TemporalEngine
 from switchyard.runtime.temporal.converter import payload_bytes
 from switchyard.runtime.temporal.errors import unpickled_error
-from switchyard.runtime.temporal.state import aput_values, put_values
+from switchyard.runtime.temporal.state import aput_history, aput_values, put_history, put_values
 from switchyard.runtime.temporal.tracing import end_turn, turn_span
 from switchyard.runtime.temporal.worker import connect
 from switchyard.runtime.temporal.workflow import Outcome, Request, Turn
@@ -216,6 +216,7 @@ class TemporalInvoker:
             context=effect.context,
             config=_sent_config(effect.config),
             prior=head.values,
+            head_id=head.checkpoint_id,
         )
         wid = workflow_id(thread, head, effect.payload)
         try:
@@ -271,7 +272,12 @@ class TemporalInvoker:
         head = _head(graph, effect.config)
         wid, outcome = _run_coroutine(self._fresh(graph, effect, head))
         if isinstance(graph.checkpointer, BaseCheckpointSaver):
-            put_values(graph, _store_config(effect.config, wid), outcome.values)
+            config = _store_config(effect.config, wid)
+            if outcome.history is None:
+                put_values(graph, config, outcome.values)
+            else:
+                put_history(graph, config, outcome.history, seed_id=outcome.seed_id,
+                            head_id=outcome.head_id, extra={WORKFLOW_KEY: wid})  # fmt: skip
         return _result(outcome)
 
     async def ainvoke(self, graph: Pregel[Any, Any, Any, Any], effect: Invoke) -> Any:
@@ -279,7 +285,12 @@ class TemporalInvoker:
         head = await _ahead(graph, effect.config)
         wid, outcome = await self._turn(graph, effect, head)
         if isinstance(graph.checkpointer, BaseCheckpointSaver):
-            await aput_values(graph, _store_config(effect.config, wid), outcome.values)
+            config = _store_config(effect.config, wid)
+            if outcome.history is None:
+                await aput_values(graph, config, outcome.values)
+            else:
+                await aput_history(graph, config, outcome.history, seed_id=outcome.seed_id,
+                                   head_id=outcome.head_id, extra={WORKFLOW_KEY: wid})  # fmt: skip
         return _result(outcome)
 
 

@@ -28,9 +28,15 @@ with workflow.unsafe.imports_passed_through():
 
     from switchyard.graphs.guarded import as_context, open_scope
     from switchyard.guardrails.scope import with_scope
+    from switchyard.runtime.temporal.converter import payload_bytes
     from switchyard.runtime.temporal.errors import pickled_error
     from switchyard.runtime.temporal.meter import SPEND_KEY, run_key
-    from switchyard.runtime.temporal.state import put_values
+    from switchyard.runtime.temporal.state import (
+        HISTORY_LIMIT_BYTES,
+        Entry,
+        history_after,
+        put_values,
+    )
     from switchyard.state.context import Context
 
 WORKFLOW_NAME = "switchyard.Turn"
@@ -46,6 +52,7 @@ class Request:
     context: Context | None
     config: dict[str, Any]
     prior: dict[str, Any] | None = None
+    head_id: str | None = None
 
 
 @dataclass
@@ -56,6 +63,9 @@ class Outcome:
     values: dict[str, Any] = field(default_factory=dict)
     error: bytes | None = None
     interrupt: Any = None
+    history: list[Entry] | None = None
+    seed_id: str | None = None
+    head_id: str | None = None
 
 
 def _pending(snapshot: Any, output: Any) -> Any:
@@ -106,11 +116,26 @@ class Turn:
     @workflow.run
     async def run(self, request: Request) -> Outcome:
         """Run the turn to its end, pausing for a person as often as the graph asks."""
-        app = registered_graph(request.graph).compile(checkpointer=InMemorySaver())
+        saver = InMemorySaver()
+        app = registered_graph(request.graph).compile(checkpointer=saver)
         context = as_context(request.context)
         config = cast(RunnableConfig, dict(request.config))
+        seed_id = None
         if request.prior:
-            put_values(app, config, request.prior, now=workflow.now())
+            seed_id = put_values(app, config, request.prior, now=workflow.now())
+        thread = str(config["configurable"]["thread_id"])
+
+        def outcome(status: str, values: Any, **fields: Any) -> Outcome:
+            history: list[Entry] | None = history_after(saver, thread, seed_id)
+            for entry in history or ():
+                entry["metadata"].pop(SPEND_KEY, None)
+            if len(payload_bytes(history)) > HISTORY_LIMIT_BYTES:
+                history = None  # too large for one payload: the final state alone goes back
+            return Outcome(
+                status, dict(values), history=history, seed_id=seed_id,
+                head_id=request.head_id, **fields,
+            )  # fmt: skip
+
         usage_before = (request.prior or {}).get("usage") or {}
         since = workflow.info().start_time.timestamp()
         payload = request.payload
@@ -123,18 +148,19 @@ class Turn:
                 scope,
             )
             try:
-                output = await app.ainvoke(payload, run_config, context=context, durability="exit")
+                # every step's checkpoint, so the session holds the turn step by step
+                output = await app.ainvoke(payload, run_config, context=context, durability="async")
             except Exception as exc:  # reported to the client as in-process runs report it
                 workflow.logger.info("turn ended by %s", type(exc).__name__, exc_info=True)
                 state = await app.aget_state(config)
-                self._outcome = Outcome("failed", dict(state.values), pickled_error(exc))
+                self._outcome = outcome("failed", state.values, error=pickled_error(exc))
                 return await self._finished()
             state = await app.aget_state(config)
             question = _pending(state, output)
             if question is None:
-                self._outcome = Outcome("finished", dict(state.values))
+                self._outcome = outcome("finished", state.values)
                 return await self._finished()
-            self._outcome = Outcome("waiting", dict(state.values), interrupt=question)
+            self._outcome = outcome("waiting", state.values, interrupt=question)
             usage_before = state.values.get("usage") or {}  # the answered run's session spend
             await workflow.wait_condition(lambda: bool(self._answers))
             payload = Command(resume=self._answers.pop(0))
