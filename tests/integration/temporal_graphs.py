@@ -209,3 +209,32 @@ cheap_fanout = build_fanout_graph(
     strategy="collect",
     shard_size=None,
 ).compile(name="cheap_fanout")
+
+
+class FlakyModel(BaseChatModel):
+    """A provider that always times out (a transient error: the agent retries it)."""
+
+    @property
+    def _llm_type(self) -> str:
+        return "flaky-test"
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        raise TimeoutError("provider timed out")
+
+
+register_chat_model("flaky-test", FlakyModel())
+
+flaky_fanout = build_fanout_graph(
+    [
+        AgentSpec(name=f"flaky_{i}", description="Times out.", model="flaky-test", max_attempts=4)
+        for i in range(3)
+    ],
+    strategy="collect",
+    shard_size=None,
+).compile(name="flaky_fanout")

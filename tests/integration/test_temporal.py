@@ -355,11 +355,12 @@ def test_a_turn_is_one_trace_from_the_client_to_the_worker_that_ran_the_agent(
     assert chat["parent_id"] == agent["context"]["span_id"]
 
 
-def test_a_run_budget_holds_across_activities_with_the_spend_shared_in_redis(
+def test_budgets_and_the_retry_budget_hold_across_activities_shared_in_redis(
     temporal: str, redis_url: str, tmp_path: Path
 ) -> None:
-    """20 agents of one step, each its own Activity: each is admitted against what the others
-    have spent so far (Redis), not against the spend before the step (the snapshot alone)."""
+    """Agents of one step, each its own Activity, are admitted against what the others have
+    spent so far and retried within what the others left of the run's retries (Redis), not
+    against the run as it stood before the step (the snapshot alone)."""
     from switchyard.guardrails.budgets import Budget
     from tests.integration import temporal_graphs
 
@@ -367,17 +368,24 @@ def test_a_run_budget_holds_across_activities_with_the_spend_shared_in_redis(
     log = tmp_path / "worker.log"
     worker = start_worker_process(
         temporal, queue, log, "--graph", f"{GRAPHS}:cheap_fanout",
+        "--graph", f"{GRAPHS}:flaky_fanout",
         "--max-concurrent-activities", "1",  # one agent at a time: each sees the others' spend
         env={"SWITCHYARD_REDIS_URL": redis_url},
     )  # fmt: skip
     try:
         wait_for_worker(worker, log)
-        graph = temporal_graphs.cheap_fanout
+        engine = TemporalEngine(address=temporal, task_queue=queue)
         context = Context(run_budget=Budget(max_tokens=150))
-        result = run(graph, "Answer", context=context, dlq=None,
-                     engine=TemporalEngine(address=temporal, task_queue=queue))  # fmt: skip
+        result = run(temporal_graphs.cheap_fanout, "Answer", context=context, dlq=None,
+                     engine=engine)  # fmt: skip
+        flaky = temporal_graphs.flaky_fanout
+        retrying = Context(max_retries=2)
+        local = run(flaky, "Answer", context=retrying, dlq=None)
+        remote = run(flaky, "Answer", context=retrying, dlq=None, engine=engine)
     finally:
         stop_process(worker)
+    assert local.end_reason == "retry_budget_exhausted", local.error
+    assert remote.end_reason == local.end_reason, remote.error
     calls = sum(entry["calls"] for entry in result.usage.values())
     assert result.end_reason == "budget_exceeded", result.error
     assert 0 < calls < temporal_graphs.CHEAP_AGENTS  # 15 tokens each: 20 calls would be 300

@@ -1,4 +1,4 @@
-"""A run's spend shared by all its workers at once, through Redis.
+"""A run's spend and retry budget shared by all its workers at once, through Redis.
 
 Each agent Activity gets the run's spend as it stood when the Activity was sent (`scope`); what
 Activities running at the same time spend is merged into the Workflow only as each returns. A
@@ -7,7 +7,9 @@ spend before the step. With `SWITCHYARD_REDIS_URL` set (as for the breakers and 
 every charge is also added to one Redis hash per run scope, and every admission check counts
 what the run's other Activities have charged meanwhile (`RunMeter.spent_elsewhere`): a run
 budget and a session budget stop the next call of any worker once the run has spent it, as in
-one process. Agent budgets span sessions and are checked against the snapshot.
+one process. Agent budgets span sessions and are checked against the snapshot. The run-wide
+retry budget (`Context.max_retries`) is counted there too (`SharedRunScope`); without Redis each
+Activity may take the retries left when it was sent.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from switchyard.guardrails.breaker import REDIS_ENV
 from switchyard.guardrails.budgets import RunMeter, Spend
+from switchyard.guardrails.scope import RunScope
 
 KEY_PREFIX = "switchyard:run-spend:"
 KEY_TTL_S = 24 * 3600
@@ -55,6 +58,36 @@ class SharedRunMeter(RunMeter):
 
 SPEND_KEY = "switchyard_spend_key"
 """Run config metadata naming the Redis hash of the run scope (set by the Workflow)."""
+
+
+@dataclass
+class SharedRunScope(RunScope):
+    """A `RunScope` whose run-wide retry budget is counted across the run's Activities, in Redis.
+
+    Attributes:
+        key: The Redis hash of this run scope (`run_key`).
+        max_retries: The run's retry budget (`Context.max_retries`).
+    """
+
+    key: str = ""
+    max_retries: int | None = None
+    _client: Any = None
+
+    def take_retry(self) -> bool:
+        """Spend one of the run's retries, counted with every other Activity's.
+
+        Returns:
+            False when none is left.
+        """
+        if not super().take_retry():
+            return False
+        if self.max_retries is None:
+            return True
+        pipe = self._client.pipeline()
+        pipe.hincrby(self.key, "retries", 1)
+        pipe.expire(self.key, KEY_TTL_S)
+        taken, _ = pipe.execute()
+        return int(taken) <= self.max_retries
 
 
 def run_key(workflow_id: str, scope_number: int) -> str:

@@ -103,7 +103,10 @@ def _activity_config(config: RunnableConfig) -> RunnableConfig:
     if sent is not None:
         client, key = shared_client(), metadata.get(SPEND_KEY)
         shared = (client, str(key)) if client is not None and key else None
-        prepared = with_scope(prepared, restore(sent, shared=shared))
+        runtime = (prepared.get("configurable") or {}).get(CONFIG_KEY_RUNTIME)
+        context = getattr(runtime, "context", None)
+        retries = getattr(context, "max_retries", None)
+        prepared = with_scope(prepared, restore(sent, shared=shared, max_retries=retries))
     configurable = dict(prepared.get("configurable") or {})
     runtime = configurable.get(CONFIG_KEY_RUNTIME)
     if runtime is not None and _store is not None:

@@ -21,7 +21,7 @@ from typing import Any
 from switchyard.guardrails.budgets import RunMeter, Spend
 from switchyard.guardrails.convergence import ConvergenceLog
 from switchyard.guardrails.scope import RunScope
-from switchyard.runtime.temporal.meter import SharedRunMeter
+from switchyard.runtime.temporal.meter import SharedRunMeter, SharedRunScope
 
 Snapshot = dict[str, Any]
 """A scope as plain data (what crosses to an Activity and back)."""
@@ -61,11 +61,14 @@ def _to_spend(pair: list[float]) -> Spend:
     return Spend(tokens=int(pair[0]), usd=float(pair[1]))
 
 
-def restore(data: Snapshot, *, shared: tuple[Any, str] | None = None) -> RunScope:
+def restore(
+    data: Snapshot, *, shared: tuple[Any, str] | None = None, max_retries: int | None = None
+) -> RunScope:
     """A scope for an Activity, from the Workflow's `snapshot`.
 
     With `shared` (a Redis client and the run scope's key) the meter also counts what the run's
-    other Activities spend meanwhile (`switchyard.runtime.temporal.meter`).
+    other Activities spend meanwhile, and retries are counted against `max_retries` across
+    them (`switchyard.runtime.temporal.meter`).
     """
     now_mono, now_wall = time.monotonic(), time.time()
     deadline_at = data["deadline_at"]
@@ -88,13 +91,19 @@ def restore(data: Snapshot, *, shared: tuple[Any, str] | None = None) -> RunScop
     convergence = ConvergenceLog()
     for key, acts in data["convergence"]:
         convergence.acts[(key[0], key[1], key[2])] = list(acts)
-    return RunScope(
+    scope_class: type[RunScope] = RunScope
+    scope_extra: dict[str, Any] = {}
+    if shared is not None:
+        scope_class = SharedRunScope
+        scope_extra = {"_client": shared[0], "key": shared[1], "max_retries": max_retries}
+    return scope_class(
         meter=meter,
         started=now_mono - (now_wall - data["started_at"]),
         call_timeout_s=data["call_timeout_s"],
         retries_left=data["retries_left"],
         values={agent: dict(values) for agent, values in data["values"].items()},
         convergence=convergence,
+        **scope_extra,
     )
 
 
