@@ -539,9 +539,11 @@ async def _unsharded(engine: Any, workdir: Path, queue: str, progress: Progress)
         causes = [
             _plain(line.strip())
             for line in log.splitlines()
-            if "too large" in line.lower() or "larger than max" in line.lower()
+            if any(sign in line.lower() for sign in ("too large", "larger than max", "deadlock"))
         ]
-        error = str(exc).removeprefix(f"{graph.name}: ")
+        error = str(exc).removeprefix(f"{graph.name}: ") or (
+            f"{type(exc).__name__}: no result within {RUN_DEADLINE_S:.0f} s"
+        )
         row.update(status="failed", error=error[:500], worker_log=causes[:4])
         progress(f"temporal x1: {graph.name} failed: {str(exc)[:120]}")
         return row
@@ -735,15 +737,24 @@ def fleet_section(result: Result) -> str:
             limit = re.search(r"larger than max \d+", logged)
             if limit:
                 seen.append(f"`{limit.group(0)}` from the server")
+            deadlock = "deadlock" in logged.lower()
+            if deadlock:
+                seen.append("`Potential deadlock detected` (TMPRL1101, the Workflow task retried)")
             parts += [
                 "",
                 f"Unsharded (`{row['graph']}`, `shard_size=None`: one Activity per agent, "
                 f"1,000 per run) does not run on Temporal: the run ends `{row.get('error')}`"
                 + (f"; the worker logged {' and '.join(seen)}" if seen else "")
-                + ". The Workflow task that schedules all 1,000 Activities at once sends every "
-                "Activity's input (the task, the run's config and scope snapshot) in one gRPC "
-                "message, over the 4 MB gRPC limit (more than 4 KB per Activity); sharding "
-                "keeps that message to one input per shard.",
+                + (
+                    ". The Workflow task that plans 1,000 tasks at once (LangGraph's step and "
+                    "its checkpoint, inside the Workflow) ran longer than the 2 s Temporal "
+                    "allows one Workflow activation; Temporal retried it until the run's deadline"
+                    if deadlock
+                    else ". The Workflow task that schedules all 1,000 Activities at once sends "
+                    "every Activity's input (the task, the run's config and scope snapshot) in "
+                    "one gRPC message, over the 4 MB gRPC limit (more than 4 KB per Activity)"
+                )
+                + ". Sharding keeps a step to one task and one input per shard.",
             ]
     ext = config.get("extrapolation")
     if ext:

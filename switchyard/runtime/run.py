@@ -535,7 +535,8 @@ def run(
             raises `SessionBusyError`. One session runs one turn at a time either way.
         engine: Where the graph runs: None in this process, a `TemporalEngine` as a Temporal
             Workflow on its workers (`switchyard worker --engine temporal`; the `temporal`
-            extra). The result, the session and the dead-letter queue are the same either way.
+            extra). The result and the session (step by step) are the same either way; a
+            failed turn's dead letter replays in this process.
 
     Returns:
         The run's result. A failure inside the graph (a provider error, a budget, the deadline)
