@@ -306,7 +306,7 @@ def _with_checkpoint(config: RunnableConfig, checkpoint_id: str | None) -> Runna
     return {**config, "configurable": configurable}
 
 
-def _pending_interrupt(snapshot: StateSnapshot | None, output: Any = None) -> Any:
+def pending_interrupt(snapshot: StateSnapshot | None, output: Any = None) -> Any:
     """What the run waits for a person to answer, if it paused.
 
     The invoke output is read too: an `interrupt()` raised inside a node's error handler (the
@@ -494,7 +494,7 @@ def execution(
         started=started,
         prepared=prepared,
         error=error,
-        interrupt=_pending_interrupt(final, output),
+        interrupt=pending_interrupt(final, output),
     )
     resume_from = None
     if not result.ok and persistent:
@@ -626,7 +626,7 @@ def answering(
         InvalidInputError: The session has no paused run.
     """
     snapshot = (yield State(prepared.config)) if graph.checkpointer is not None else None
-    if _pending_interrupt(snapshot) is None and not _escalated_by_error_handler(snapshot):
+    if pending_interrupt(snapshot) is None and not _escalated_by_error_handler(snapshot):
         raise InvalidInputError(
             "this session has no run waiting for a person; send a new message instead"
         )

@@ -355,6 +355,19 @@ def test_a_turn_is_one_trace_from_the_client_to_the_worker_that_ran_the_agent(
     assert chat["parent_id"] == agent["context"]["span_id"]
 
 
+def _close_breaker(redis_url: str, model: str) -> None:
+    """Forget what earlier runs taught the shared breaker of `model` (it outlives a test)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(
+            *client.keys(f"switchyard:breaker:*{model}*") or [f"switchyard:breaker:{model}"]
+        )
+    finally:
+        client.close()
+
+
 def test_budgets_and_the_retry_budget_hold_across_activities_shared_in_redis(
     temporal: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -380,10 +393,12 @@ def test_budgets_and_the_retry_budget_hold_across_activities_shared_in_redis(
                      engine=engine)  # fmt: skip
         flaky = temporal_graphs.flaky_fanout
         retrying = Context(max_retries=2)
+        _close_breaker(redis_url, "flaky-test")  # the workers share breakers through this Redis
         local = run(flaky, "Answer", context=retrying, dlq=None)
         remote = run(flaky, "Answer", context=retrying, dlq=None, engine=engine)
     finally:
         stop_process(worker)
+        _close_breaker(redis_url, "flaky-test")
     assert local.end_reason == "retry_budget_exhausted", local.error
     assert remote.end_reason == local.end_reason, remote.error
     calls = sum(entry["calls"] for entry in result.usage.values())

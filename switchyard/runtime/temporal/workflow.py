@@ -28,6 +28,7 @@ with workflow.unsafe.imports_passed_through():
 
     from switchyard.graphs.guarded import as_context, open_scope
     from switchyard.guardrails.scope import with_scope
+    from switchyard.runtime.run import pending_interrupt
     from switchyard.runtime.temporal.converter import payload_bytes
     from switchyard.runtime.temporal.errors import pickled_error
     from switchyard.runtime.temporal.meter import SPEND_KEY, run_key
@@ -66,17 +67,6 @@ class Outcome:
     history: list[Entry] | None = None
     seed_id: str | None = None
     head_id: str | None = None
-
-
-def _pending(snapshot: Any, output: Any) -> Any:
-    """What the graph asks a person, if it paused (as `switchyard.runtime.run` reads it)."""
-    for task in snapshot.tasks:
-        for pending in task.interrupts:
-            return pending.value
-    if isinstance(output, dict):
-        for pending in output.get("__interrupt__") or ():
-            return getattr(pending, "value", pending)
-    return None
 
 
 @workflow.defn(name=WORKFLOW_NAME, failure_exception_types=[Exception])
@@ -156,7 +146,7 @@ class Turn:
                 self._outcome = outcome("failed", state.values, error=pickled_error(exc))
                 return await self._finished()
             state = await app.aget_state(config)
-            question = _pending(state, output)
+            question = pending_interrupt(state, output)
             if question is None:
                 self._outcome = outcome("finished", state.values)
                 return await self._finished()
