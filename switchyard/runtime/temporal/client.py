@@ -4,12 +4,14 @@
 checks, the session's owner and spend, the result, the dead-letter queue); only the graph's run
 itself becomes a Workflow (`workflow.Turn`) on the engine's task queue:
 
-- its id is derived from the session's thread and turn number, so submitting the same turn twice
-  (a retried request, two clients) attaches to the one Workflow instead of running it again;
-- it receives the session's state from the session store and returns the turn's final state,
-  which is written back there (with each channel set, not merged), so the session, its report,
-  `prune` and the next turn read it as after an in-process run;
-- a turn that waits for a person stays waiting in its Workflow; `resume` sends the answer there.
+- its id is the session's thread, the checkpoint the turn starts from and a hash of its message,
+  so submitting the same turn twice (a retried request, two clients) attaches to the one
+  Workflow instead of running it again, and any other message is a turn of its own;
+- it receives the session's state from the session store and returns every checkpoint of the
+  turn, which are written back after the session's head (`state.put_history`), so the session,
+  its report, a dead letter's replay point and the next turn read it as after an in-process run;
+- a turn that waits for a person stays waiting in its Workflow (named in the session's newest
+  checkpoint); `resume` sends the answer there, a new message cancels it.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Its state is the Workflow's own (the plugin's advice: an in-memory checkpointer inside the
 Workflow; Temporal's history makes it durable). The session's earlier turns arrive with the
-request (`prior`, the thread's state as the session store holds it) and the turn's final state
-goes back in the `Outcome`, which the client writes to the session store: sessions are kept
-exactly as in-process runs keep them.
+request (`prior`, the thread's state as the session store holds it) and the turn's checkpoints
+go back in the `Outcome` (its final state alone when they exceed one payload), which the client
+writes to the session store: sessions are kept as in-process runs keep them.
 
 A turn that asks a person (`interrupt()`: escalation, the fallback chain's last step) keeps
 waiting inside the Workflow; `answer` (a signal) continues it with the person's reply, on
