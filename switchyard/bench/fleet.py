@@ -18,20 +18,23 @@ import asyncio
 import contextlib
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Final
 
 from switchyard.bench.harness import Result, Stats
+from switchyard.runtime.temporal.devserver import (
+    dev_server_command,
+    free_port,
+    serves,
+    stop_process,
+    temporal_cli,
+)
 
 Progress = Callable[[str], None]
 
@@ -43,7 +46,6 @@ SECTION: Final = "## 6. Fleet"
 SERVER_DEADLINE_S: Final = 60.0
 WORKERS_DEADLINE_S: Final = 120.0
 RUN_DEADLINE_S: Final = 300.0
-STOP_GRACE_S: Final = 10.0
 MACHINES: Final = 100
 """The fleet size the report extrapolates to."""
 
@@ -75,23 +77,6 @@ class FleetConfig:
 # -- processes ----------------------------------------------------------------------------------
 
 
-def temporal_cli() -> Path | None:
-    """The `temporal` CLI next to this Python (the temporal extra), else on PATH, else None."""
-    beside = Path(sys.executable).with_name("temporal")
-    if beside.is_file() and os.access(beside, os.X_OK):
-        return beside
-    found = shutil.which("temporal")
-    return Path(found) if found else None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def child_environment() -> dict[str, str]:
     """This environment without provider keys or tracing: workers stay offline."""
     env = {
@@ -117,20 +102,6 @@ def spawn(command: Sequence[str], log: Path, cwd: Path | None = None) -> subproc
         )
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group of `proc`; SIGKILL it after `STOP_GRACE_S`."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_GRACE_S)
-
-
 def cpu_seconds(pids: Sequence[int]) -> float | None:
     """User + system CPU seconds the processes `pids` used so far (Linux `/proc`; else None)."""
     ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -153,24 +124,6 @@ def log_tail(log: Path, lines: int = 20) -> str:
         return "(no log)"
 
 
-async def _serves(address: str) -> bool:
-    """Whether a Temporal client connects to `address` and finds the `default` namespace."""
-    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
-    from temporalio.client import Client
-
-    async def describe() -> None:
-        client = await Client.connect(address)
-        await client.workflow_service.describe_namespace(
-            DescribeNamespaceRequest(namespace="default"), timeout=timedelta(seconds=3)
-        )
-
-    try:
-        await asyncio.wait_for(describe(), timeout=3)
-    except Exception:  # refused, still starting, namespace not yet created
-        return False
-    return True
-
-
 @contextlib.asynccontextmanager
 async def dev_server(workdir: Path) -> AsyncIterator[tuple[str, subprocess.Popen[bytes]]]:
     """`temporal server start-dev` on a free loopback port; yields its address and process.
@@ -185,15 +138,11 @@ async def dev_server(workdir: Path) -> AsyncIterator[tuple[str, subprocess.Popen
         )
     port = free_port()
     log = workdir / "temporal-server.log"
-    command = [
-        str(cli), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless",
-        "--db-filename", str(workdir / "temporal.sqlite"), "--log-level", "warn",
-    ]  # fmt: skip
-    process = spawn(command, log, cwd=workdir)
+    process = spawn(dev_server_command(cli, port, workdir), log, cwd=workdir)
     address = f"127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + SERVER_DEADLINE_S
-        while not await _serves(address):
+        while not await serves(address):
             if process.poll() is not None:
                 raise RuntimeError(
                     f"temporal server start-dev exited with {process.returncode}:\n{log_tail(log)}"
