@@ -193,12 +193,10 @@ def test_the_run_deadline_stops_an_agent_on_a_worker(engine: TemporalEngine) -> 
     from tests.integration import temporal_graphs
 
     graph = temporal_graphs.slow.builder.compile(checkpointer=InMemorySaver(), name="slow")
-    started = time.monotonic()
     result = run(graph, "Hello?", context=Context(deadline_s=2), dlq=None, engine=engine)
     assert result.end_reason == "deadline", result.error
     assert not result.ok
-    # the model's 30 s answer was not waited for (a bound, not a timing: 30 s vs the 2 s deadline)
-    assert time.monotonic() - started < temporal_graphs.SLOW_S
+    assert "late" not in result.output  # the model's answer (after 30 s) never arrived
 
 
 def test_an_escalated_turn_waits_in_its_workflow_and_resume_answers_it(
