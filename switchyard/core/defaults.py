@@ -35,3 +35,15 @@ TEMPORAL_ADDRESS = "127.0.0.1:7233"
 
 TEMPORAL_TASK_QUEUE = "switchyard"
 """The task queue Switchyard's Workflows and Activities use unless told otherwise."""
+
+OverlapPolicy = Literal["skip", "queue", "cancel"]
+"""What a scheduled job does when a firing is due while its previous one still runs: skip the new
+one, queue it until the previous ends, or cancel the previous one and start the new one."""
+
+OVERLAP_POLICIES: tuple[OverlapPolicy, ...] = get_args(OverlapPolicy)
+
+CATCHUP_S = 60.0
+"""Seconds after its time a missed firing of a scheduled job still fires (after downtime)."""
+
+MAX_FAILURES = 3
+"""Consecutive failed firings after which a scheduled job is paused."""

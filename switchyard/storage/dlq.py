@@ -23,8 +23,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,11 @@ from pydantic import BaseModel
 from switchyard.core.defaults import DLQ_MAX_LIMIT as MAX_LIMIT
 from switchyard.core.errors import (
     InvalidInputError,
-    PersistenceConfigError,
     SessionAccessError,
     SwitchyardError,
 )
 from switchyard.core.redact import redact, redact_value
+from switchyard.storage.sql import is_postgres, transaction
 
 DLQ_ENV = "SWITCHYARD_DLQ"
 DEFAULT_DLQ_PATH = Path(".switchyard") / "dlq.sqlite"
@@ -154,7 +153,7 @@ class DeadLetterQueue:
             PersistenceConfigError: The store cannot be opened; says which and how to fix it.
         """
         self.target = target or _default_target()
-        self._postgres = self.target.startswith(("postgres://", "postgresql://"))
+        self._postgres = is_postgres(self.target)
         self._lock = threading.Lock()
         self._placeholder = "%s" if self._postgres else "?"
         with self._connect() as connection:
@@ -190,42 +189,8 @@ class DeadLetterQueue:
                 if "duplicate column" not in str(exc):
                     raise
 
-    @contextmanager
-    def _connect(self) -> Iterator[Any]:
-        if self._postgres:
-            try:
-                import psycopg
-            except ImportError:
-                raise PersistenceConfigError(
-                    "a PostgreSQL dead-letter queue needs psycopg: "
-                    "pip install 'switchyard-agents[postgres]'"
-                ) from None
-            try:
-                connection: Any = psycopg.connect(self.target, autocommit=False, connect_timeout=5)
-            except psycopg.Error as exc:
-                raise PersistenceConfigError(
-                    f"cannot open the dead-letter queue at {self.target!r}: "
-                    f"{str(exc).strip().splitlines()[0]}"
-                ) from None
-        else:
-            path = Path(self.target).expanduser()
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(str(path), timeout=10)
-            except (OSError, sqlite3.Error) as exc:
-                raise PersistenceConfigError(
-                    f"cannot open the dead-letter queue at {str(path)!r}: {exc}; set {DLQ_ENV} "
-                    "to a writable path"
-                ) from None
-        try:
-            with self._lock:
-                yield connection
-                connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()
+    def _connect(self) -> AbstractContextManager[Any]:
+        return transaction(self.target, what="the dead-letter queue", env=DLQ_ENV, lock=self._lock)
 
     def record(
         self,
