@@ -10,7 +10,9 @@ PostgreSQL, so schedulers side by side each take different jobs and never wait o
 the database write lock on SQLite), inserts one row per due time (`ON CONFLICT DO NOTHING` on the
 key) and moves the job's next time on before it commits. A due time is therefore claimed by exactly
 one scheduler, however many run. The claimer then keeps a lease on its running firings; a firing
-whose lease lapses (its scheduler was killed) is recorded `lost` by the next claim.
+whose lease lapses (its scheduler was killed) is taken over by the next claim, and its run resumes
+from its last checkpoint (`switchyard.runtime.firing`); after `MAX_ATTEMPTS` runners it is
+recorded `lost`.
 
 Storage: SQLite (`.switchyard/schedules.sqlite` by default, or `SWITCHYARD_SCHEDULES`), or
 PostgreSQL when `SWITCHYARD_SCHEDULES` (else `SWITCHYARD_CHECKPOINTER`) is a `postgresql://` DSN.
@@ -42,6 +44,11 @@ DEFAULT_SCHEDULES_PATH = Path(".switchyard") / "schedules.sqlite"
 
 LEASE_S = 30.0
 """Seconds a running firing stays its scheduler's without a renewal (renewed every poll)."""
+
+MAX_ATTEMPTS = 3
+"""Runs one firing may get. A firing whose scheduler (or Temporal worker) died is taken over by
+the next claim and resumed from its last checkpoint; after this many runners it is recorded lost
+(a firing that kills every process that runs it must not take the fleet down one by one)."""
 
 MAX_CATCHUP_FIRINGS = 1_000
 """Most missed times one claim walks through one by one; past that they are counted in a jump."""
@@ -253,17 +260,21 @@ CREATE TABLE IF NOT EXISTS switchyard_firings (
 class ScheduleStore:
     """Jobs and firings on SQLite or PostgreSQL (see the module docstring)."""
 
-    def __init__(self, target: str | None = None) -> None:
+    def __init__(self, target: str | None = None, *, lease_s: float = LEASE_S) -> None:
         """Open (and create if needed) the tables.
 
         Args:
             target: SQLite path or `postgresql://` DSN; None reads `SWITCHYARD_SCHEDULES`, then a
                 PostgreSQL `SWITCHYARD_CHECKPOINTER`, then the default SQLite file.
+            lease_s: Seconds a firing stays its scheduler's without a renewal: how long a
+                killed scheduler's firing shows as running before it is recorded lost. Keep it
+                well above the schedulers' poll interval.
 
         Raises:
             PersistenceConfigError: The store cannot be opened; says which and how to fix it.
         """
         self.target = target or default_target()
+        self.lease_s = lease_s
         self._postgres = is_postgres(self.target)
         self._mark = "%s" if self._postgres else "?"
         self._lock = threading.Lock()
@@ -408,9 +419,10 @@ class ScheduleStore:
         return float(row[0])
 
     def claim(self, owner: str, *, now: float | None = None, limit: int = 50) -> list[Firing]:
-        """Claim what is due for `owner` to run: new firings, and queued ones whose turn came.
+        """Claim what is due for `owner` to run: new firings, orphans, queued ones whose turn came.
 
-        In one transaction: lapsed leases are recorded `lost`; every active local job due by
+        In one transaction: firings whose runner died (lease lapsed) are taken over, or recorded
+        `lost` after `MAX_ATTEMPTS` runners; every active local job due by
         `now` gets one row per due time (missed, skipped, queued, or running for `owner`, by its
         policies) and its next time; a queued firing whose job runs nothing is started.
 
@@ -420,7 +432,7 @@ class ScheduleStore:
         now = time.time() if now is None else now
         started: list[Firing] = []
         with self._tx() as connection:
-            self._expire_leases(connection, now)
+            started += self._expire_leases(connection, owner, now)
             for job in self._lock_due(connection, now, limit):
                 started += self._fire_due(connection, job, owner, now)
             started += self._start_queued(connection, owner, now)
@@ -445,8 +457,10 @@ class ScheduleStore:
         """Claim the firing of `job_id` scheduled at `scheduled_at` for `owner`, if nobody has.
 
         For firings timed elsewhere (a Temporal Schedule): the row is inserted under its
-        idempotency key, so a retried or duplicated start runs it once. A firing still marked
-        running whose lease lapsed (its runner died) is taken over.
+        idempotency key, so a duplicated start runs it once. A firing still marked running whose
+        lease lapsed (its runner died) is taken over, and so is one claimed by `owner` itself: the
+        same owner asking again is a retry of an attempt that died (a Temporal Activity retried
+        after its worker was lost), not a second start.
 
         Returns:
             The firing, now running for `owner`; None when it already ran or runs elsewhere.
@@ -454,20 +468,27 @@ class ScheduleStore:
         Raises:
             JobNotFoundError: No job has this id.
         """
-        job = self.get(job_id)
         now = time.time() if now is None else now
         with self._tx() as connection:
+            job = self._job(connection, job_id, lock=True)
+            if job is None:
+                raise JobNotFoundError(f"no scheduled job {job_id!r}; `switchyard schedule list`")
             firing = self._record(connection, job, scheduled_at, "running", owner, now)
             if firing is not None:
                 return firing
-            cursor = connection.execute(
-                f"UPDATE switchyard_firings SET owner = {self._mark}, lease_until = {self._mark} "
-                f"WHERE id = {self._mark} AND status = 'running' AND lease_until < {self._mark}",
-                (owner, now + LEASE_S, f"{job.id}@{stamp(scheduled_at)}", now),
-            )
-        if cursor.rowcount != 1:
-            return None
-        return self.firing(f"{job.id}@{stamp(scheduled_at)}")
+            row = connection.execute(
+                f"SELECT {', '.join(_FIRING_COLUMNS)} FROM switchyard_firings WHERE id = "
+                f"{self._mark} AND status = 'running' "
+                f"AND (lease_until < {self._mark} OR owner = {self._mark})",
+                (firing_id(job.id, scheduled_at), now, owner),
+            ).fetchone()
+            if row is None:  # ran already, or its runner is alive
+                return None
+            lapsed = _firing(row)
+            if _attempts(lapsed) >= MAX_ATTEMPTS:
+                self._lose(connection, job, lapsed, now)
+                return None
+            return self._take_over(connection, lapsed, owner, now)
 
     def renew(self, owner: str, firing_ids: Sequence[str], *, now: float | None = None) -> set[str]:
         """Extend `owner`'s leases on its running firings.
@@ -484,7 +505,7 @@ class ScheduleStore:
             connection.execute(
                 f"UPDATE switchyard_firings SET lease_until = {self._mark} WHERE owner = "
                 f"{self._mark} AND status = 'running' AND id IN ({marks})",
-                (now + LEASE_S, owner, *firing_ids),
+                (now + self.lease_s, owner, *firing_ids),
             )
             rows = connection.execute(
                 f"SELECT id, status, owner, cancel FROM switchyard_firings WHERE id IN ({marks})",
@@ -496,7 +517,8 @@ class ScheduleStore:
     def finish(self, firing: Firing, outcome: Outcome, *, now: float | None = None) -> Job | None:
         """Record how running `firing` ended and count the job's consecutive failures.
 
-        A firing no longer running (recorded lost after its lease lapsed) keeps that record.
+        A firing no longer this runner's (taken over, or recorded lost, after its lease lapsed)
+        keeps the record its new runner writes.
 
         A failure (or a lost firing) that reaches the job's `max_failures`, or an outcome that
         asks to pause (a misconfigured job), pauses the job.
@@ -522,10 +544,11 @@ class ScheduleStore:
             sets = ", ".join(f"{name} = {self._mark}" for name in changes)
             cursor = connection.execute(
                 f"UPDATE switchyard_firings SET {sets} WHERE id = {self._mark} "
-                "AND status = 'running'",
-                (*changes.values(), firing.id),
+                f"AND status = 'running' AND owner = {self._mark}",
+                (*changes.values(), firing.id, firing.owner),
             )
-            if job is None or cursor.rowcount != 1:  # removed, or recorded lost meanwhile
+            # Removed, recorded lost, or taken over by another runner meanwhile: theirs to say.
+            if job is None or cursor.rowcount != 1:
                 return None
             job, paused = self._count(connection, job, outcome)
             return job if paused else None
@@ -610,7 +633,7 @@ class ScheduleStore:
                 update={
                     "status": "running",
                     "owner": owner,
-                    "lease_until": now + LEASE_S,
+                    "lease_until": now + self.lease_s,
                     "started_at": now,
                 }
             )
@@ -622,33 +645,58 @@ class ScheduleStore:
             started.append(firing)
         return started
 
-    def _expire_leases(self, connection: Any, now: float) -> None:
+    def _expire_leases(self, connection: Any, owner: str, now: float) -> list[Firing]:
+        """Take over (for `owner`) or record lost the running firings whose leases lapsed."""
         rows = connection.execute(
             f"SELECT DISTINCT job_id FROM switchyard_firings WHERE status = 'running' "
             f"AND lease_until < {self._mark}",
             (now,),
         ).fetchall()
+        taken: list[Firing] = []
         for (job_id,) in rows:
             job = self._job(connection, job_id, lock=True, skip_locked=True)
-            if job is None:  # another scheduler holds the job: it records the loss
+            if job is None:  # another scheduler holds the job: it deals with them
                 continue
             lapsed = connection.execute(
-                f"SELECT owner FROM switchyard_firings WHERE job_id = {self._mark} "
-                f"AND status = 'running' AND lease_until < {self._mark}",
+                f"SELECT {', '.join(_FIRING_COLUMNS)} FROM switchyard_firings WHERE job_id = "
+                f"{self._mark} AND status = 'running' AND lease_until < {self._mark}",
                 (job_id, now),
             ).fetchall()
-            if not lapsed:
-                continue
-            owners = ", ".join(sorted({str(row[0]) for row in lapsed}))
-            connection.execute(
-                f"UPDATE switchyard_firings SET status = 'lost', finished_at = {self._mark}, "
-                f"end_reason = 'lost', error = {self._mark}, lease_until = NULL "
-                f"WHERE job_id = {self._mark} AND status = 'running' "
-                f"AND lease_until < {self._mark}",
-                (now, f"scheduler {owners} stopped renewing its lease", job_id, now),
-            )
-            for _ in lapsed:
-                job, _paused = self._count(connection, job, Outcome(status="lost"))
+            for row in lapsed:
+                firing = _firing(row)
+                if job.status == "active" and _attempts(firing) < MAX_ATTEMPTS:
+                    taken.append(self._take_over(connection, firing, owner, now))
+                else:
+                    job = self._lose(connection, job, firing, now)
+        return taken
+
+    def _take_over(self, connection: Any, firing: Firing, owner: str, now: float) -> Firing:
+        """Make `owner` the runner of a firing whose runner died; its run resumes (`fire`)."""
+        detail = {**firing.detail, "attempts": _attempts(firing) + 1, "taken_from": firing.owner}
+        connection.execute(
+            f"UPDATE switchyard_firings SET owner = {self._mark}, lease_until = {self._mark}, "
+            f"detail = {self._mark} WHERE id = {self._mark}",
+            (owner, now + self.lease_s, json.dumps(detail, default=str), firing.id),
+        )
+        return firing.model_copy(
+            update={"owner": owner, "lease_until": now + self.lease_s, "detail": detail}
+        )
+
+    def _lose(self, connection: Any, job: Job, firing: Firing, now: float) -> Job:
+        """Record a firing lost (its runners kept dying, or its job is paused); a failure."""
+        error = (
+            f"scheduler {firing.owner} stopped renewing its lease (attempt {_attempts(firing)} "
+            f"of {MAX_ATTEMPTS}); its session {firing.session_id} keeps the checkpoints "
+            "(`switchyard resume`)"
+        )
+        connection.execute(
+            f"UPDATE switchyard_firings SET status = 'lost', finished_at = {self._mark}, "
+            f"end_reason = 'lost', error = {self._mark}, lease_until = NULL "
+            f"WHERE id = {self._mark}",
+            (now, error, firing.id),
+        )
+        job, _paused = self._count(connection, job, Outcome(status="lost", error=error))
+        return job
 
     def _count(self, connection: Any, job: Job, outcome: Outcome) -> tuple[Job, bool]:
         """Count a firing's outcome against `job` (its row locked by the caller).
@@ -714,12 +762,12 @@ class ScheduleStore:
         running = status == "running"
         ended = status in _ENDED
         return Firing(
-            id=f"{job.id}@{stamp(scheduled)}",
+            id=firing_id(job.id, scheduled),
             job_id=job.id,
             scheduled_at=scheduled,
             status=status,
             owner=owner if running else None,
-            lease_until=now + LEASE_S if running else None,
+            lease_until=now + self.lease_s if running else None,
             started_at=now if running else None,
             finished_at=now if ended else None,
             end_reason={"skipped": "overlap", "missed": "missed"}.get(status),
@@ -735,7 +783,7 @@ class ScheduleStore:
         return "TRUE" if self._postgres else "1"
 
     def _jitter(self, job: Job, when: float) -> float:
-        return jitter(f"{job.id}@{stamp(when)}", job.jitter_s)
+        return jitter(firing_id(job.id, when), job.jitter_s)
 
     def _job(
         self, connection: Any, job_id: str, *, lock: bool = False, skip_locked: bool = False
@@ -765,6 +813,15 @@ class ScheduleStore:
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
             tuple(row[name] for name in columns),
         )
+
+
+def firing_id(job_id: str, scheduled_at: float) -> str:
+    """A firing's id and idempotency key: the job and the time it was scheduled for."""
+    return f"{job_id}@{stamp(scheduled_at)}"
+
+
+def _attempts(firing: Firing) -> int:
+    return int(firing.detail.get("attempts", 1))
 
 
 def _job_row(job: Job) -> dict[str, Any]:

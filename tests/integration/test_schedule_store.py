@@ -126,20 +126,31 @@ def test_jitter_delays_a_firing_by_the_same_amount_on_every_scheduler(
     assert firing.scheduled_at == T0 + 60
 
 
-def test_a_firing_whose_scheduler_stopped_renewing_is_recorded_lost(store: ScheduleStore) -> None:
+def test_a_dead_schedulers_firing_is_taken_over_then_recorded_lost_after_max_attempts(
+    store: ScheduleStore,
+) -> None:
     job = _job(store, every_s=3600.0, max_failures=1)
-    [firing] = store.claim("dead", now=T0 + 3600)
-    assert store.claim("alive", now=T0 + 3600 + LEASE_S + 1) == []
-    [lost] = store.firings(job.id)
+    at = T0 + 3600
+    [firing] = store.claim("first", now=at)
+    # Each runner dies in turn (its lease lapses): the next claim takes the firing over.
+    for attempt, runner in enumerate(("second", "third"), start=2):
+        at += LEASE_S + 1
+        [taken] = store.claim(runner, now=at)
+        assert taken.id == firing.id
+        assert taken.correlation_id == firing.correlation_id  # the same run, to be resumed
+        assert taken.detail["attempts"] == attempt
+        assert store.firing(firing.id).owner == runner
+    # The first runner, were it to come back, must stop: the firing is not its own any more.
+    assert store.renew("first", [firing.id], now=at) == {firing.id}
+    assert store.finish(firing, Outcome(status="ok")) is None
+    at += LEASE_S + 1
+    assert store.claim("fourth", now=at) == []  # the third runner died too: enough
+    lost = store.firing(firing.id)
     assert (lost.status, lost.end_reason) == ("lost", "lost")
-    assert "dead" in (lost.error or "")
+    assert "scheduler third stopped renewing its lease (attempt 3 of 3)" in (lost.error or "")
     paused = store.get(job.id)
     assert paused.status == "paused"
     assert "1 failed firings" in (paused.paused_reason or "")
-    # The dead scheduler, were it to come back, must stop: the firing is not its own any more.
-    assert store.renew("dead", [firing.id], now=T0 + 3600 + LEASE_S + 2) == {firing.id}
-    assert store.finish(firing, Outcome(status="ok")) is None
-    assert store.firing(firing.id).status == "lost"
 
 
 def test_failures_in_a_row_pause_the_job_and_a_success_resets_the_count(
@@ -189,9 +200,13 @@ def test_claim_at_runs_a_firing_timed_elsewhere_once_and_takes_over_a_dead_one(
     first = store.claim_at(job.id, T0 + 60, "w1", now=T0 + 60)
     assert first is not None
     assert store.claim_at(job.id, T0 + 60, "w2", now=T0 + 61) is None  # a duplicate start
-    taken = store.claim_at(job.id, T0 + 60, "w2", now=T0 + 60 + LEASE_S + 1)  # w1 died
+    retried = store.claim_at(job.id, T0 + 60, "w1", now=T0 + 62)  # w1's attempt died, retried
+    assert retried is not None
+    assert retried.detail["attempts"] == 2
+    taken = store.claim_at(job.id, T0 + 60, "w2", now=T0 + 62 + LEASE_S + 1)  # w1 died
     assert taken is not None
     assert taken.owner == "w2"
+    assert taken.detail["attempts"] == 3
     store.finish(taken, Outcome(status="ok"))
     assert store.claim_at(job.id, T0 + 60, "w3", now=T0 + 500) is None
 
