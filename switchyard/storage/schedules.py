@@ -458,9 +458,9 @@ class ScheduleStore:
 
         For firings timed elsewhere (a Temporal Schedule): the row is inserted under its
         idempotency key, so a duplicated start runs it once. A firing still marked running whose
-        lease lapsed (its runner died) is taken over, and so is one claimed by `owner` itself: the
-        same owner asking again is a retry of an attempt that died (a Temporal Activity retried
-        after its worker was lost), not a second start.
+        lease lapsed (its runner died) is taken over. A retry must claim under a name of its own
+        (a Temporal Activity signs with its attempt): an earlier attempt that only stalled keeps
+        its claim until its lease lapses, then finds it gone and stops.
 
         Returns:
             The firing, now running for `owner`; None when it already ran or runs elsewhere.
@@ -478,9 +478,8 @@ class ScheduleStore:
                 return firing
             row = connection.execute(
                 f"SELECT {', '.join(_FIRING_COLUMNS)} FROM switchyard_firings WHERE id = "
-                f"{self._mark} AND status = 'running' "
-                f"AND (lease_until < {self._mark} OR owner = {self._mark})",
-                (firing_id(job.id, scheduled_at), now, owner),
+                f"{self._mark} AND status = 'running' AND lease_until < {self._mark}",
+                (firing_id(job.id, scheduled_at), now),
             ).fetchone()
             if row is None:  # ran already, or its runner is alive
                 return None
