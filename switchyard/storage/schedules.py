@@ -21,6 +21,7 @@ PostgreSQL when `SWITCHYARD_SCHEDULES` (else `SWITCHYARD_CHECKPOINTER`) is a `po
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -138,7 +139,9 @@ class Job(BaseModel):
     @property
     def timing(self) -> Timing:
         """When the job fires."""
-        return Timing(cron=self.cron, every_s=self.every_s, tz=self.tz, anchor=self.created_at)
+        # Intervals count from the whole second the job was made in, as Temporal's do.
+        anchor = float(math.floor(self.created_at))
+        return Timing(cron=self.cron, every_s=self.every_s, tz=self.tz, anchor=anchor)
 
     def text_for(self, scheduled_at: float) -> str:
         """The message of the firing scheduled at `scheduled_at`."""
@@ -429,12 +432,14 @@ class ScheduleStore:
         Returns:
             The firings `owner` must now run (status "running", leased to `owner`).
         """
-        now = time.time() if now is None else now
         started: list[Firing] = []
         with self._tx() as connection:
-            started += self._expire_leases(connection, owner, now)
-            for job in self._lock_due(connection, now, limit):
-                started += self._fire_due(connection, job, owner, now)
+            # The clock is read once the transaction holds its locks: a firing queued behind
+            # one that just finished starts, on record, after that one's finish.
+            at = time.time() if now is None else now
+            started += self._expire_leases(connection, owner, at)
+            for job in self._lock_due(connection, at, limit):
+                started += self._fire_due(connection, job, owner, at)
             started += self._start_queued(connection, owner, now)
         return started
 
@@ -525,13 +530,12 @@ class ScheduleStore:
         Returns:
             The job when this firing paused it, else None.
         """
-        now = time.time() if now is None else now
         with self._tx() as connection:
             # The job's row first, as a claim locks it: one lock order, no deadlock.
             job = self._job(connection, firing.job_id, lock=True)
             changes: dict[str, Any] = {
                 "status": outcome.status,
-                "finished_at": now,
+                "finished_at": time.time() if now is None else now,
                 "end_reason": outcome.end_reason,
                 "cost_usd": outcome.cost_usd,
                 "tokens": outcome.tokens,
@@ -609,7 +613,7 @@ class ScheduleStore:
         )
         return started
 
-    def _start_queued(self, connection: Any, owner: str, now: float) -> list[Firing]:
+    def _start_queued(self, connection: Any, owner: str, now: float | None) -> list[Firing]:
         rows = connection.execute(
             "SELECT DISTINCT job_id FROM switchyard_firings WHERE status = 'queued'"
         ).fetchall()
@@ -623,6 +627,8 @@ class ScheduleStore:
             # Held by another scheduler, paused (its queue waits for the resume), or busy.
             if held is None or held[0] != "active" or self._running(connection, job_id):
                 continue
+            # Read with the job's row held: a runner's finish that let go of it came before.
+            at = time.time() if now is None else now
             row = connection.execute(
                 f"SELECT {', '.join(_FIRING_COLUMNS)} FROM switchyard_firings WHERE job_id = "
                 f"{self._mark} AND status = 'queued' ORDER BY scheduled_at LIMIT 1",
@@ -632,14 +638,14 @@ class ScheduleStore:
                 update={
                     "status": "running",
                     "owner": owner,
-                    "lease_until": now + self.lease_s,
-                    "started_at": now,
+                    "lease_until": at + self.lease_s,
+                    "started_at": at,
                 }
             )
             connection.execute(
                 f"UPDATE switchyard_firings SET status = 'running', owner = {self._mark}, "
                 f"lease_until = {self._mark}, started_at = {self._mark} WHERE id = {self._mark}",
-                (owner, firing.lease_until, now, firing.id),
+                (owner, firing.lease_until, at, firing.id),
             )
             started.append(firing)
         return started
