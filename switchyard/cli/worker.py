@@ -33,8 +33,17 @@ def add_command(commands: Any) -> None:
         "--store",
         default=None,
         metavar="SETTING",
-        help="where agents' side effects are recorded once (`once()`): as --checkpointer of "
-        "`run` (default: SWITCHYARD_CHECKPOINTER); use the PostgreSQL DSN every worker shares",
+        help="where agents' side effects are recorded once (`once()`) and scheduled firings keep "
+        "their sessions: as --checkpointer of `run` (default: SWITCHYARD_CHECKPOINTER); use the "
+        "PostgreSQL DSN every worker shares",
+    )
+    cmd.add_argument(
+        "--schedules",
+        default=None,
+        metavar="TARGET",
+        help="the store of the scheduled jobs this worker fires (`schedule add --engine "
+        "temporal`): a SQLite path or PostgreSQL DSN (default: SWITCHYARD_SCHEDULES, else a "
+        "PostgreSQL SWITCHYARD_CHECKPOINTER, else .switchyard/schedules.sqlite)",
     )
     cmd.add_argument(
         "--max-concurrent-activities",
@@ -76,6 +85,7 @@ def _worker(args: argparse.Namespace, console: Console) -> int:
             engine,
             graphs=args.graph,
             store=args.store,
+            schedules=args.schedules,
             max_concurrent_activities=args.max_concurrent_activities,
             on_ready=ready,
         )

@@ -8,5 +8,6 @@ Built on Temporal's LangGraph plugin (`temporalio-langgraph`; the `temporal` ext
 - `workflow`: the `Turn` Workflow (waits for a person when the graph asks one);
 - `worker`: `switchyard worker --engine temporal`;
 - `client`: `run(..., engine=TemporalEngine(...))` and `resume` on Temporal;
-- `state`: a turn's final state written back to the session store.
+- `state`: a turn's final state written back to the session store;
+- `schedules`: scheduled jobs as Temporal Schedules, each firing a `FireJob` Workflow.
 """

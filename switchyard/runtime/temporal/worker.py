@@ -69,13 +69,23 @@ def make_worker(
     served: Mapping[str, StateGraph[Any, Any, Any, Any]],
     *,
     max_concurrent_activities: int | None = None,
+    schedules: str | None = None,
+    checkpointer: str | None = None,
 ) -> Worker:
-    """A worker for `served` on `task_queue` (not started: `async with` or `run()` it)."""
+    """A worker for `served` on `task_queue` (not started: `async with` or `run()` it).
+
+    It also runs the firings of scheduled jobs made with this engine (`schedules.FireJob`),
+    from the schedules store `schedules` (None: `SWITCHYARD_SCHEDULES`, ...), their sessions on
+    `checkpointer` (as `SWITCHYARD_CHECKPOINTER`).
+    """
+    from switchyard.runtime.temporal.schedules import FireJob, Firings  # it imports `connect`
+
     restrictions = SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[Turn],
+        workflows=[Turn, FireJob],
+        activities=[Firings(schedules, checkpointer).fire_scheduled_job],
         plugins=[plugin(served)],
         workflow_runner=SandboxedWorkflowRunner(restrictions=restrictions),
         max_concurrent_activities=max_concurrent_activities,
@@ -127,11 +137,15 @@ async def serve(
     *,
     graphs: Iterable[str] = (),
     store: str | None = None,
+    schedules: str | None = None,
     max_concurrent_activities: int | None = None,
     stop: asyncio.Event | None = None,
     on_ready: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Run a worker until `stop` is set (or SIGINT/SIGTERM); `on_ready(graph names)` once it polls.
+
+    `store` (as `SWITCHYARD_CHECKPOINTER`) holds the agents' effect ledger and the sessions of
+    scheduled firings; `schedules` is the store of the jobs it fires (see `make_worker`).
 
     Raises:
         ConfigError: No Temporal server answers.
@@ -150,6 +164,8 @@ async def serve(
             engine.task_queue,
             served,
             max_concurrent_activities=max_concurrent_activities,
+            schedules=schedules,
+            checkpointer=store,
         )
         async with worker:
             logger.info(
