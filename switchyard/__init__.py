@@ -85,6 +85,15 @@ if TYPE_CHECKING:
         run,
         thread_id_for,
     )
+    from switchyard.runtime.scheduler import (
+        Scheduler,
+        arun_job_now,
+        pause_job,
+        remove_job,
+        resume_job,
+        run_job_now,
+        schedule,
+    )
     from switchyard.runtime.sessions import MultitaskStrategy, SessionBusyError
     from switchyard.state.agents import AgentSpec
     from switchyard.state.context import Context
@@ -100,6 +109,7 @@ if TYPE_CHECKING:
     from switchyard.storage.dlq import DeadLetterQueue
     from switchyard.storage.persistence import open_async_persistence, open_persistence
     from switchyard.storage.retention import RetentionPolicy, aprune, prune
+    from switchyard.storage.schedules import ScheduleStore, SchedulingNotAllowedError
 
 _EXPORTS: dict[str, str] = {
     # describing agents and runs
@@ -136,6 +146,15 @@ _EXPORTS: dict[str, str] = {
     "thread_id_for": "switchyard.runtime.run",
     "resume_thread": "switchyard.runtime.resume",
     "aresume_thread": "switchyard.runtime.resume",
+    # scheduled runs
+    "schedule": "switchyard.runtime.scheduler",
+    "Scheduler": "switchyard.runtime.scheduler",
+    "pause_job": "switchyard.runtime.scheduler",
+    "resume_job": "switchyard.runtime.scheduler",
+    "remove_job": "switchyard.runtime.scheduler",
+    "arun_job_now": "switchyard.runtime.scheduler",
+    "run_job_now": "switchyard.runtime.scheduler",
+    "ScheduleStore": "switchyard.storage.schedules",
     # agents in graphs of your own, and their middleware
     "make_agent_node": "switchyard.nodes.agent",
     "default_middleware": "switchyard.nodes.chain",
@@ -191,6 +210,7 @@ _EXPORTS: dict[str, str] = {
     "GuardrailTrippedError": "switchyard.guardrails.tripwires",
     "CircuitOpenError": "switchyard.guardrails.breaker",
     "PlanValidationError": "switchyard.state.hierarchical",
+    "SchedulingNotAllowedError": "switchyard.storage.schedules",
 }
 
 _MODULES: dict[str, str] = {"demos": "switchyard.graphs.demos"}
@@ -233,6 +253,9 @@ __all__ = [
     "RetentionPolicy",
     "RetryBudgetExhaustedError",
     "RunResult",
+    "ScheduleStore",
+    "Scheduler",
+    "SchedulingNotAllowedError",
     "SessionAccessError",
     "SessionBusyError",
     "SubTeam",
@@ -247,6 +270,7 @@ __all__ = [
     "aresume",
     "aresume_thread",
     "arun",
+    "arun_job_now",
     "build_events_graph",
     "build_fanout_graph",
     "build_hierarchical_graph",
@@ -269,14 +293,19 @@ __all__ = [
     "open_async_persistence",
     "open_persistence",
     "output_guardrail",
+    "pause_job",
     "personal_data",
     "prompt_injection",
     "prune",
     "register_chat_model",
+    "remove_job",
     "replay",
     "resume",
+    "resume_job",
     "resume_thread",
     "run",
+    "run_job_now",
+    "schedule",
     "thread_id_for",
     "unregister_chat_model",
 ]

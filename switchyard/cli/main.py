@@ -31,6 +31,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "switchyard.cli.bench",
     "switchyard.cli.eval_router",
     "switchyard.cli.worker",
+    "switchyard.cli.schedule",
 )
 """The modules that add subcommands, in the order `--help` lists them (see `_parser`)."""
 
