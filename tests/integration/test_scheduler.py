@@ -146,11 +146,11 @@ async def test_overlap_cancel_stops_the_running_firing_for_the_new_one(
     monkeypatch.setenv(SLOW_ENV, "30")
     store = ScheduleStore()
     job = schedule(f"{GRAPHS}:slow", "tick", every_s=1, overlap="cancel", store=store)
-    async with running(Scheduler(store, poll_s=0.1)) as scheduler:
+    async with running(Scheduler(store, poll_s=0.1)):
         await until(lambda: len(ended(store, job, "cancelled")) >= 2, "two cancelled firings")
-        assert len(scheduler.running) <= 2  # the cancelled one ends within a renewal
     cancelled = ended(store, job, "cancelled")
     assert all(f.end_reason == "cancelled" for f in cancelled[:2])
+    assert all(f.finished_at is not None for f in cancelled)
     assert ended(store, job, "ok") == []  # none of them got to finish
     # The last one was cancelled when the scheduler stopped: recorded, not left "running".
     assert ended(store, job, "running") == []
