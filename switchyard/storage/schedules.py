@@ -52,7 +52,8 @@ the next claim and resumed from its last checkpoint; after this many runners it 
 (a firing that kills every process that runs it must not take the fleet down one by one)."""
 
 MAX_CATCHUP_FIRINGS = 1_000
-"""Most missed times one claim walks through one by one; past that they are counted in a jump."""
+"""Most missed times one claim walks through one by one (past that they are counted in a jump),
+and most due times one claim records for one job (the rest wait for the next claim)."""
 
 FiringStatus = Literal[
     "queued", "running", "ok", "failed", "escalated", "skipped", "missed", "cancelled", "lost"
@@ -580,7 +581,8 @@ class ScheduleStore:
             if when < first_live:  # too many to walk: jump, and say the count is a floor
                 last_missed = when
                 when = first_live
-        while when + self._jitter(job, when) <= now:
+        # Bounded per claim: a long catch-up window on a frequent job goes on at the next claim.
+        while when + self._jitter(job, when) <= now and len(due) < MAX_CATCHUP_FIRINGS:
             due.append(when)
             when = timing.next_after(when)
         started: list[Firing] = []

@@ -114,6 +114,15 @@ def test_a_downtime_of_more_than_a_thousand_times_jumps_to_the_window(
     assert missed.detail["missed"] == 1000  # a floor: the walk stopped there
 
 
+def test_a_long_catch_up_is_recorded_a_thousand_times_per_claim(store: ScheduleStore) -> None:
+    job = _job(store, every_s=1.0, catchup_s=5000.0, overlap="skip")
+    store.claim("a", now=T0 + 2500)
+    assert len(store.firings(job.id, limit=5000)) == 1000
+    assert store.get(job.id).next_fire_at == T0 + 1001
+    store.claim("a", now=T0 + 2500)
+    assert len(store.firings(job.id, limit=5000)) == 2000
+
+
 def test_jitter_delays_a_firing_by_the_same_amount_on_every_scheduler(
     store: ScheduleStore,
 ) -> None:
