@@ -349,20 +349,34 @@ async def _aiosqlite_connection(value: str, *, autocommit: bool = False) -> Any:
     return connection
 
 
-@contextmanager
-def _setup_lock(value: str) -> Iterator[None]:
-    """Serialise table creation across processes: LangGraph's SQLite migrations race otherwise."""
+def _sqlite_setup_lock(value: str, sleep: Callable[[float], Any]) -> _Steps[Callable[[], None]]:
+    """Serialise table creation across processes (LangGraph's SQLite migrations race otherwise).
+
+    The file lock is polled, never waited for: two opens of one file in one event loop (a
+    scheduler and a run-now in one process) would otherwise block the loop that the holder
+    needs to finish. Returns the release.
+    """
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: one process per file is assumed
-        yield
-        return
-    with open(f"{Path(value).expanduser()}.lock", "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+        return lambda: None
+    lock_file = open(f"{Path(value).expanduser()}.lock", "a")  # noqa: SIM115 - held past here
+    try:
+        while True:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                yield partial(sleep, _SETUP_POLL_S)
+    except BaseException:
+        lock_file.close()
+        raise
+
+    def release() -> None:
+        fcntl.flock(lock_file, fcntl.LOCK_UN)
+        lock_file.close()
+
+    return release
 
 
 def _open_sqlite(
@@ -373,8 +387,14 @@ def _open_sqlite(
     connection = yield partial(connect, value, autocommit=store)
     try:
         opened = (store_class if store else saver_class)(connection)
-        with _setup_lock(value):  # brief, and only on first use of the file
+        # Brief, and only on first use of the file.
+        release = yield from _sqlite_setup_lock(
+            value, asyncio.sleep if asynchronous else time.sleep
+        )
+        try:
             yield opened.setup
+        finally:
+            release()
     except BaseException:
         yield connection.close
         raise
