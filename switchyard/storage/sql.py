@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,10 @@ def display(target: str) -> str:
         return target
     from switchyard.storage.persistence import parse_postgres_dsn
 
-    return parse_postgres_dsn(target).display
+    try:
+        return parse_postgres_dsn(target).display
+    except PersistenceConfigError:  # malformed: say which kind, never what it holds
+        return "postgresql://(malformed DSN)"
 
 
 @contextmanager
@@ -54,9 +57,13 @@ def transaction(
             lock rows instead (`FOR UPDATE`).
 
     Raises:
-        PersistenceConfigError: The database cannot be opened; says which and how to fix it.
+        PersistenceConfigError: The database cannot be opened, or fails a statement (a missing
+            schema, a full disk, a lock held too long): one line naming the database (never
+            its password) and the database's own words.
     """
     connection: Any
+    where = display(target)
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
     if is_postgres(target):
         try:
             import psycopg
@@ -64,31 +71,43 @@ def transaction(
             raise PersistenceConfigError(
                 f"{what} on PostgreSQL needs psycopg: pip install 'switchyard-agents[postgres]'"
             ) from None
+        errors = (psycopg.Error,)
         try:
             connection = psycopg.connect(target, autocommit=False, connect_timeout=5)
         except psycopg.Error as exc:
             raise PersistenceConfigError(
-                f"cannot open {what} at {target!r}: {str(exc).strip().splitlines()[0]}"
+                f"cannot open {what} at {where}: {_first_line(exc)}"
             ) from None
     else:
         path = Path(target).expanduser()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(str(path), timeout=30, isolation_level=None)
-            connection.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
         except (OSError, sqlite3.Error) as exc:
             raise PersistenceConfigError(
                 f"cannot open {what} at {str(path)!r}: {exc}; set {env} to a writable path"
             ) from None
+        try:
+            connection.execute("BEGIN IMMEDIATE" if exclusive else "BEGIN")
+        except sqlite3.Error as exc:
+            connection.close()
+            raise PersistenceConfigError(f"{what} at {str(path)!r}: {exc}") from None
     try:
         with lock if lock is not None else nullcontext():
             yield connection
             connection.commit()
-    except BaseException:
-        connection.rollback()
+    except BaseException as exc:
+        with suppress(*errors):  # a failed rollback must not hide why it was rolled back
+            connection.rollback()
+        if isinstance(exc, errors):
+            raise PersistenceConfigError(f"{what} at {where}: {_first_line(exc)}") from exc
         raise
     finally:
         connection.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 __all__ = ["POSTGRES_SCHEMES", "display", "is_postgres", "transaction"]
