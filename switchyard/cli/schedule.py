@@ -175,7 +175,10 @@ def _store(args: argparse.Namespace) -> ScheduleStore:
 def _when(value: float | None) -> str:
     if value is None:
         return "-"
-    return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    try:
+        return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    except (OverflowError, OSError, ValueError):  # out of the calendar's range: show the number
+        return f"{value:g} (Unix time)"
 
 
 def _add(args: argparse.Namespace, console: Console) -> int:

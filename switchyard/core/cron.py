@@ -20,6 +20,9 @@ from switchyard.core.errors import InvalidInputError
 
 _NOW = datetime(2000, 1, 1, tzinfo=UTC)  # any instant: parsing does not depend on it
 
+MAX_EVERY_S = 366 * 86_400
+"""Longest interval: a year (a longer one is a cron expression's job)."""
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -43,9 +46,12 @@ class Timing:
             raise InvalidInputError("give a schedule either a cron expression or an interval")
         self.zone()
         if self.every_s is not None:
-            if not (math.isfinite(self.every_s) and self.every_s >= 1):
+            # Whole seconds, as Temporal's: fractions would round away firing times in floats.
+            every = self.every_s
+            if not (math.isfinite(every) and every == int(every) and 1 <= every <= MAX_EVERY_S):
                 raise InvalidInputError(
-                    f"the interval must be at least 1 second, got {self.every_s!r}"
+                    f"the interval must be a whole number of seconds from 1 to {MAX_EVERY_S:,}, "
+                    f"got {every!r}"
                 )
             return
         assert self.cron is not None
@@ -81,7 +87,11 @@ class Timing:
         """
         if self.every_s is not None:
             steps = math.floor((when - self.anchor) / self.every_s) + 1
-            return self.anchor + steps * self.every_s
+            after = self.anchor + steps * self.every_s
+            while after <= when:  # never the same time again, whatever the float rounding
+                steps += 1
+                after = self.anchor + steps * self.every_s
+            return after
         assert self.cron is not None
         start = datetime.fromtimestamp(math.floor(when), tz=self.zone())
         try:
@@ -121,9 +131,9 @@ def jitter(key: str, jitter_s: float) -> float:
 
 def stamp(when: float) -> str:
     """A Unix time as a compact UTC stamp for ids, e.g. 20261207T090000Z (milliseconds kept)."""
-    moment = datetime.fromtimestamp(when, tz=UTC)
-    text = moment.strftime("%Y%m%dT%H%M%S")
-    millis = round(when * 1000) % 1000
+    total = round(when * 1000)  # rounded once: 12.9996 is 13.000, not 12 s and 1000 ms
+    seconds, millis = divmod(total, 1000)
+    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y%m%dT%H%M%S")
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
 

@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from datetime import datetime
 from typing import Any
 
 from opentelemetry import trace
 
-from switchyard.core.errors import SwitchyardError
+from switchyard.core.errors import PersistenceConfigError, SwitchyardError
 from switchyard.guardrails.budgets import Budget
 from switchyard.observability.telemetry.conventions import TRACER_NAME
 from switchyard.observability.telemetry.provider import run_tracer_provider
@@ -110,44 +110,28 @@ async def fire(job: Job, firing: Firing, store: ScheduleStore, persistence: Pers
     to someone else) comes back with `pause=True`: retrying it would fail the same way.
     Cancellation (overlap "cancel", the scheduler stopping) propagates to the caller.
     """
-    from switchyard.runtime.registry import load_graph
-    from switchyard.state.context import Context
-
     tracer = trace.get_tracer(TRACER_NAME, tracer_provider=run_tracer_provider())
     attributes = {JOB_ID: job.id, FIRING_ID: firing.id, "switchyard.pattern": job.pattern}
     with tracer.start_as_current_span("switchyard.schedule.fire", attributes=attributes) as span:
-        limit = spend_limit(job, firing, store)
-        if isinstance(limit, Outcome):
-            outcome = limit
-        else:
-            try:
-                # Building a pattern may fit its classifier (a second): not on the event loop.
-                graph = await asyncio.to_thread(load_graph, job.pattern)
-                compiled = graph.builder.compile(
-                    checkpointer=persistence.checkpointer,
-                    store=persistence.store,
-                    name=graph.name,
-                )
-                base = Context().run_budget or Budget()
-                context = Context(
-                    model=job.model,
-                    deadline_s=job.deadline_s,
-                    run_budget=Budget(max_tokens=base.max_tokens, max_usd=limit),
-                )
-                with firing_of(job):
-                    result = await _run_or_resume(compiled, job, firing, context)
-                outcome = _outcome(result)
-            except SessionBusyError as exc:  # the fixed session stayed busy: try next time
-                outcome = Outcome(status="failed", end_reason="session_busy", error=str(exc))
-            except SwitchyardError as exc:
-                outcome = Outcome(
-                    status="failed", end_reason="misconfigured", error=str(exc), pause=True
-                )
-            except Exception as exc:
-                logger.exception("scheduled job %s: firing %s crashed", job.id, firing.id)
-                outcome = Outcome(
-                    status="failed", end_reason="error", error=f"{type(exc).__name__}: {exc}"
-                )
+        try:
+            limit = await asyncio.to_thread(spend_limit, job, firing, store)
+            if isinstance(limit, Outcome):  # skipped: the day's budget is spent
+                outcome = limit
+            else:
+                outcome = _outcome(await _run(job, firing, persistence, limit))
+        except SessionBusyError as exc:  # the fixed session stayed busy: try next time
+            outcome = Outcome(status="failed", end_reason="session_busy", error=str(exc))
+        except PersistenceConfigError as exc:  # a store failed: the job itself may be fine
+            outcome = Outcome(status="failed", end_reason="store_error", error=str(exc))
+        except SwitchyardError as exc:
+            outcome = Outcome(
+                status="failed", end_reason="misconfigured", error=str(exc), pause=True
+            )
+        except Exception as exc:
+            logger.exception("scheduled job %s: firing %s crashed", job.id, firing.id)
+            outcome = Outcome(
+                status="failed", end_reason="error", error=f"{type(exc).__name__}: {exc}"
+            )
         span.set_attribute("switchyard.schedule.outcome", outcome.status)
         if outcome.end_reason:
             span.set_attribute("switchyard.end_reason", outcome.end_reason)
@@ -186,6 +170,26 @@ async def _run_or_resume(compiled: Any, job: Job, firing: Firing, context: Any) 
     )
 
 
+async def _run(job: Job, firing: Firing, persistence: Persistence, limit: float | None) -> Any:
+    """The firing's run, on the job's pattern and pinned model, its spend capped at `limit`."""
+    from switchyard.runtime.registry import load_graph
+    from switchyard.state.context import Context
+
+    # Building a pattern may fit its classifier (a second): not on the event loop.
+    graph = await asyncio.to_thread(load_graph, job.pattern)
+    compiled = graph.builder.compile(
+        checkpointer=persistence.checkpointer, store=persistence.store, name=graph.name
+    )
+    base = Context().run_budget or Budget()
+    context = Context(
+        model=job.model,
+        deadline_s=job.deadline_s,
+        run_budget=Budget(max_tokens=base.max_tokens, max_usd=limit),
+    )
+    with firing_of(job):
+        return await _run_or_resume(compiled, job, firing, context)
+
+
 def _outcome(result: Any) -> Outcome:
     """A firing's outcome from its run's `RunResult`."""
     status: FiringStatus
@@ -204,6 +208,36 @@ def _outcome(result: Any) -> Outcome:
         error=result.error,
         detail={"agent": result.agent_name} if result.agent_name else None,
     )
+
+
+async def keep_lease(
+    store: ScheduleStore,
+    owner: str,
+    firing_id: str,
+    on_lost: Callable[[], None],
+    *,
+    every_s: float,
+    beat: Callable[[], None] | None = None,
+) -> None:
+    """Renew `owner`'s lease on a firing every `every_s` seconds until cancelled.
+
+    `beat` is called first each time (a Temporal Activity's heartbeat). Once the firing is no
+    longer `owner`'s (its job was removed, or a runner took it over after a stall), `on_lost`
+    is called and the keeping ends. A renewal that fails (the store is briefly down) is logged
+    and tried again: the lease outlasts several renewals.
+    """
+    while True:
+        if beat is not None:
+            beat()
+        try:
+            ended = await asyncio.to_thread(store.renew, owner, [firing_id])
+        except Exception:
+            logger.warning("firing %s: could not renew its lease", firing_id, exc_info=True)
+        else:
+            if firing_id in ended:
+                on_lost()
+                return
+        await asyncio.sleep(every_s)
 
 
 def record(store: ScheduleStore, job: Job, firing: Firing, outcome: Outcome) -> Job | None:
@@ -234,4 +268,12 @@ def record(store: ScheduleStore, job: Job, firing: Firing, outcome: Outcome) -> 
     return paused
 
 
-__all__ = ["check_may_schedule", "day_start", "fire", "firing_of", "record", "spend_limit"]
+__all__ = [
+    "check_may_schedule",
+    "day_start",
+    "fire",
+    "firing_of",
+    "keep_lease",
+    "record",
+    "spend_limit",
+]

@@ -27,15 +27,28 @@ from typing import Any
 from switchyard.core.defaults import CATCHUP_S, DEADLINE_S, MAX_FAILURES, OVERLAP_POLICIES
 from switchyard.core.errors import InvalidInputError
 from switchyard.runtime.engine import Engine, TemporalEngine
-from switchyard.runtime.firing import check_may_schedule, fire, record
+from switchyard.runtime.firing import check_may_schedule, fire, keep_lease, record
 from switchyard.storage.persistence import Persistence, open_async_persistence
-from switchyard.storage.schedules import Firing, Job, Outcome, ScheduleStore, new_job_id
+from switchyard.storage.schedules import (
+    Firing,
+    Job,
+    JobNotFoundError,
+    Outcome,
+    ScheduleStore,
+    new_job_id,
+)
 from switchyard.storage.sql import display
 
 logger = logging.getLogger("switchyard.schedule")
 
 POLL_S = 0.5
 """Seconds between a scheduler's claims (and lease renewals)."""
+
+MAX_JITTER_S = 3600.0
+"""Most jitter: an hour (spreading firings further is a different schedule)."""
+
+MAX_CATCHUP_S = 366 * 86_400.0
+"""Longest catch-up window: a year, as Temporal's default."""
 
 GRACE_S = 10.0
 """Seconds a stopping scheduler lets its running firings finish before it cancels them."""
@@ -112,6 +125,7 @@ def schedule(
         deadline_s=deadline_s,
         user_id=user_id,
         session_id=session_id,
+        every_s=every_s,
     )
     load_graph(pattern)  # an unknown pattern is refused now, not at 3 a.m.
     pinned = (model or default_model()).strip()
@@ -140,6 +154,12 @@ def schedule(
     store = store or ScheduleStore()
     if engine is None:
         return store.add(job)
+    if cron is not None and _both_days(cron):
+        raise InvalidInputError(
+            f"cron expression {cron!r} restricts both the day of the month and the day of the "
+            "week: cron fires on either, a Temporal Schedule only on both; make two jobs (one "
+            "per field), or leave out --engine temporal"
+        )
     from switchyard.runtime.temporal.schedules import create_schedule
 
     job = job.model_copy(
@@ -159,6 +179,13 @@ def schedule(
     return job
 
 
+def _both_days(cron: str) -> bool:
+    """Whether a cron expression restricts both day fields (read as OR by cron, AND by Temporal)."""
+    fields = cron.split()
+    day_of_month, day_of_week = fields[-3], fields[-1]
+    return not day_of_month.startswith("*") and not day_of_week.startswith("*")
+
+
 def _check_settings(
     *,
     overlap: str,
@@ -170,6 +197,7 @@ def _check_settings(
     deadline_s: float,
     user_id: str,
     session_id: str | None,
+    every_s: float | None,
 ) -> None:
     """One clear error for the first invalid setting of a job."""
     if overlap not in OVERLAP_POLICIES:
@@ -179,9 +207,17 @@ def _check_settings(
     for name, value in (("budget_usd", budget_usd), ("daily_budget_usd", daily_budget_usd)):
         if value is not None and not (math.isfinite(value) and value > 0):
             raise InvalidInputError(f"{name} must be a positive number of dollars, got {value!r}")
-    for name, value in (("catchup_s", catchup_s), ("jitter_s", jitter_s)):
-        if not (math.isfinite(value) and value >= 0):
-            raise InvalidInputError(f"{name} must be 0 or more seconds, got {value!r}")
+    for name, value, most in (
+        ("catchup_s", catchup_s, MAX_CATCHUP_S),
+        ("jitter_s", jitter_s, MAX_JITTER_S),
+    ):
+        if not (math.isfinite(value) and 0 <= value <= most):
+            raise InvalidInputError(f"{name} must be from 0 to {most:,g} seconds, got {value!r}")
+    if every_s is not None and every_s >= 1 and jitter_s >= every_s:
+        raise InvalidInputError(
+            f"jitter_s ({jitter_s:g}) must be shorter than the interval ({every_s:g} s), or "
+            "firings would overtake each other"
+        )
     if not (math.isfinite(deadline_s) and deadline_s > 0):
         raise InvalidInputError(f"deadline_s must be a positive number, got {deadline_s!r}")
     if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 1:
@@ -258,14 +294,42 @@ async def arun_job_now(
 ) -> Firing:
     """Fire a job once now, in this process, whatever its schedule; the firing as recorded.
 
+    The firing keeps its lease while it runs, so no scheduler takes it over; interrupted
+    (Ctrl-C), it is recorded cancelled.
+
     Raises:
         JobNotFoundError: No job has this id.
+        PersistenceConfigError: The checkpointer cannot be opened (nothing is claimed).
     """
     store = store or ScheduleStore()
-    firing = await asyncio.to_thread(store.claim_now, job_id, f"run-now@{_host()}")
+    owner = f"run-now@{_host()}-{os.getpid()}"
     job = await asyncio.to_thread(store.get, job_id)
     async with open_async_persistence(checkpointer) as persistence:
-        outcome = await fire(job, firing, store, persistence)
+        firing = await asyncio.to_thread(store.claim_now, job_id, owner)
+        runner = asyncio.current_task()
+        assert runner is not None  # called in a task, as every coroutine run by a loop is
+        lost = asyncio.Event()
+
+        def stop() -> None:  # the job was removed meanwhile
+            lost.set()
+            runner.cancel()
+
+        keeper = asyncio.create_task(
+            keep_lease(store, owner, firing.id, stop, every_s=store.lease_s / 3)
+        )
+        try:
+            outcome = await fire(job, firing, store, persistence)
+        except asyncio.CancelledError:
+            if not lost.is_set():
+                interrupted = Outcome(status="cancelled", end_reason="interrupted")
+                await asyncio.to_thread(record, store, job, firing, interrupted)
+                raise
+            runner.uncancel()
+            raise JobNotFoundError(f"job {job_id} was removed while it ran") from None
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
     await asyncio.to_thread(record, store, job, firing, outcome)
     return await asyncio.to_thread(store.firing, firing.id)
 
@@ -375,9 +439,11 @@ class Scheduler:
                 self.store.claim,
                 self.name,
                 limit=self.max_running - len(self._tasks),
+                running=set(self._tasks),
             )
         for firing in claimed:
-            self._tasks[firing.id] = asyncio.create_task(self._fire(firing, persistence))
+            if firing.id not in self._tasks:  # never two tasks for one firing
+                self._tasks[firing.id] = asyncio.create_task(self._fire(firing, persistence))
         stopping = await asyncio.to_thread(self.store.renew, self.name, list(self._tasks))
         for firing_id in stopping:
             task = self._tasks.get(firing_id)
@@ -387,30 +453,37 @@ class Scheduler:
         return claimed
 
     async def _fire(self, firing: Firing, persistence: Persistence) -> None:
+        """Run one claimed firing and record it; whatever fails, the task leaves `_tasks`."""
         try:
             job = await asyncio.to_thread(self.store.get, firing.job_id)
-        except LookupError:  # removed since the claim
-            self._tasks.pop(firing.id, None)
-            return
-        try:
-            outcome = await fire(job, firing, self.store, persistence)
-        except asyncio.CancelledError:
-            why = self._why.get(firing.id, "scheduler_stopped")
-            outcome = Outcome(status="cancelled", end_reason=why)
-        try:
+            try:
+                outcome = await fire(job, firing, self.store, persistence)
+            except asyncio.CancelledError:
+                outcome = Outcome(
+                    status="cancelled", end_reason=self._why.get(firing.id, "scheduler_stopped")
+                )
             await asyncio.to_thread(record, self.store, job, firing, outcome)
-        except Exception:
-            logger.exception("scheduled job %s: could not record firing %s", job.id, firing.id)
+        except LookupError:  # removed since the claim: its firings went with it
+            pass
+        except Exception:  # the store is down: the lease lapses and the firing is taken over
+            logger.exception("scheduled job %s: firing %s not recorded", firing.job_id, firing.id)
         finally:
-            self._tasks.pop(firing.id, None)
+            if self._tasks.get(firing.id) is asyncio.current_task():
+                del self._tasks[firing.id]
             self._why.pop(firing.id, None)
 
     async def _drain(self) -> None:
-        """Let running firings finish for `grace_s`, then cancel the rest and wait for them."""
-        tasks = list(self._tasks.values())
-        if not tasks:
-            return
-        _done, pending = await asyncio.wait(tasks, timeout=self.grace_s)
+        """Let running firings finish for `grace_s` (their leases renewed), then cancel the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.grace_s
+        pending = set(self._tasks.values())
+        while pending and loop.time() < deadline:
+            _done, pending = await asyncio.wait(
+                pending, timeout=min(self.poll_s, deadline - loop.time())
+            )
+            if pending:
+                with contextlib.suppress(Exception):  # best effort: the store may be down
+                    await asyncio.to_thread(self.store.renew, self.name, list(self._tasks))
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

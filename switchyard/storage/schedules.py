@@ -46,6 +46,10 @@ DEFAULT_SCHEDULES_PATH = Path(".switchyard") / "schedules.sqlite"
 LEASE_S = 30.0
 """Seconds a running firing stays its scheduler's without a renewal (renewed every poll)."""
 
+MISFIRE_GRACE_S = 10.0
+"""Seconds late a firing may be claimed and still run whatever its catch-up window: schedulers
+poll every fraction of a second, and a busy or briefly stalled one is a few seconds late."""
+
 MAX_ATTEMPTS = 3
 """Runs one firing may get. A firing whose scheduler (or Temporal worker) died is taken over by
 the next claim and resumed from its last checkpoint; after this many runners it is recorded lost
@@ -283,7 +287,13 @@ class ScheduleStore:
         self._mark = "%s" if self._postgres else "?"
         self._lock = threading.Lock()
         with self._tx() as connection:
-            if self._postgres:  # concurrent CREATE IF NOT EXISTS can still collide on PostgreSQL
+            if self._postgres:
+                present = connection.execute(
+                    "SELECT to_regclass('switchyard_schedules_due') IS NOT NULL"
+                ).fetchone()[0]
+                if present:  # made already: CREATE INDEX would wait for every open claim
+                    return
+                # Concurrent CREATE IF NOT EXISTS can still collide on PostgreSQL.
                 connection.execute("SELECT pg_advisory_xact_lock(%s)", (0x5343_4845_44,))
             for statement in _SCHEMA:
                 connection.execute(statement)
@@ -363,8 +373,10 @@ class ScheduleStore:
         Raises:
             JobNotFoundError: No job has this id.
         """
-        self.get(job_id)
         with self._tx() as connection:
+            # The job's row first, as a claim locks it: no claim adds a firing meanwhile.
+            if self._job(connection, job_id, lock=True) is None:
+                raise JobNotFoundError(f"no scheduled job {job_id!r}; `switchyard schedule list`")
             for table, column in (("switchyard_firings", "job_id"), ("switchyard_schedules", "id")):
                 connection.execute(f"DELETE FROM {table} WHERE {column} = {self._mark}", (job_id,))
 
@@ -422,13 +434,24 @@ class ScheduleStore:
             ).fetchone()
         return float(row[0])
 
-    def claim(self, owner: str, *, now: float | None = None, limit: int = 50) -> list[Firing]:
+    def claim(
+        self,
+        owner: str,
+        *,
+        now: float | None = None,
+        limit: int = 50,
+        running: set[str] | frozenset[str] = frozenset(),
+    ) -> list[Firing]:
         """Claim what is due for `owner` to run: new firings, orphans, queued ones whose turn came.
 
         In one transaction: firings whose runner died (lease lapsed) are taken over, or recorded
         `lost` after `MAX_ATTEMPTS` runners; every active local job due by
         `now` gets one row per due time (missed, skipped, queued, or running for `owner`, by its
         policies) and its next time; a queued firing whose job runs nothing is started.
+
+        `running` names the firings `owner` is running: a lapsed lease of one of those is only
+        renewed (the owner stalled), while any other lapsed firing of `owner`'s is an orphan of
+        an earlier life (a restart under the same name) and is taken over like any other.
 
         Returns:
             The firings `owner` must now run (status "running", leased to `owner`).
@@ -438,7 +461,7 @@ class ScheduleStore:
             # The clock is read once the transaction holds its locks: a firing queued behind
             # one that just finished starts, on record, after that one's finish.
             at = time.time() if now is None else now
-            started += self._expire_leases(connection, owner, at)
+            started += self._expire_leases(connection, owner, at, running)
             for job in self._lock_due(connection, at, limit):
                 started += self._fire_due(connection, job, owner, at)
             started += self._start_queued(connection, owner, now)
@@ -453,6 +476,8 @@ class ScheduleStore:
         job = self.get(job_id)
         now = time.time() if now is None else now
         firing = self._new_firing(job, now, "running", owner, now)
+        # An id of its own: a run-now never takes the key of a scheduled time.
+        firing = firing.model_copy(update={"id": f"{firing.id}/run-now"})
         with self._tx() as connection:
             self._insert(connection, "switchyard_firings", _FIRING_COLUMNS, _firing_row(firing))
         return firing
@@ -571,16 +596,21 @@ class ScheduleStore:
 
     def _fire_due(self, connection: Any, job: Job, owner: str, now: float) -> list[Firing]:
         timing = job.timing
-        due, missed, last_missed = [], 0, None
         when = job.next_fire_at
-        oldest = now - job.catchup_s
-        if when < oldest:  # downtime longer than the catch-up window: count what is lost
-            first_live = timing.next_after(oldest - 1e-6)
-            while when < first_live and missed < MAX_CATCHUP_FIRINGS:
-                missed, last_missed, when = missed + 1, when, timing.next_after(when)
-            if when < first_live:  # too many to walk: jump, and say the count is a floor
-                last_missed = when
-                when = first_live
+        # Missed: due (with its jitter) longer ago than the catch-up window, plus a grace for a
+        # scheduler that is a poll or a busy moment late (so a window of 0 still fires).
+        oldest = now - job.catchup_s - MISFIRE_GRACE_S
+        missed, last_missed, jumped = 0, None, False
+        while when + self._jitter(job, when) < oldest:
+            if missed >= MAX_CATCHUP_FIRINGS and not jumped:  # too many to walk: the count
+                jumped = True  # stays a floor, and the walk goes on near the window's start
+                # (the first time whose due time may fall inside the window; a millisecond
+                # earlier, as next_after is strictly after)
+                start = timing.next_after(oldest - job.jitter_s - 1e-3)
+                when = max(start, timing.next_after(when))
+                continue
+            missed, last_missed, when = missed + 1, when, timing.next_after(when)
+        due: list[float] = []
         # Bounded per claim: a long catch-up window on a frequent job goes on at the next claim.
         while when + self._jitter(job, when) <= now and len(due) < MAX_CATCHUP_FIRINGS:
             due.append(when)
@@ -589,9 +619,14 @@ class ScheduleStore:
         if last_missed is not None:
             note = {"missed": missed, "since": job.next_fire_at}
             self._record(connection, job, last_missed, "missed", owner, now, note)
-        running = self._running(connection, job.id)
+        if job.overlap == "cancel" and len(due) > 1:  # only the newest would survive anyway
+            for scheduled in due[:-1]:
+                self._record(connection, job, scheduled, "skipped", owner, now)
+            due = due[-1:]
+        # Busy: a firing runs, or older ones wait their turn (queued firings start in order).
+        busy = self._running(connection, job.id) or self._queued(connection, job.id)
         for scheduled in due:
-            if not running:
+            if not busy:
                 status: FiringStatus = "running"
             elif job.overlap == "skip":
                 status = "skipped"
@@ -607,7 +642,7 @@ class ScheduleStore:
             firing = self._record(connection, job, scheduled, status, owner, now)
             if firing is not None and status == "running":
                 started.append(firing)
-                running = True
+                busy = True
         self._update_job(
             connection,
             job.id,
@@ -652,7 +687,9 @@ class ScheduleStore:
             started.append(firing)
         return started
 
-    def _expire_leases(self, connection: Any, owner: str, now: float) -> list[Firing]:
+    def _expire_leases(
+        self, connection: Any, owner: str, now: float, running: set[str] | frozenset[str]
+    ) -> list[Firing]:
         """Take over (for `owner`) or record lost the running firings whose leases lapsed."""
         rows = connection.execute(
             f"SELECT DISTINCT job_id FROM switchyard_firings WHERE status = 'running' "
@@ -662,7 +699,9 @@ class ScheduleStore:
         taken: list[Firing] = []
         for (job_id,) in rows:
             job = self._job(connection, job_id, lock=True, skip_locked=True)
-            if job is None:  # another scheduler holds the job: it deals with them
+            # Held by another scheduler (it deals with them), or a Temporal job's: a retried
+            # Activity takes those over (`claim_at`), not a local scheduler.
+            if job is None or job.engine != "local":
                 continue
             lapsed = connection.execute(
                 f"SELECT {', '.join(_FIRING_COLUMNS)} FROM switchyard_firings WHERE job_id = "
@@ -671,7 +710,13 @@ class ScheduleStore:
             ).fetchall()
             for row in lapsed:
                 firing = _firing(row)
-                if job.status == "active" and _attempts(firing) < MAX_ATTEMPTS:
+                if firing.owner == owner and firing.id in running:  # it stalled; still runs
+                    connection.execute(
+                        f"UPDATE switchyard_firings SET lease_until = {self._mark} "
+                        f"WHERE id = {self._mark}",
+                        (now + self.lease_s, firing.id),
+                    )
+                elif job.status == "active" and _attempts(firing) < MAX_ATTEMPTS:
                     taken.append(self._take_over(connection, firing, owner, now))
                 else:
                     job = self._lose(connection, job, firing, now)
@@ -726,6 +771,14 @@ class ScheduleStore:
             changes |= {"status": "paused", "paused_reason": f"paused after {count}: {why}"}
         self._update_job(connection, job_id, changes)
         return job.model_copy(update=changes), pausing
+
+    def _queued(self, connection: Any, job_id: str) -> bool:
+        row = connection.execute(
+            f"SELECT COUNT(*) FROM switchyard_firings WHERE job_id = {self._mark} "
+            "AND status = 'queued'",
+            (job_id,),
+        ).fetchone()
+        return bool(row[0])
 
     def _running(self, connection: Any, job_id: str) -> bool:
         row = connection.execute(

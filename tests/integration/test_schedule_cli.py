@@ -97,6 +97,14 @@ def test_run_now_fires_once_and_show_lists_it_with_outcome_and_cost(
         (["router", "   ", "--every", "60"], "empty"),
         (["router", "hi", "--every", "60", "--user", " "], "user_id is empty"),
         (["router", "hi", "--every", "60", "--address", "x:1"], "need --engine temporal"),
+        (["router", "hi", "--every", "1e20"], "whole number of seconds"),
+        (["router", "hi", "--every", "2.5"], "whole number of seconds"),
+        (["router", "hi", "--every", "60", "--jitter", "1e300"], "jitter_s must be from 0"),
+        (["router", "hi", "--every", "60", "--jitter", "60"], "shorter than the interval"),
+        (
+            ["router", "hi", "--cron", "0 9 1 * 1", "--engine", "temporal", "--address", "h:1"],
+            "restricts both the day of the month and the day of the week",
+        ),
     ],
 )
 def test_a_bad_job_is_one_clear_error_and_stores_nothing(
@@ -131,4 +139,19 @@ def test_an_unknown_job_is_one_clear_error(capsys: pytest.CaptureFixture[str], a
     assert main(["schedule", action, "nosuchjob"]) == 2
     err = capsys.readouterr().err
     assert "no scheduled job 'nosuchjob'" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_store_that_fails_is_one_line_that_never_shows_its_password(
+    capsys: pytest.CaptureFixture[str], postgres_server: str
+) -> None:
+    secret = "postgresql://postgres:S3cretPW@127.0.0.1:1/test"
+    assert main(["schedule", "--store", secret, "list"]) == 2
+    err = capsys.readouterr().err
+    assert "S3cretPW" not in err
+    assert "cannot open the schedules at postgresql://postgres@127.0.0.1:1/test" in err
+    no_schema = f"{postgres_server}?options=-csearch_path%3Dno_such_schema_here"
+    assert main(["schedule", "--store", no_schema, "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("switchyard: error: the schedules at postgresql://")
     assert len(err.strip().splitlines()) == 1

@@ -11,10 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from switchyard.core.cron import Timing, jitter
+from switchyard.core.cron import Timing, jitter, stamp
 from switchyard.core.errors import InvalidInputError
 from switchyard.storage.schedules import (
     LEASE_S,
+    MISFIRE_GRACE_S,
     Job,
     JobNotFoundError,
     Outcome,
@@ -94,13 +95,21 @@ def test_after_downtime_recent_times_catch_up_and_older_ones_are_counted_missed(
     store: ScheduleStore,
 ) -> None:
     job = _job(store, every_s=10.0, catchup_s=25.0, overlap="queue")
-    # Down from T0 until T0 + 100: times 10..70 are older than the 25 s window, 80..100 are not.
+    # Down from T0 until T0 + 100: times 10..60 are older than the 25 s window and the grace,
+    # 70..100 are not.
+    assert MISFIRE_GRACE_S == 10
     started = store.claim("a", now=T0 + 100)
-    assert [f.scheduled_at - T0 for f in started] == [80.0]
+    assert [f.scheduled_at - T0 for f in started] == [70.0]
     statuses = _statuses(store, job)
-    assert statuses == [(70, "missed"), (80, "running"), (90, "queued"), (100, "queued")]
+    assert statuses == [
+        (60, "missed"),
+        (70, "running"),
+        (80, "queued"),
+        (90, "queued"),
+        (100, "queued"),
+    ]
     [missed] = store.firings(job.id, status=("missed",))
-    assert missed.detail == {"missed": 7, "since": T0 + 10}
+    assert missed.detail == {"missed": 6, "since": T0 + 10}
     assert store.get(job.id).next_fire_at == T0 + 110
 
 
@@ -109,9 +118,10 @@ def test_a_downtime_of_more_than_a_thousand_times_jumps_to_the_window(
 ) -> None:
     job = _job(store, every_s=1.0, catchup_s=0.0)
     started = store.claim("a", now=T0 + 5000)
-    assert [f.scheduled_at - T0 for f in started] == [5000.0]
+    assert [f.scheduled_at - T0 for f in started] == [4990.0]  # the grace: 10 s late still runs
     [missed] = store.firings(job.id, status=("missed",))
     assert missed.detail["missed"] == 1000  # a floor: the walk stopped there
+    assert len(store.firings(job.id, status=("skipped",), limit=100)) == 10  # 4991..5000
 
 
 def test_a_long_catch_up_is_recorded_a_thousand_times_per_claim(store: ScheduleStore) -> None:
@@ -255,7 +265,9 @@ def test_cron_in_a_zone_fires_at_local_time_across_daylight_saving() -> None:
         ({"cron": "61 * * * *"}, "invalid"),
         ({"cron": "* * *"}, "has 3 fields"),
         ({"cron": "0 9 * * *", "tz": "Mars/Olympus"}, "unknown time zone"),
-        ({"every_s": 0.5}, "at least 1 second"),
+        ({"every_s": 0.5}, "whole number of seconds from 1"),
+        ({"every_s": 1.1}, "whole number of seconds from 1"),
+        ({"every_s": 1e20}, "whole number of seconds from 1"),
         ({}, "either a cron expression or an interval"),
         ({"cron": "0 9 * * *", "every_s": 5.0}, "either a cron expression or an interval"),
     ],
@@ -263,3 +275,81 @@ def test_cron_in_a_zone_fires_at_local_time_across_daylight_saving() -> None:
 def test_a_bad_timing_is_one_clear_error(fields: dict[str, object], message: str) -> None:
     with pytest.raises(InvalidInputError, match=message):
         Timing(**fields)  # type: ignore[arg-type]
+
+
+def test_an_interval_always_moves_on_whatever_the_float_rounding() -> None:
+    for anchor in (0.0, 1_765_000_000.0, 1_800_000_123.0):
+        for every in (1.0, 7.0, 86_400.0):
+            timing = Timing(every_s=every, anchor=anchor)
+            when = anchor
+            for _ in range(500):
+                after = timing.next_after(when)
+                assert after > when
+                assert after - when <= every
+                when = after + 0.999 * (every - 1)
+
+
+def test_stamps_round_once_to_the_millisecond() -> None:
+    assert stamp(T0 + 0.9996) == "20270115T080001Z"
+    assert stamp(T0 + 0.25) == "20270115T080000.250Z"
+
+
+def test_a_catch_up_window_of_zero_still_fires_a_firing_claimed_late(store: ScheduleStore) -> None:
+    job = _job(store, every_s=60.0, catchup_s=0.0)
+    assert [f.scheduled_at - T0 for f in store.claim("a", now=T0 + 60.3)] == [60.0]
+    assert _statuses(store, job) == [(60, "running")]
+
+
+def test_jitter_longer_than_the_catch_up_window_does_not_make_firings_missed(
+    store: ScheduleStore,
+) -> None:
+    job = _job(store, every_s=600.0, jitter_s=300.0, catchup_s=0.0)
+    due = job.next_due_at
+    assert due - job.next_fire_at > MISFIRE_GRACE_S  # due well after its scheduled time
+    assert [f.scheduled_at for f in store.claim("a", now=due + 0.3)] == [job.next_fire_at]
+
+
+def test_overlap_queue_starts_the_oldest_queued_firing_before_a_new_one(
+    store: ScheduleStore,
+) -> None:
+    job = _job(store, every_s=10.0, overlap="queue")
+    [first] = store.claim("a", now=T0 + 10)
+    store.claim("a", now=T0 + 30)  # 20 and 30 wait
+    store.finish(first, Outcome(status="ok"))
+    [started] = store.claim("a", now=T0 + 40.1)
+    assert started.scheduled_at == T0 + 20  # not 40, which queues behind 30
+    statuses = _statuses(store, job)
+    assert statuses == [(10, "ok"), (20, "running"), (30, "queued"), (40, "queued")]
+
+
+def test_overlap_cancel_after_downtime_runs_only_the_newest_due_time(store: ScheduleStore) -> None:
+    job = _job(store, every_s=10.0, overlap="cancel", catchup_s=100.0)
+    started = store.claim("a", now=T0 + 50)
+    assert [f.scheduled_at - T0 for f in started] == [50.0]
+    statuses = _statuses(store, job)
+    assert statuses == [(10, "skipped"), (20, "skipped"), (30, "skipped"), (40, "skipped"),
+                        (50, "running")]  # fmt: skip
+
+
+def test_a_stalled_scheduler_keeps_its_firing_and_a_restarted_one_takes_its_orphan_over(
+    store: ScheduleStore,
+) -> None:
+    job = _job(store, every_s=3600.0)
+    [firing] = store.claim("s1", now=T0 + 3600)
+    late = T0 + 3600 + LEASE_S + 1
+    assert store.claim("s1", now=late, running={firing.id}) == []  # stalled, still runs it
+    assert store.firing(firing.id).lease_until == late + LEASE_S
+    # Restarted under the same name, it does not run the firing any more: an orphan.
+    [taken] = store.claim("s1", now=late + LEASE_S + 1)
+    assert taken.id == firing.id
+    assert taken.detail["attempts"] == 2
+    assert job.id == taken.job_id
+
+
+def test_run_now_has_an_id_of_its_own_beside_the_scheduled_firing(store: ScheduleStore) -> None:
+    job = _job(store, every_s=60.0)
+    manual = store.claim_now(job.id, "me", now=T0 + 60)
+    assert store.claim("a", now=T0 + 60) == []  # the run-now runs: the time is skipped
+    scheduled = store.firing(f"{job.id}@20270115T080100Z")
+    assert scheduled.status == "skipped"
+    assert manual.id == f"{scheduled.id}/run-now"

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from switchyard import OfflineChatModel, register_chat_model, unregister_chat_model
+from switchyard.core.errors import PersistenceConfigError
 from switchyard.core.pricing import Price, set_price
 from switchyard.observability.telemetry import use_tracer_provider
 from switchyard.runtime.firing import day_start
@@ -110,6 +111,43 @@ async def test_a_job_every_second_fires_once_per_second_each_in_a_fresh_session(
         assert firing.tokens > 0
         assert firing.cost_usd == 0.0
         assert firing.end_reason == "completed"
+
+
+async def test_a_store_error_in_one_firing_fails_it_and_the_job_goes_on(
+    places: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = ScheduleStore()
+    job = schedule("router", "status?", every_s=1, daily_budget_usd=5.0, store=store)
+    real = store.spent_since
+    calls = iter(range(1_000_000))
+
+    def flaky(job_id: str, since: float) -> float:
+        if next(calls) == 0:
+            raise PersistenceConfigError("the schedules at test: server closed the connection")
+        return real(job_id, since)
+
+    monkeypatch.setattr(store, "spent_since", flaky)
+    async with running(Scheduler(store, poll_s=0.1)) as scheduler:
+        await until(lambda: len(ended(store, job)) >= 2, "two firings after the failure")
+    assert scheduler.running == []
+    [failed] = ended(store, job, "failed")
+    assert failed.end_reason == "store_error"
+    assert ended(store, job, "running") == []
+    assert store.get(job.id).status == "active"  # a store error is not the job's fault
+
+
+async def test_run_now_keeps_its_lease_while_a_scheduler_runs_beside_it(
+    places: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SLOW_ENV, "4")
+    store = ScheduleStore(lease_s=1.5)
+    job = schedule(f"{GRAPHS}:slow", "tick", every_s=3600, store=store)
+    async with running(Scheduler(store, poll_s=0.2)):
+        firing = await arun_job_now(job.id, store=store)
+    assert firing.status == "ok"
+    assert firing.owner is not None
+    assert firing.owner.startswith("run-now@")
+    assert "attempts" not in firing.detail  # never taken over
 
 
 async def test_a_fixed_session_collects_every_firing(places: Path) -> None:

@@ -27,7 +27,7 @@ import contextlib
 import logging
 import math
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -51,7 +51,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from switchyard.core.defaults import DEADLINE_S
 from switchyard.core.errors import ConfigError
 from switchyard.runtime.engine import TemporalEngine
-from switchyard.runtime.firing import fire, record
+from switchyard.runtime.firing import fire, keep_lease, record
 from switchyard.runtime.temporal.nodes import HEARTBEAT_S, HEARTBEAT_TIMEOUT, LOST_ATTEMPT_RETRIES
 from switchyard.runtime.temporal.worker import connect
 from switchyard.storage.persistence import open_async_persistence
@@ -352,7 +352,9 @@ class Firings:
             lost.set()
             runner.cancel()
 
-        keeper = asyncio.create_task(_keep_alive(store, owner, firing.id, stop))
+        keeper = asyncio.create_task(
+            keep_lease(store, owner, firing.id, stop, every_s=HEARTBEAT_S, beat=activity.heartbeat)
+        )
         try:
             async with open_async_persistence(self.checkpointer) as persistence:
                 outcome = await fire(job, firing, store, persistence)
@@ -418,27 +420,6 @@ async def _claim(
             return None
         if held.status != "running" or not (held.owner or "").startswith(own_prefix):
             return None
-        await asyncio.sleep(HEARTBEAT_S)
-
-
-async def _keep_alive(
-    store: ScheduleStore, owner: str, firing_id: str, stop: Callable[[], None]
-) -> None:
-    """Heartbeat to Temporal and renew the firing's lease until cancelled; `stop` if it is lost.
-
-    The lease is lost when the job was removed, or when a later attempt took the firing over
-    after this one stalled past the lease.
-    """
-    while True:
-        activity.heartbeat()
-        try:
-            ended = await asyncio.to_thread(store.renew, owner, [firing_id])
-        except Exception:  # a store hiccup: the lease outlives many renewals
-            logger.warning("firing %s: could not renew its lease", firing_id, exc_info=True)
-        else:
-            if firing_id in ended:
-                stop()
-                return
         await asyncio.sleep(HEARTBEAT_S)
 
 
