@@ -89,7 +89,11 @@ def _add_add(actions: Any) -> None:
     when = add.add_mutually_exclusive_group(required=True)
     when.add_argument("--cron", default=None, help='cron expression, e.g. "0 9 * * 1-5"')
     when.add_argument(
-        "--every", type=_positive, default=None, metavar="SECONDS", help="or a fixed interval"
+        "--every",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="or a fixed interval, in whole seconds",
     )
     add.add_argument("--tz", default="UTC", help="IANA time zone of --cron (default: UTC)")
     add.add_argument("--user", default="local", help="user owning the firings' sessions")

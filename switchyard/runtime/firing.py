@@ -5,7 +5,8 @@ Temporal Schedules' Activity: whoever claimed the firing calls `fire`, which run
 with its pinned model, caps the run's spend by the job's per-firing and per-day budgets, and turns
 the run's result into the firing's `Outcome`. The run is the same as `switchyard run`'s: usage,
 report and dead letter on failure; its spans sit under a `switchyard.schedule.fire` span carrying
-the job id, and its log lines name the job.
+the job id, the firing's own log lines name the job, and the run's carry its correlation id, which
+the firing's record keeps.
 """
 
 from __future__ import annotations

@@ -624,7 +624,7 @@ class ScheduleStore:
                 self._record(connection, job, scheduled, "skipped", owner, now)
             due = due[-1:]
         # Busy: a firing runs, or older ones wait their turn (queued firings start in order).
-        busy = self._running(connection, job.id) or self._queued(connection, job.id)
+        busy = self._has(connection, job.id, "running") or self._has(connection, job.id, "queued")
         for scheduled in due:
             if not busy:
                 status: FiringStatus = "running"
@@ -662,7 +662,7 @@ class ScheduleStore:
                 (job_id,),
             ).fetchone()
             # Held by another scheduler, paused (its queue waits for the resume), or busy.
-            if held is None or held[0] != "active" or self._running(connection, job_id):
+            if held is None or held[0] != "active" or self._has(connection, job_id, "running"):
                 continue
             # Read with the job's row held: a runner's finish that let go of it came before.
             at = time.time() if now is None else now
@@ -772,19 +772,12 @@ class ScheduleStore:
         self._update_job(connection, job_id, changes)
         return job.model_copy(update=changes), pausing
 
-    def _queued(self, connection: Any, job_id: str) -> bool:
+    def _has(self, connection: Any, job_id: str, status: FiringStatus) -> bool:
+        """Whether the job has a firing with `status`."""
         row = connection.execute(
             f"SELECT COUNT(*) FROM switchyard_firings WHERE job_id = {self._mark} "
-            "AND status = 'queued'",
-            (job_id,),
-        ).fetchone()
-        return bool(row[0])
-
-    def _running(self, connection: Any, job_id: str) -> bool:
-        row = connection.execute(
-            f"SELECT COUNT(*) FROM switchyard_firings WHERE job_id = {self._mark} "
-            "AND status = 'running'",
-            (job_id,),
+            f"AND status = {self._mark}",
+            (job_id, status),
         ).fetchone()
         return bool(row[0])
 
