@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import math
 import os
@@ -22,10 +23,11 @@ import random
 import socket
 import uuid
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
 
 from switchyard.core.defaults import CATCHUP_S, DEADLINE_S, MAX_FAILURES, OVERLAP_POLICIES
-from switchyard.core.errors import InvalidInputError
+from switchyard.core.errors import ConfigError, InvalidInputError
 from switchyard.runtime.engine import Engine, TemporalEngine
 from switchyard.runtime.firing import check_may_schedule, fire, keep_lease, record
 from switchyard.storage.persistence import Persistence, open_async_persistence
@@ -112,9 +114,10 @@ def schedule(
     from switchyard.core.models import default_model, load_chat_model
     from switchyard.runtime.registry import load_graph
     from switchyard.runtime.run import check_text
+    from switchyard.state.context import Context
 
     created_by = check_may_schedule()
-    check_text(message, 100_000)
+    check_text(message, Context().max_input_chars)
     _check_settings(
         overlap=overlap,
         budget_usd=budget_usd,
@@ -160,8 +163,7 @@ def schedule(
             "week: cron fires on either, a Temporal Schedule only on both; make two jobs (one "
             "per field), or leave out --engine temporal"
         )
-    from switchyard.runtime.temporal.schedules import create_schedule
-
+    temporal = _temporal()
     job = job.model_copy(
         update={
             "engine": "temporal",
@@ -172,11 +174,26 @@ def schedule(
     )
     job = store.add(job)
     try:
-        create_schedule(job, engine, store.target)
+        temporal.create_schedule(job, engine, store.target)
     except BaseException:
         store.remove(job.id)
         raise
     return job
+
+
+def _temporal() -> ModuleType:
+    """The Temporal Schedules module.
+
+    Raises:
+        ConfigError: The `temporal` extra is not installed.
+    """
+    try:
+        return importlib.import_module("switchyard.runtime.temporal.schedules")
+    except ImportError as exc:
+        raise ConfigError(
+            f"Temporal jobs need the temporal extra ({exc.name} is missing): "
+            "pip install 'switchyard-agents[temporal]'"
+        ) from None
 
 
 def _both_days(cron: str) -> bool:
@@ -251,9 +268,7 @@ def pause_job(
     job = store.set_status(job_id, "paused", reason=reason)
     engine = engine_of_job(job)
     if engine is not None:
-        from switchyard.runtime.temporal.schedules import set_paused
-
-        set_paused(job, engine, paused=True, note=reason)
+        _temporal().set_paused(job, engine, paused=True, note=reason)
     return job
 
 
@@ -267,9 +282,7 @@ def resume_job(job_id: str, *, store: ScheduleStore | None = None) -> Job:
     job = store.set_status(job_id, "active")
     engine = engine_of_job(job)
     if engine is not None:
-        from switchyard.runtime.temporal.schedules import set_paused
-
-        set_paused(job, engine, paused=False, note="resumed")
+        _temporal().set_paused(job, engine, paused=False, note="resumed")
     return job
 
 
@@ -283,9 +296,7 @@ def remove_job(job_id: str, *, store: ScheduleStore | None = None) -> None:
     job = store.get(job_id)
     engine = engine_of_job(job)
     if engine is not None:
-        from switchyard.runtime.temporal.schedules import delete_schedule
-
-        delete_schedule(job, engine)
+        _temporal().delete_schedule(job, engine)
     store.remove(job_id)
 
 
