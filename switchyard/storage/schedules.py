@@ -449,6 +449,7 @@ class ScheduleStore:
         `now` gets one row per due time (missed, skipped, queued, or running for `owner`, by its
         policies) and its next time; a queued firing whose job runs nothing is started.
 
+        At most `limit` firings are started (`Scheduler.max_running` holds after an outage).
         `running` names the firings `owner` is running: a lapsed lease of one of those is only
         renewed (the owner stalled), while any other lapsed firing of `owner`'s is an orphan of
         an earlier life (a restart under the same name) and is taken over like any other.
@@ -461,10 +462,13 @@ class ScheduleStore:
             # The clock is read once the transaction holds its locks: a firing queued behind
             # one that just finished starts, on record, after that one's finish.
             at = time.time() if now is None else now
-            started += self._expire_leases(connection, owner, at, running)
-            for job in self._lock_due(connection, at, limit):
-                started += self._fire_due(connection, job, owner, at)
-            started += self._start_queued(connection, owner, now)
+            # At most `limit` in all (each due job starts at most one firing): orphans first.
+            started += self._expire_leases(connection, owner, at, running, limit)
+            if len(started) < limit:
+                for job in self._lock_due(connection, at, limit - len(started)):
+                    started += self._fire_due(connection, job, owner, at)
+            if len(started) < limit:
+                started += self._start_queued(connection, owner, now, limit - len(started))
         return started
 
     def claim_now(self, job_id: str, owner: str, *, now: float | None = None) -> Firing:
@@ -650,12 +654,16 @@ class ScheduleStore:
         )
         return started
 
-    def _start_queued(self, connection: Any, owner: str, now: float | None) -> list[Firing]:
+    def _start_queued(
+        self, connection: Any, owner: str, now: float | None, limit: int
+    ) -> list[Firing]:
         rows = connection.execute(
             "SELECT DISTINCT job_id FROM switchyard_firings WHERE status = 'queued'"
         ).fetchall()
         started: list[Firing] = []
         for (job_id,) in rows:
+            if len(started) >= limit:  # the rest wait for room here or another scheduler
+                break
             lock = " FOR UPDATE SKIP LOCKED" if self._postgres else ""
             held = connection.execute(
                 f"SELECT status FROM switchyard_schedules WHERE id = {self._mark}{lock}",
@@ -688,7 +696,12 @@ class ScheduleStore:
         return started
 
     def _expire_leases(
-        self, connection: Any, owner: str, now: float, running: set[str] | frozenset[str]
+        self,
+        connection: Any,
+        owner: str,
+        now: float,
+        running: set[str] | frozenset[str],
+        limit: int,
     ) -> list[Firing]:
         """Take over (for `owner`) or record lost the running firings whose leases lapsed."""
         rows = connection.execute(
@@ -716,6 +729,8 @@ class ScheduleStore:
                         f"WHERE id = {self._mark}",
                         (now + self.lease_s, firing.id),
                     )
+                elif len(taken) >= limit and _attempts(firing) < MAX_ATTEMPTS:
+                    continue  # no room here: another scheduler (or a later claim) takes it
                 elif job.status == "active" and _attempts(firing) < MAX_ATTEMPTS:
                     taken.append(self._take_over(connection, firing, owner, now))
                 else:

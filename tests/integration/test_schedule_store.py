@@ -353,3 +353,20 @@ def test_run_now_has_an_id_of_its_own_beside_the_scheduled_firing(store: Schedul
     scheduled = store.firing(f"{job.id}@20270115T080100Z")
     assert scheduled.status == "skipped"
     assert manual.id == f"{scheduled.id}/run-now"
+
+
+def test_a_claim_starts_at_most_its_limit_orphans_and_queued_firings_included(
+    store: ScheduleStore,
+) -> None:
+    jobs = [_job(store, every_s=10.0, overlap="queue") for _ in range(3)]
+    first = store.claim("dead", now=T0 + 10)
+    assert len(first) == 3
+    store.claim("dead", now=T0 + 20)  # each job queues its 20
+    late = T0 + 20 + LEASE_S + 1
+    taken = store.claim("alive", now=late, limit=2)
+    assert len(taken) == 2  # two orphans taken over; the third waits for room
+    assert {f.detail["attempts"] for f in taken} == {2}
+    rest = store.claim("other", now=late, limit=5)
+    assert [f.id for f in rest if f.detail.get("attempts") == 2]  # the third orphan, elsewhere
+    running = [f for job in jobs for f in store.firings(job.id, status=("running",))]
+    assert len(running) == 3  # one per job: the queued ones wait behind them
