@@ -51,3 +51,14 @@ class ConfigError(SwitchyardError, ValueError):
 
     Raised before a run starts; the message names the setting and what to set instead.
     """
+
+
+def pickles(value: object) -> bool:
+    """Whether `value` survives pickling: what an error may keep when it crosses processes."""
+    import pickle
+
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True

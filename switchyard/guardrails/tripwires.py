@@ -52,7 +52,7 @@ from langchain_core.messages import (
 )
 from pydantic import BaseModel, ValidationError
 
-from switchyard.core.errors import ConfigError, SwitchyardError
+from switchyard.core.errors import ConfigError, SwitchyardError, pickles
 from switchyard.core.pii import find_pii
 from switchyard.guardrails.scope import current_scope
 
@@ -104,8 +104,8 @@ class GuardrailTrippedError(SwitchyardError):
         A mask or report that does not pickle (a lambda) is left out: the text is then withheld
         whole, the stricter outcome.
         """
-        mask = self.mask if _pickles(self.mask) else None
-        info = self.output_info if _pickles(self.output_info) else None
+        mask = self.mask if pickles(self.mask) else None
+        info = self.output_info if pickles(self.output_info) else None
         return (
             _tripped,
             (
@@ -117,16 +117,6 @@ class GuardrailTrippedError(SwitchyardError):
                 info,
             ),
         )
-
-
-def _pickles(value: Any) -> bool:
-    import pickle
-
-    try:
-        pickle.dumps(value)
-    except Exception:
-        return False
-    return True
 
 
 def _tripped(

@@ -809,14 +809,10 @@ class ScheduleStore:
         """Insert a firing unless one with its key exists; the inserted firing, else None."""
         firing = self._new_firing(job, scheduled, status, owner, now, detail)
         row = _firing_row(firing)
-        columns = ", ".join(_FIRING_COLUMNS)
-        marks = ", ".join([self._mark] * len(_FIRING_COLUMNS))
-        cursor = connection.execute(
-            f"INSERT INTO switchyard_firings ({columns}) VALUES ({marks}) "
-            "ON CONFLICT (id) DO NOTHING",
-            tuple(row[name] for name in _FIRING_COLUMNS),
+        inserted = self._insert(
+            connection, "switchyard_firings", _FIRING_COLUMNS, row, unless_exists=True
         )
-        return firing if cursor.rowcount == 1 else None
+        return firing if inserted else None
 
     def _new_firing(
         self,
@@ -874,13 +870,22 @@ class ScheduleStore:
         )
 
     def _insert(
-        self, connection: Any, table: str, columns: Sequence[str], row: dict[str, Any]
-    ) -> None:
+        self,
+        connection: Any,
+        table: str,
+        columns: Sequence[str],
+        row: dict[str, Any],
+        *,
+        unless_exists: bool = False,
+    ) -> bool:
+        """Insert `row`; with `unless_exists`, not when its id is taken. Whether it went in."""
         marks = ", ".join([self._mark] * len(columns))
-        connection.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+        skip = " ON CONFLICT (id) DO NOTHING" if unless_exists else ""
+        cursor = connection.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}){skip}",
             tuple(row[name] for name in columns),
         )
+        return bool(cursor.rowcount == 1)
 
 
 def firing_id(job_id: str, scheduled_at: float) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
+from switchyard.core.errors import pickles
+
 
 def _rebuilt_error(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
     """An exception of `cls` with `args` and attributes `state`, without calling its `__init__`."""
@@ -31,16 +33,8 @@ class _ErrorBox:
 
     def __reduce__(self) -> tuple[Any, ...]:
         error = self.error
-        kept = {name: value for name, value in error.__dict__.items() if _pickles(value)}
+        kept = {name: value for name, value in error.__dict__.items() if pickles(value)}
         return (_rebuilt_error, (type(error), error.args, kept))
-
-
-def _pickles(value: Any) -> bool:
-    try:
-        pickle.dumps(value)
-    except Exception:
-        return False
-    return True
 
 
 def pickled_error(exc: BaseException) -> bytes:
