@@ -92,6 +92,16 @@ def turns(thread_setting: str, job: Job, firing: Firing) -> int:
     return len(snapshot["channel_values"]["messages"])
 
 
+def head_correlation(thread_setting: str, job: Job, firing: Firing) -> str | None:
+    """The correlation id in the latest checkpoint of the firing's session (None: none yet)."""
+    from switchyard.runtime.run import thread_id_for
+
+    with open_persistence(thread_setting) as persistence:
+        thread = thread_id_for(job.user_id, firing.session_id or "")
+        head = persistence.checkpointer.get_tuple({"configurable": {"thread_id": thread}})
+    return None if head is None else head.metadata.get("correlation_id")
+
+
 async def test_a_job_every_second_fires_once_per_second_each_in_a_fresh_session(
     places: Path,
 ) -> None:
@@ -389,8 +399,13 @@ async def test_a_killed_schedulers_firing_is_resumed_by_another_scheduler(
         await until(lambda: bool(ended(store, job, "running")), "a firing to start")
         [orphan] = ended(store, job, "running")
         firing_id = orphan.id
-        await until(lambda: store.firing(firing_id).started_at is not None, "its run to start")
-        await asyncio.sleep(1.0)  # let the run write its first checkpoints
+        # Killed once its run has written a checkpoint: the survivor must resume, not resend.
+        await until(
+            lambda: (
+                head_correlation(str(places / "state.sqlite"), job, orphan) == orphan.correlation_id
+            ),
+            "the run's first checkpoint",
+        )
     finally:
         doomed.kill()  # SIGKILL: no drain, no record, the lease simply stops being renewed
         doomed.wait(timeout=30)
