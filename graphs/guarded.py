@@ -57,8 +57,10 @@ def open_scope(
     session = Spend()
     agents: dict[str, Spend] = {}
     for entry in (session_usage or {}).values():
-        session.add(entry["total_tokens"], entry["cost_usd"])
-        agents.setdefault(entry["agent"], Spend()).add(entry["total_tokens"], entry["cost_usd"])
+        # The priced part: a call whose price was unknown then charged no dollars then either.
+        dollars = entry.get("known_cost_usd", entry["cost_usd"])
+        session.add(entry["total_tokens"], dollars)
+        agents.setdefault(entry["agent"], Spend()).add(entry["total_tokens"], dollars)
     start = time.monotonic() if started is None else started
     deadline = None if context.deadline_s is None else start + context.deadline_s
     meter = RunMeter(

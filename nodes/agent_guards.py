@@ -15,13 +15,12 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.prebuilt.tool_node import ToolCallRequest
 
 from switchyard.core.models import model_name_of
-from switchyard.core.pricing import cost_usd
 from switchyard.core.redact import masked_logger
 from switchyard.core.resilience import retry_attempt
-from switchyard.core.tokens import tokens_of
 from switchyard.guardrails.convergence import DEFAULT_CONVERGENCE_REPEATS, NoProgressError
 from switchyard.guardrails.fallback import fallback_model
 from switchyard.guardrails.guard import Attempt, Attempts, CallGuard, WrappingGuard
+from switchyard.guardrails.spend import call_cost, reports_usage, request_prompt, used_tokens
 from switchyard.nodes.record import OutputValidationError, current_record
 from switchyard.state.context import current_context
 from switchyard.state.usage import usage_entry
@@ -196,6 +195,10 @@ class ToolAuthority(AgentMiddleware[Any, Any, Any]):
         return self._refusal(request) or await handler(request)
 
 
+_estimated_models: set[str] = set()
+"""Models already warned about for replies without a token count (one warning per process)."""
+
+
 class UsageRecorder(CallGuard):
     """The usage ledger: one entry per model call actually made, failed ones included.
 
@@ -203,6 +206,12 @@ class UsageRecorder(CallGuard):
     retry (`retry_attempt() > 1`) and a fallback model are counted as such; a cached reply costs
     nothing and counts as a cache hit. Outside `CallLimits`, so a call abandoned at its time limit
     is recorded too, with the usage its error carries.
+
+    Tokens are the provider's own count (the reply's `usage_metadata`, from the response's
+    `usage` block) whenever the reply has one, and estimated from the prompt and the reply when
+    it has none (a warning says so, once per model). The cost is the model's price for them, or
+    None (unknown, JSON `null`) when the model has no known price: never 0.0 for money that was
+    spent (`switchyard.state.usage`).
 
     Args:
         agent: The agent whose calls are recorded.
@@ -222,7 +231,9 @@ class UsageRecorder(CallGuard):
         if record is None:
             return
         model = model_name_of(attempt.request.model)
-        tokens = tokens_of(attempt.reply)
+        tokens = used_tokens(attempt.reply, request_prompt(attempt.request))
+        if tokens.total and not reports_usage(attempt.reply):
+            _warn_estimated(model)
         record.add_usage(
             usage_entry(
                 self.agent,
@@ -230,9 +241,19 @@ class UsageRecorder(CallGuard):
                 input_tokens=tokens.input,
                 output_tokens=tokens.output,
                 latency_ms=(time.perf_counter() - float(attempt.ticket)) * 1000,
-                cost_usd=cost_usd(model, tokens.input, tokens.output, tokens.cached) or 0.0,
+                cost_usd=call_cost(model, tokens),
                 cache_hits=int(tokens.cache_hit),
                 retries=int(retry_attempt() > 1),
                 fallbacks=int(fallback_model() is not None),
             )
         )
+
+
+def _warn_estimated(model: str) -> None:
+    if model in _estimated_models:
+        return
+    _estimated_models.add(model)
+    logger.warning(
+        "model %s reported no token usage; its tokens are estimated (and its cost with them)",
+        model,
+    )

@@ -29,9 +29,10 @@ from langgraph.config import get_config
 from switchyard.core.errors import SwitchyardError
 from switchyard.core.models import provider_label
 from switchyard.core.pricing import cost_usd
-from switchyard.core.tokens import expected_tokens, tokens_of
+from switchyard.core.tokens import expected_tokens
 from switchyard.guardrails.limits import bounded, time_limit, within
 from switchyard.guardrails.scope import current_meter
+from switchyard.guardrails.spend import call_cost, used_tokens
 from switchyard.nodes.record import AgentReply, CallRecord, recording
 from switchyard.state.agents import AgentSpec
 from switchyard.state.outcomes import SUCCESSFUL
@@ -66,7 +67,7 @@ class GraphCallGuard(BaseCallbackHandler):
         self.spec = spec
         self.record = record
         self.meter = current_meter()
-        self.calls: dict[UUID, tuple[str, float]] = {}
+        self.calls: dict[UUID, tuple[str, float, list[BaseMessage]]] = {}
 
     def on_chat_model_start(
         self,
@@ -79,9 +80,10 @@ class GraphCallGuard(BaseCallbackHandler):
     ) -> None:
         """Admit the call on its estimate (raises to refuse it), and note when it starts."""
         model = model_label(metadata)
+        prompt = messages[0] if messages else []
         time_limit(self.spec.name, "call its model", None)
         if self.meter is not None:
-            tokens_in, tokens_out = expected_tokens(messages[0] if messages else [], None)
+            tokens_in, tokens_out = expected_tokens(prompt, None)
             self.meter.admit(
                 self.spec.name,
                 model,
@@ -89,7 +91,7 @@ class GraphCallGuard(BaseCallbackHandler):
                 cost_usd(model, tokens_in, tokens_out),
                 self.spec.budget,
             )
-        self.calls[run_id] = (model, time.perf_counter())
+        self.calls[run_id] = (model, time.perf_counter(), prompt)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         """Charge and record what the call used."""
@@ -102,9 +104,9 @@ class GraphCallGuard(BaseCallbackHandler):
         self._account(run_id, None)
 
     def _account(self, run_id: UUID, message: BaseMessage | None) -> None:
-        model, started = self.calls.pop(run_id, ("unknown", time.perf_counter()))
-        tokens = tokens_of(message)
-        cost = cost_usd(model, tokens.input, tokens.output, tokens.cached) or 0.0
+        model, started, prompt = self.calls.pop(run_id, ("unknown", time.perf_counter(), []))
+        tokens = used_tokens(message, prompt)  # the reply's own count, else an estimate
+        cost = call_cost(model, tokens)  # None: the model has no known price
         if self.meter is not None and tokens.total:
             self.meter.charge(self.spec.name, tokens.total, cost, self.spec.budget)
         self.record.add_usage(

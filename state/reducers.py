@@ -13,8 +13,9 @@ def merge_usage(left: UsageLedger | None, right: UsageLedger | None) -> UsageLed
     """Sum usage ledgers entry by entry.
 
     Keeps every (agent, model) entry from both sides; entries present on both are summed (and
-    their `latency_ms_max` maximised). Order-independent, so parallel branches may write it.
-    Drops nothing.
+    their `latency_ms_max` maximised; their cost is unknown, None, when either side's is, see
+    `switchyard.state.usage`). Order-independent, so parallel branches may write it. Drops
+    nothing.
     """
     merged: UsageLedger = dict(left or {})
     for key, entry in (right or {}).items():

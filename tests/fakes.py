@@ -44,10 +44,15 @@ class Call:
 
 
 class ScriptedChatModel(BaseChatModel):
-    """Replies from a script, in order; records every call."""
+    """Replies from a script, in order; records every call.
+
+    A reply reports 10 input and 5 output tokens unless it carries its own `usage_metadata`;
+    with `report_usage=False` a reply without one stays without (a server that sends no `usage`).
+    """
 
     script: list[Any]
     label: str = "scripted"
+    report_usage: bool = True
     _calls: list[Call] = PrivateAttr(default_factory=list)
     _position: int = PrivateAttr(default=0)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -91,7 +96,7 @@ class ScriptedChatModel(BaseChatModel):
         if isinstance(reply, BaseException):
             raise reply
         message = AIMessage(content=reply) if isinstance(reply, str) else reply.model_copy()
-        if message.usage_metadata is None:
+        if message.usage_metadata is None and self.report_usage:
             message.usage_metadata = {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15}
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -102,9 +107,9 @@ class ScriptedChatModel(BaseChatModel):
 
 
 @contextmanager
-def scripted(name: str, *replies: Reply) -> Iterator[ScriptedChatModel]:
+def scripted(name: str, *replies: Reply, report_usage: bool = True) -> Iterator[ScriptedChatModel]:
     """Register a scripted model as `name` for the duration of the block; checks it was used up."""
-    model = ScriptedChatModel(script=list(replies), label=name)
+    model = ScriptedChatModel(script=list(replies), label=name, report_usage=report_usage)
     register_chat_model(name, model)
     try:
         yield model

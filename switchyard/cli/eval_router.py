@@ -411,6 +411,7 @@ def _pct(value: float | None) -> str:
 
 
 def _print_report(report: RoutingReport, console: Console, files: _Files, fit: str) -> None:
+    from switchyard.core.pricing import format_cost
     from switchyard.eval.router import confusion_text
 
     console.print(f"split: {files.split}", markup=False, highlight=False)
@@ -443,7 +444,7 @@ def _print_report(report: RoutingReport, console: Console, files: _Files, fit: s
     if report.input_tokens or report.output_tokens:
         console.print(
             f"tokens in/out: {report.input_tokens}/{report.output_tokens}, "
-            f"cost ${report.cost_usd:.4f}",
+            f"cost {format_cost(report.cost_usd, known=report.known_cost_usd, digits=4)}",
             markup=False,
         )
     if len(report.labels) <= 20:

@@ -48,15 +48,22 @@ def _path(ns: tuple[str, ...] | list[str], node: str | None = None) -> str:
 
 
 def _usage_summary(update: Mapping[str, Any]) -> str:
+    """`1 call, 120/30 tokens, $0.000042`; the cost is `unknown` when a call had no price."""
+    from switchyard.core.pricing import format_cost  # loads LangChain: only once a run streams
+    from switchyard.state.usage import total_cost
+
     usage = update.get("usage")
     if not isinstance(usage, Mapping) or not usage:
         return ""
     entries = [e for e in usage.values() if isinstance(e, Mapping)]
     tokens_in = sum(int(e.get("input_tokens", 0)) for e in entries)
     tokens_out = sum(int(e.get("output_tokens", 0)) for e in entries)
-    cost = sum(float(e.get("cost_usd", 0.0)) for e in entries)
+    cost = total_cost(entries)
     calls = sum(int(e.get("calls", 0)) for e in entries)
-    return f"{calls} call{'s' if calls != 1 else ''}, {tokens_in}/{tokens_out} tokens, ${cost:.6f}"
+    return (
+        f"{calls} call{'s' if calls != 1 else ''}, {tokens_in}/{tokens_out} tokens, "
+        f"{format_cost(cost.cost_usd, known=cost.known_cost_usd)}"
+    )
 
 
 def _route_summary(update: Mapping[str, Any]) -> str:

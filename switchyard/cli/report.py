@@ -1,8 +1,13 @@
-"""`switchyard report`: per-agent usage, timing and failures of a stored session (text or HTML)."""
+"""`switchyard report`: per-agent usage, timing and failures of a stored session (text, HTML, JSON).
+
+A cost some model call's unknown price makes unknown is "unknown" in the tables and `null` in the
+JSON, never $0.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
 
 def print_session(report: SessionReport, console: Console) -> None:
     """Print a stored session: the per-agent table, then one line per run (and its failure)."""
+    from switchyard.core.pricing import format_cost
     from switchyard.core.redact import redact
 
     console.print(
@@ -44,6 +50,7 @@ def print_session(report: SessionReport, console: Console) -> None:
             column, justify="right" if column in ("duration", "tokens", "cost") else "left"
         )
     for index, run in enumerate(report.runs):
+        cost = run.cost
         runs.add_row(
             str(index + 1),
             run.started.strftime("%Y-%m-%d %H:%M:%S"),
@@ -51,7 +58,7 @@ def print_session(report: SessionReport, console: Console) -> None:
             run.end_reason,
             redact(" > ".join(t.label + ("!" if t.error else "") for t in run.tasks)),
             str(sum(e["total_tokens"] for e in run.usage.values())),
-            f"${sum(e['cost_usd'] for e in run.usage.values()):.6f}",
+            format_cost(cost.cost_usd, known=cost.known_cost_usd),
             redact(run.input[:40]),
         )
     console.print()
@@ -85,6 +92,9 @@ def add_command(commands: Any) -> None:
     report.add_argument(
         "--html", default=None, metavar="FILE", help="also write a self-contained HTML report"
     )
+    report.add_argument(
+        "--json", action="store_true", help="print the report as JSON instead of tables"
+    )
     # A report runs no model and takes no session lock: no settings check (see `main`).
     report.set_defaults(handler=_handle, needs_settings=False)
 
@@ -115,6 +125,7 @@ def _handle(args: argparse.Namespace, console: Console) -> int:
         ReportError,
         SessionNotFoundError,
         render_html,
+        report_json,
         session_report,
     )
     from switchyard.runtime.registry import load_graph
@@ -130,7 +141,10 @@ def _handle(args: argparse.Namespace, console: Console) -> int:
             )
         graph = load_graph(pattern).builder.compile(checkpointer=saver, name=pattern)
         report = session_report(graph, thread_id, user_id=args.user)
-    print_session(report, console)
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print_session(report, console)
     if args.html:
         path = Path(args.html)
         try:
@@ -140,5 +154,7 @@ def _handle(args: argparse.Namespace, console: Console) -> int:
                 f"cannot write the HTML report to {str(path)!r}: {exc.strerror or exc}; "
                 "choose a writable path"
             ) from None
-        console.print(f"wrote {path}", markup=False, highlight=False)
+        # With --json, standard output holds the JSON alone.
+        note = Console(stderr=True) if args.json else console
+        note.print(f"wrote {path}", markup=False, highlight=False)
     return 0

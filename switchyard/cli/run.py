@@ -86,6 +86,7 @@ def add_command(commands: Any) -> None:
 
 def _print_result(result: RunResult, console: Console) -> None:
     from switchyard.cli.tables import usage_table
+    from switchyard.core.pricing import format_cost
     from switchyard.core.redact import redact
 
     if result.ok:
@@ -116,7 +117,7 @@ def _print_result(result: RunResult, console: Console) -> None:
         confidence,
         f"{result.latency_ms:.1f} ms",
         f"{result.input_tokens}/{result.output_tokens}/{result.total_tokens}",
-        f"${result.cost_usd:.6f}",
+        format_cost(result.cost_usd, known=result.known_cost_usd),  # "unknown", never $0
     )
     console.print()
     console.print(table)

@@ -330,7 +330,7 @@ def _firings_table(firings: list[Firing]) -> Table:
     for column in ("scheduled", "status", "end reason", "cost", "tokens", "session", "dead letter"):
         table.add_column(column, no_wrap=column in ("status", "dead letter"))
     for firing in firings:
-        cost = "?" if firing.cost_usd is None else f"${firing.cost_usd:.6f}"
+        cost = "unknown" if firing.cost_usd is None else f"${firing.cost_usd:.6f}"
         table.add_row(
             _when(firing.scheduled_at),
             firing.status,

@@ -76,6 +76,24 @@ def cost_usd(
     return _table_price(provider, name, input_tokens, output_tokens, cache_read_tokens)
 
 
+def format_cost(cost: float | None, *, known: float = 0.0, digits: int = 6) -> str:
+    """A cost for people: `$0.000120`, or `unknown` when it is None, never `$0.000000`.
+
+    `known` is the part of an unknown cost whose price is known; when there is one it is shown
+    as the lower bound it is: `unknown (≥ $0.000120)`.
+
+    Example:
+        ```python
+        format_cost(result.cost_usd, known=result.known_cost_usd)
+        ```
+    """
+    if cost is not None:
+        return f"${cost:.{digits}f}"
+    if known > 0:
+        return f"unknown (≥ ${known:.{digits}f})"
+    return "unknown"
+
+
 def has_price(model: str) -> bool:
     """Whether `cost_usd` can price this model."""
     return cost_usd(model, 1, 1) is not None

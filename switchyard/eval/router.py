@@ -55,6 +55,7 @@ from switchyard.nodes.classifiers import (
 )
 from switchyard.nodes.classify import choose
 from switchyard.state.agents import AgentSpec
+from switchyard.state.usage import UsageEntry, total_cost
 
 _AGENT_NAME = re.compile(r"[^a-z0-9]+")
 
@@ -335,7 +336,11 @@ def _label_of(agent_set: AgentSet, name: str) -> str:
 
 @dataclass
 class RoutingReport:
-    """Everything `eval-router` measured on one evaluation set."""
+    """Everything `eval-router` measured on one evaluation set.
+
+    `cost_usd` is None (JSON `null`) when a classifier call had no known price; `known_cost_usd`
+    is then the part that is known.
+    """
 
     rows: int
     labels: list[str]
@@ -350,7 +355,8 @@ class RoutingReport:
     confusion: list[list[int]]
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    cost_usd: float | None = 0.0
+    known_cost_usd: float = 0.0
     settings: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -394,7 +400,7 @@ def route_rows(
     default = agent_set.default_agent
     truth, routed, confidence, decided_right, latency = [], [], [], [], []
     input_tokens = output_tokens = 0
-    cost = 0.0
+    usage: list[UsageEntry] = []
     task = progress.add_task("routing", total=len(rows)) if progress else None
     with single_threaded(threads):
         for row in rows:
@@ -420,9 +426,10 @@ def route_rows(
             for entry in decision.usage.values():
                 input_tokens += entry["input_tokens"]
                 output_tokens += entry["output_tokens"]
-                cost += entry["cost_usd"]
+                usage.append(entry)
             if progress is not None and task is not None:
                 progress.advance(task)
+    cost = total_cost(usage)
     y, p = np.asarray(truth), np.asarray(routed)
     right = y == p
     oos_recall = oos_precision = None
@@ -453,7 +460,8 @@ def route_rows(
         confusion=matrix.tolist(),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
-        cost_usd=cost,
+        cost_usd=cost.cost_usd,
+        known_cost_usd=cost.known_cost_usd,
     )
 
 

@@ -81,15 +81,22 @@ class DeadlineExceededError(SwitchyardError):
 
 @dataclass
 class Spend:
-    """Tokens and dollars spent."""
+    """Tokens and dollars spent.
+
+    `usd` counts the calls whose price is known. A dollar limit refuses a model with no known
+    price before it is called (`RunMeter.admit`), so what a limit is checked against never
+    leaves out a call made under it; calls made where no dollar limit applied (an earlier run of
+    the session without one, say) add their tokens only, and `usd` is then a lower bound.
+    """
 
     tokens: int = 0
     usd: float = 0.0
 
-    def add(self, tokens: int, usd: float) -> None:
-        """Add one call's spend."""
+    def add(self, tokens: int, usd: float | None) -> None:
+        """Add one call's spend (`usd` None: its price is unknown; no dollars are added)."""
         self.tokens += tokens
-        self.usd += usd
+        if usd is not None:
+            self.usd += usd
 
 
 CostAlert = Callable[[str, float, float], None]
@@ -202,9 +209,13 @@ class RunMeter:
         return Spend()
 
     def charge(
-        self, agent: str, tokens: int, usd: float, agent_budget: Budget | None = None
+        self, agent: str, tokens: int, usd: float | None, agent_budget: Budget | None = None
     ) -> None:
-        """Record a call's actual spend; fire cost alerts that it crosses."""
+        """Record a call's actual spend; fire cost alerts that it crosses.
+
+        `usd` is None for a model with no known price: its tokens are charged, and no dollars
+        (see `Spend`).
+        """
         crossed: list[tuple[str, float, float]] = []
         with self._lock:
             self.run_spent.add(tokens, usd)

@@ -6,8 +6,14 @@
   usage ledger, and per run the node tasks with their start and end times, results and errors).
 - `render_html(report)`: a self-contained HTML page (inline CSS and SVG, no external assets) with
   the per-agent table, a timeline of the agent spans of each run and a token and cost breakdown.
-- `switchyard report THREAD [--user U] [--checkpointer X] [--html FILE]` (`switchyard.cli.report`):
-  the same from the command line, for a session stored by `switchyard run`.
+- `report_json(report)`: the same as JSON-ready data.
+- `switchyard report THREAD [--user U] [--checkpointer X] [--html FILE] [--json]`
+  (`switchyard.cli.report`): the same from the command line, for a session stored by
+  `switchyard run`.
+
+A cost is unknown when a model call had no known price (`switchyard.state.usage`): it is `null`
+in JSON and "unknown" in tables and charts (with the known part as a lower bound, `≥ $x`), never
+$0.
 
 Task times come from checkpoint timestamps: the tasks planned at one checkpoint ran until the next
 checkpoint was written, so parallel tasks of one step share their step's interval. The per-call
@@ -29,10 +35,11 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
 from switchyard.core.errors import SessionAccessError, SwitchyardError
-from switchyard.core.redact import redact
+from switchyard.core.pricing import format_cost
+from switchyard.core.redact import redact, redact_value
 from switchyard.state.outcomes import SUCCESSFUL
 from switchyard.state.reducers import merge_usage
-from switchyard.state.usage import UsageEntry, UsageLedger
+from switchyard.state.usage import CostTotal, UsageEntry, UsageLedger, entry_cost, total_cost
 
 _PALETTE = (
     "#4e79a7",
@@ -87,7 +94,9 @@ class AgentUsage:
         input_tokens: Tokens sent.
         output_tokens: Tokens received.
         total_tokens: Both together.
-        cost_usd: Dollars.
+        cost_usd: Dollars; None when a call had no known price.
+        known_cost_usd: Dollars of the calls with a known price.
+        unpriced_calls: Calls with no known price.
         latency_ms_sum: Time spent in model calls.
         latency_ms_max: Longest single call.
         retries: Retried calls.
@@ -101,7 +110,9 @@ class AgentUsage:
     input_tokens: int
     output_tokens: int
     total_tokens: int
-    cost_usd: float
+    cost_usd: float | None
+    known_cost_usd: float
+    unpriced_calls: int
     latency_ms_sum: float
     latency_ms_max: float
     retries: int
@@ -116,6 +127,7 @@ def agent_usage(ledger: UsageLedger) -> list[AgentUsage]:
         grouped.setdefault(entry["agent"], []).append(entry)
     rows = []
     for agent, entries in grouped.items():
+        cost = total_cost(entries)
         rows.append(
             AgentUsage(
                 agent=agent,
@@ -124,7 +136,9 @@ def agent_usage(ledger: UsageLedger) -> list[AgentUsage]:
                 input_tokens=sum(e["input_tokens"] for e in entries),
                 output_tokens=sum(e["output_tokens"] for e in entries),
                 total_tokens=sum(e["total_tokens"] for e in entries),
-                cost_usd=sum(e["cost_usd"] for e in entries),
+                cost_usd=cost.cost_usd,
+                known_cost_usd=cost.known_cost_usd,
+                unpriced_calls=cost.unpriced_calls,
                 latency_ms_sum=sum(e["latency_ms_sum"] for e in entries),
                 latency_ms_max=max(e["latency_ms_max"] for e in entries),
                 retries=sum(e["retries"] for e in entries),
@@ -136,7 +150,9 @@ def agent_usage(ledger: UsageLedger) -> list[AgentUsage]:
 
 
 def usage_total(rows: Sequence[AgentUsage]) -> AgentUsage:
-    """The sum of `rows`, as one row named `total`."""
+    """The sum of `rows`, as one row named `total` (its cost unknown when any row's is)."""
+    known = round(sum(r.known_cost_usd for r in rows), 8)
+    unpriced = sum(r.unpriced_calls for r in rows)
     return AgentUsage(
         agent="total",
         models=(),
@@ -144,7 +160,9 @@ def usage_total(rows: Sequence[AgentUsage]) -> AgentUsage:
         input_tokens=sum(r.input_tokens for r in rows),
         output_tokens=sum(r.output_tokens for r in rows),
         total_tokens=sum(r.total_tokens for r in rows),
-        cost_usd=sum(r.cost_usd for r in rows),
+        cost_usd=entry_cost(known, unpriced),
+        known_cost_usd=known,
+        unpriced_calls=unpriced,
         latency_ms_sum=sum(r.latency_ms_sum for r in rows),
         latency_ms_max=max((r.latency_ms_max for r in rows), default=0.0),
         retries=sum(r.retries for r in rows),
@@ -194,7 +212,7 @@ def usage_cell(row: AgentUsage, name: str) -> str:
     if name == "models":
         return ", ".join(value)
     if name == "cost_usd":
-        return f"${value:.6f}"
+        return format_cost(value, known=row.known_cost_usd)
     if name.startswith("latency"):
         return f"{value:.1f} ms"
     return str(value)
@@ -278,6 +296,11 @@ class RunRecord:
         """Wall time from its first to its last checkpoint."""
         return (self.ended - self.started).total_seconds() * 1000
 
+    @property
+    def cost(self) -> CostTotal:
+        """What its model calls cost (unknown when one had no known price)."""
+        return total_cost(self.usage.values())
+
 
 @dataclass(frozen=True)
 class SessionReport:
@@ -298,6 +321,11 @@ class SessionReport:
     session_id: str | None
     usage: UsageLedger
     runs: tuple[RunRecord, ...]
+
+    @property
+    def cost(self) -> CostTotal:
+        """What the session's model calls cost (unknown when one had no known price)."""
+        return total_cost(self.usage.values())
 
 
 def _text(value: object) -> str | None:
@@ -516,7 +544,8 @@ def _breakdown_svg(ledger: UsageLedger, order: dict[str, int]) -> str:
     label_w, bar_w, cost_w, row_h = 140, 520, 160, 26
     bar_room = bar_w - 130  # leaves room for the token counts after the longest bar
     max_tokens = max(r.total_tokens for r in rows) or 1
-    max_cost = max(r.cost_usd for r in rows)
+    # An unknown cost draws its known part (a lower bound) and is labelled "unknown".
+    max_cost = max(r.known_cost_usd for r in rows)
     height = row_h * len(rows) + 30
     parts = [
         f'<svg id="breakdown" xmlns="http://www.w3.org/2000/svg" '
@@ -545,12 +574,14 @@ def _breakdown_svg(ledger: UsageLedger, order: dict[str, int]) -> str:
             f"{row.input_tokens} | {row.output_tokens}</text>"
         )
         cost_x = label_w + bar_w + 60
-        w_cost = (row.cost_usd / max_cost * cost_w) if max_cost > 0 else 0.0
+        w_cost = (row.known_cost_usd / max_cost * cost_w) if max_cost > 0 else 0.0
+        cost = _e(format_cost(row.cost_usd, known=row.known_cost_usd))
+        unknown = "" if row.cost_usd is not None else ' fill-opacity="0.35"'
         parts.append(
             f'<rect class="cost" x="{cost_x}" y="{y}" width="{w_cost:.1f}" height="18" '
-            f'fill="{color}"><title>{_e(row.agent)}: ${row.cost_usd:.6f}</title></rect>'
+            f'fill="{color}"{unknown}><title>{_e(row.agent)}: {cost}</title></rect>'
         )
-        parts.append(f'<text x="{cost_x + w_cost + 4:.1f}" y="{y + 14}">${row.cost_usd:.6f}</text>')
+        parts.append(f'<text x="{cost_x + w_cost + 4:.1f}" y="{y + 14}">{cost}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -606,7 +637,7 @@ def render_html(report: SessionReport) -> str:
     order: dict[str, int] = {}
     for entry in report.usage.values():
         _color(entry["agent"], order)
-    total_cost = sum(e["cost_usd"] for e in report.usage.values())
+    cost = report.cost
     total_tokens = sum(e["total_tokens"] for e in report.usage.values())
     sections = [
         "<!DOCTYPE html>",
@@ -619,7 +650,7 @@ def render_html(report: SessionReport) -> str:
         f"<code>{_e(report.user_id or '-')}</code> · session "
         f"<code>{_e(report.session_id or '-')}</code> · {len(report.runs)} "
         f"run{'s' if len(report.runs) != 1 else ''} · {total_tokens} tokens · "
-        f"${total_cost:.6f}</p>",
+        f"{_e(format_cost(cost.cost_usd, known=cost.known_cost_usd))}</p>",
         "<h2>Usage per agent</h2>",
         _usage_html(report.usage),
         "<h2>Tokens and cost per agent</h2>",
@@ -651,3 +682,66 @@ def render_html(report: SessionReport) -> str:
         sections.append("</section>")
     sections.append("</body></html>")
     return "\n".join(sections)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _cost_json(cost: CostTotal) -> dict[str, Any]:
+    return {
+        "cost_usd": cost.cost_usd,
+        "known_cost_usd": cost.known_cost_usd,
+        "unpriced_calls": cost.unpriced_calls,
+    }
+
+
+def _tokens(ledger: UsageLedger) -> int:
+    return sum(e["total_tokens"] for e in ledger.values())
+
+
+def report_json(report: SessionReport) -> dict[str, Any]:
+    """A stored session as JSON-ready data (`switchyard report --json`), its text redacted.
+
+    Costs are as in `RunResult`: `cost_usd` is `null` when a call had no known price, with
+    `known_cost_usd` and `unpriced_calls` beside it.
+    """
+    runs = []
+    for run in report.runs:
+        runs.append(
+            {
+                "correlation_id": run.correlation_id,
+                "started": run.started.isoformat(),
+                "ended": run.ended.isoformat(),
+                "duration_ms": round(run.duration_ms, 3),
+                "input": run.input,
+                "end_reason": run.end_reason,
+                "failed_node": run.failed_node,
+                "error": run.error,
+                "total_tokens": _tokens(run.usage),
+                **_cost_json(run.cost),
+                "nodes": [
+                    {
+                        "node": task.node,
+                        "step": task.step,
+                        "start": task.start.isoformat(),
+                        "end": task.end.isoformat(),
+                        "error": task.error,
+                        "interrupted": task.interrupted,
+                    }
+                    for task in run.tasks
+                ],
+                "usage": run.usage,
+            }
+        )
+    data = {
+        "thread_id": report.thread_id,
+        "pattern": report.pattern,
+        "user_id": report.user_id,
+        "session_id": report.session_id,
+        "total_tokens": _tokens(report.usage),
+        **_cost_json(report.cost),
+        "usage": report.usage,
+        "runs": runs,
+    }
+    redacted: dict[str, Any] = redact_value(data)
+    return redacted

@@ -53,7 +53,7 @@ from switchyard.runtime.settings import SETTINGS_KEY, restored_context, run_sett
 from switchyard.runtime.stream import Progress
 from switchyard.state.context import Context
 from switchyard.state.outcomes import SUCCESSFUL, EndReason, end_reason_for
-from switchyard.state.usage import UsageLedger, ledger_delta
+from switchyard.state.usage import UsageLedger, ledger_delta, total_cost
 from switchyard.storage.dlq import DeadLetter, DeadLetterQueue
 from switchyard.storage.secret import installation_secret
 
@@ -74,7 +74,11 @@ class RunResult(BaseModel):
         input_tokens: Tokens sent to models during this run, all agents together.
         output_tokens: Tokens received from models during this run.
         total_tokens: Sum of the two.
-        cost_usd: Dollars this run cost (0 for the offline model).
+        cost_usd: US dollars this run cost (0 for the offline model); None (JSON `null`) when
+            any of its model calls has no known price: unknown, never shown as 0.
+        known_cost_usd: Dollars of the calls with a known price (all of `cost_usd` when that is
+            known; a lower bound when it is not).
+        unpriced_calls: Model calls whose price is unknown (see `switchyard.core.pricing`).
         usage: Per agent and model usage of this run.
         end_reason: "completed", "error", "recursion_limit", or a pattern's own reason.
         error: One line describing the failure, when `ok` is False.
@@ -97,7 +101,9 @@ class RunResult(BaseModel):
     input_tokens: int
     output_tokens: int
     total_tokens: int
-    cost_usd: float
+    cost_usd: float | None
+    known_cost_usd: float = 0.0
+    unpriced_calls: int = 0
     usage: UsageLedger = Field(default_factory=dict)
     end_reason: EndReason
     error: str | None = None
@@ -380,6 +386,7 @@ def run_result(
         end_reason = end_reason_for(error, default="error")
     answered_by = answer.name if answer is not None and answered_this_run else None
     metadata = prepared.config.get("metadata", {})
+    cost = total_cost(usage.values())
     return RunResult(
         ok=error is None and interrupt is None and end_reason in SUCCESSFUL,
         output=answer.text if answer is not None and answered_this_run else "",
@@ -390,7 +397,9 @@ def run_result(
         input_tokens=sum(e["input_tokens"] for e in usage.values()),
         output_tokens=sum(e["output_tokens"] for e in usage.values()),
         total_tokens=sum(e["total_tokens"] for e in usage.values()),
-        cost_usd=round(sum(e["cost_usd"] for e in usage.values()), 8),
+        cost_usd=cost.cost_usd,
+        known_cost_usd=cost.known_cost_usd,
+        unpriced_calls=cost.unpriced_calls,
         usage=usage,
         end_reason=end_reason,
         error=(

@@ -414,7 +414,12 @@ class ScheduleStore:
         return _firing(row)
 
     def last_cost(self, job_id: str) -> float:
-        """Dollars the job's most recent completed firing spent (0 when none has completed)."""
+        """Dollars the job's most recent completed firing of known cost spent (0: none has).
+
+        Firings whose cost is unknown (a model with no known price) are passed over: a job with
+        a daily budget runs each firing under a dollar limit, which refuses such a model before
+        it is called, so they come only from runs no dollar limit applied to.
+        """
         with self._tx() as connection:
             row = connection.execute(
                 "SELECT cost_usd FROM switchyard_firings WHERE job_id = "
@@ -425,7 +430,11 @@ class ScheduleStore:
         return 0.0 if row is None else float(row[0])
 
     def spent_since(self, job_id: str, since: float) -> float:
-        """Dollars the job's firings scheduled from `since` on have spent."""
+        """Dollars the job's firings scheduled from `since` on have spent, where it is known.
+
+        A firing of unknown cost (stored as NULL) adds nothing; under a daily budget there are
+        none (see `last_cost`).
+        """
         with self._tx() as connection:
             row = connection.execute(
                 "SELECT COALESCE(SUM(cost_usd), 0) FROM switchyard_firings "

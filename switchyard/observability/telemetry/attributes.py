@@ -18,7 +18,7 @@ from switchyard.core.errors import SwitchyardError
 from switchyard.core.redact import redact
 from switchyard.observability.telemetry import conventions as semconv
 from switchyard.observability.telemetry.spans import OpenSpan
-from switchyard.state.usage import SUMMED
+from switchyard.state.usage import SUMMED, total_cost
 
 # LangChain provider ids -> `gen_ai.provider.name` well-known values.
 _PROVIDERS = {
@@ -128,17 +128,24 @@ def agent_attributes(label: str | None, agents: list[str]) -> dict[str, Any]:
 
 
 def usage_attributes(usage: Mapping[str, Any]) -> dict[str, Any]:
-    """`switchyard.usage.*`: a node's usage-ledger update summed over its entries, its models."""
+    """`switchyard.usage.*`: a node's usage-ledger update summed over its entries, its models.
+
+    `switchyard.usage.cost_usd` is left unset when a call had no known price (its known part
+    and the count of unpriced calls are there), never recorded as 0.
+    """
+    entries = [e for e in usage.values() if isinstance(e, Mapping)]
     totals: dict[str, float] = {}
-    for entry in usage.values():
-        if not isinstance(entry, Mapping):
-            continue
+    for entry in entries:
         for key in SUMMED:
             value = entry.get(key)
             if isinstance(value, int | float):
                 totals[key] = totals.get(key, 0) + value
-    models = sorted({str(e.get("model")) for e in usage.values() if isinstance(e, Mapping)})
+    cost = total_cost(entries)
+    totals["known_cost_usd"] = cost.known_cost_usd
+    totals["unpriced_calls"] = cost.unpriced_calls
+    models = sorted({str(e.get("model")) for e in entries})
     attributes: dict[str, Any] = {f"{semconv.USAGE_PREFIX}{k}": v for k, v in totals.items()}
+    attributes[f"{semconv.USAGE_PREFIX}cost_usd"] = cost.cost_usd
     attributes[f"{semconv.USAGE_PREFIX}models"] = models
     return attributes
 
@@ -175,7 +182,7 @@ def run_end_attributes(opened: OpenSpan, end_reason: str) -> dict[str, Any]:
         semconv.MODEL_CALLS: opened.model_calls,
         semconv.GEN_AI_INPUT_TOKENS: opened.input_tokens,
         semconv.GEN_AI_OUTPUT_TOKENS: opened.output_tokens,
-        semconv.COST_USD: round(opened.cost_usd, 8),
+        semconv.COST_USD: opened.cost_usd,  # unset when a call had no known price
         semconv.ROUTE_AGENT: route.get("agent"),
         semconv.ROUTE_CONFIDENCE: route.get("confidence"),
         semconv.AGENT: opened.last_agent or route.get("agent"),

@@ -84,7 +84,7 @@ def _spend_fields(opened: OpenSpan) -> dict[str, Any]:
         "model_calls": opened.model_calls,
         "input_tokens": opened.input_tokens,
         "output_tokens": opened.output_tokens,
-        "cost_usd": round(opened.cost_usd, 8),
+        "cost_usd": opened.cost_usd,  # None when a call had no known price
     }
 
 
@@ -208,7 +208,10 @@ def _end_model(book: SpanBook, opened: OpenSpan, result: LLMResult, *, capture: 
         holder.model_calls += 1
         holder.input_tokens += response.input_tokens
         holder.output_tokens += response.output_tokens
-        holder.cost_usd += cost or 0.0
+        if cost is None:
+            holder.unpriced_calls += 1
+        else:
+            holder.known_cost_usd += cost
     duration_ms = opened.duration_ms()
     logger.info(
         "model call %s for %s: %d/%d tokens in %.1f ms",

@@ -38,7 +38,8 @@ class OpenSpan:
     model_calls: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
-    cost_usd: float = 0.0
+    known_cost_usd: float = 0.0  # dollars of its model calls with a known price
+    unpriced_calls: int = 0  # its model calls with no known price
     agents: list[str] = field(default_factory=list)  # agents its runs named (metadata "agent")
     called_model: bool = False  # a model call ran directly in this node
     # Root only: what the run's nodes reported.
@@ -53,6 +54,11 @@ class OpenSpan:
     def duration_ms(self) -> float:
         """Milliseconds since the span started, rounded to microseconds."""
         return round((time.perf_counter() - self.started) * 1000, 3)
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Dollars its model calls cost; None when one had no known price (never 0 for it)."""
+        return None if self.unpriced_calls else round(self.known_cost_usd, 8)
 
 
 class SpanBook:

@@ -46,11 +46,11 @@ class SharedRunMeter(RunMeter):
             local = Spend(self.run_spent.tokens, self.run_spent.usd)
         return Spend(max(0, total.tokens - local.tokens), max(0.0, total.usd - local.usd))
 
-    def charge(self, agent: str, tokens: int, usd: float, agent_budget: Any = None) -> None:
-        """Charge the call here and in the run's shared total."""
+    def charge(self, agent: str, tokens: int, usd: float | None, agent_budget: Any = None) -> None:
+        """Charge the call here and in the run's shared total (no dollars for an unknown price)."""
         pipe = self._client.pipeline()
         pipe.hincrby(self.key, "tokens", int(tokens))
-        pipe.hincrbyfloat(self.key, "usd", float(usd))
+        pipe.hincrbyfloat(self.key, "usd", float(usd or 0.0))
         pipe.expire(self.key, KEY_TTL_S)
         pipe.execute()
         super().charge(agent, tokens, usd, agent_budget)
