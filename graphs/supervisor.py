@@ -36,7 +36,7 @@ from switchyard.nodes.handoff import (
     TaskArgs,
     close_open_calls,
     current_turn,
-    finish,
+    finish_or_unread,
     handoff_target,
     handoff_tool_name,
     make_handoff_tools,
@@ -120,7 +120,7 @@ def supervise(
     ends the run with the partial results.
     """
     if reply.handoff is None:
-        return finish(reply)
+        return finish_or_unread(reply, agent=supervisor)
     turn = current_turn(state["messages"])
     done = rounds_used(state.get("task"), turn)
     worker = handoff_target(reply.handoff, tools)

@@ -35,7 +35,7 @@ from switchyard.nodes.handoff import (
     TransferArgs,
     close_open_calls,
     current_turn,
-    finish,
+    finish_or_unread,
     handoff_target,
     make_handoff_tools,
     stop,
@@ -156,7 +156,7 @@ def relay(
     refused and ends the turn with the reason, the agent staying active.
     """
     if reply.handoff is None:
-        return finish(reply, update={"active_agent": agent})
+        return finish_or_unread(reply, agent=agent, update={"active_agent": agent})
     target = handoff_target(reply.handoff, tools)
     turn = current_turn(state["messages"])
     handoffs = state.get("handoffs", [])

@@ -30,20 +30,25 @@ def _remember(cache: OrderedDict[Any, Any], key: Any, value: Any) -> None:
             cache.popitem(last=False)
 
 
-def bound_model(model: BaseChatModel, kind: str, items: tuple[Any, ...]) -> Runnable[Any, Any]:
+def bound_model(
+    model: BaseChatModel, kind: str, items: tuple[Any, ...], *, method: str | None = None
+) -> Runnable[Any, Any]:
     """`model.bind_tools(items)` ("tools") or `with_structured_output(items[0])` ("schema").
 
-    Entries hold their model and items, so the identities in a key stay valid while cached.
+    `method` names the structured-output method (`None`: the model's default). Entries hold their
+    model and items, so the identities in a key stay valid while cached.
     """
-    key = (kind, id(model), *(id(item) for item in items))
+    key = (kind, method, id(model), *(id(item) for item in items))
     hit = _bound.get(key)
     if hit is not None:
         runnable: Runnable[Any, Any] = hit[0]
         return runnable
     if kind == "tools":
         runnable = model.bind_tools(list(items))
-    else:
+    elif method is None:
         runnable = model.with_structured_output(items[0], include_raw=True)
+    else:
+        runnable = model.with_structured_output(items[0], include_raw=True, method=method)
     _remember(_bound, key, (runnable, model, items))
     return runnable
 

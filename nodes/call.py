@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from langchain.agents.middleware import ModelRequest, ModelResponse
@@ -45,8 +45,24 @@ from langgraph.runtime import Runtime, get_runtime
 from pydantic import BaseModel, ValidationError
 from typing_extensions import TypedDict, Unpack
 
+from switchyard.core.capabilities import (
+    endpoint_of,
+    first_line,
+    refusals,
+    refuse,
+    structured_methods,
+    takes_tools,
+)
+from switchyard.core.errors import CapabilityError, OutputTruncatedError
 from switchyard.core.models import default_model, load_chat_model
-from switchyard.core.resilience import ATTEMPT_KEY, provider_fault, retry_attempt
+from switchyard.core.redact import masked_logger
+from switchyard.core.resilience import (
+    ATTEMPT_KEY,
+    capability_error,
+    provider_fault,
+    retry_attempt,
+)
+from switchyard.core.tokens import truncated
 from switchyard.guardrails.scope import current_scope
 from switchyard.nodes.binding import as_base_tool, bound_model
 from switchyard.nodes.chain import AgentChain, defines, model_params
@@ -58,8 +74,11 @@ from switchyard.nodes.record import (
     parse_problem,
     recording,
 )
+from switchyard.nodes.textcalls import as_calls, as_text_transcript, names_a_call, protocol_prompt
 from switchyard.state.agents import AgentSpec
 from switchyard.state.context import Context, current_context
+
+logger = masked_logger(__name__)
 
 MAX_TOOL_ROUNDS = 5
 """Model/tool round trips one agent call may make before it must answer."""
@@ -130,30 +149,196 @@ class _Tool(NamedTuple):
 _Effect = _Hook | _Model | _Tool
 
 
-def bound_request(request: ModelRequest[Any]) -> tuple[Runnable[Any, Any], list[BaseMessage]]:
-    """The runnable a request goes to (bound to its tools or schema) and the messages it sends."""
+TEXT_TOOLS = "text"
+"""The feature of a request whose tools are described in the system message (no `tools`)."""
+
+
+def _with_note(system: SystemMessage | None, note: str) -> SystemMessage:
+    text = system.text if system is not None else ""
+    return SystemMessage(f"{text}\n\n{note}" if text else note)
+
+
+def _json_instruction(schema: Any) -> str:
+    shape = (
+        schema.model_json_schema()
+        if isinstance(schema, type) and issubclass(schema, BaseModel)
+        else schema
+    )
+    return (
+        "Reply with only one JSON object, no other text, that matches this JSON schema:\n"
+        + json.dumps(shape, ensure_ascii=False)
+    )
+
+
+def tool_names(request: ModelRequest[Any]) -> set[str]:
+    """The names of the tools a request offers (`BaseTool`s and provider-format dicts)."""
+    names: set[str] = set()
+    for item in request.tools:
+        if isinstance(item, BaseTool):
+            names.add(item.name)
+        elif isinstance(item, dict):
+            function = item.get("function")
+            name = function.get("name") if isinstance(function, dict) else item.get("name")
+            if isinstance(name, str):
+                names.add(name)
+    return names
+
+
+def bound_request(
+    request: ModelRequest[Any], method: str | None = None, *, text_tools: bool = False
+) -> tuple[Runnable[Any, Any], list[BaseMessage]]:
+    """The runnable a request goes to (bound to its tools or schema) and the messages it sends.
+
+    Args:
+        request: The request.
+        method: The structured-output method (`None`: the model's own default).
+        text_tools: Describe the request's tools in the system message instead of sending
+            `tools`, and write earlier calls and results as text (an endpoint without tools).
+    """
     model = request.model
     runnable: Runnable[Any, Any] = model
+    system = request.system_message
+    messages: list[BaseMessage] = list(request.messages)
     if request.response_format is not None:
-        runnable = bound_model(model, "schema", (schema_of(request),))
+        runnable = bound_model(model, "schema", (schema_of(request),), method=method)
+        if method == "json_mode":  # JSON mode promises JSON, not this schema: say which
+            system = _with_note(system, _json_instruction(schema_of(request)))
+    elif request.tools and text_tools:
+        system = _with_note(system, protocol_prompt(request.tools))
+        messages = as_text_transcript(messages)
     elif request.tools:
         runnable = bound_model(model, "tools", tuple(request.tools))
-    messages: list[BaseMessage] = list(request.messages)
-    if request.system_message is not None:
-        messages.insert(0, request.system_message)
+    if system is not None:
+        messages.insert(0, system)
     return runnable, messages
+
+
+def request_plans(
+    request: ModelRequest[Any],
+) -> Iterator[tuple[str | None, Runnable[Any, Any], list[BaseMessage]]]:
+    """Each way left to send `request` to its endpoint, best first: (feature, runnable, messages).
+
+    A structured request is tried with each structured-output method the endpoint has not
+    refused (`switchyard.core.capabilities`); a request with tools natively, then with the tools
+    described as text once the endpoint refuses `tools`. The caller records a refusal with
+    `refuse` before it asks for the next plan, so the next one reflects it.
+    """
+    model = request.model
+    if request.response_format is not None:
+        tried: set[str | None] = set()
+        while True:
+            left = [m for m in structured_methods(model) if m not in tried]
+            if not left:
+                return
+            method = left[0]
+            tried.add(method)
+            try:
+                runnable, messages = bound_request(request, method)
+            except (ValueError, NotImplementedError) as exc:  # the integration lacks the method
+                refuse(model, str(method), first_line(exc))
+                continue
+            yield method, runnable, messages
+    elif request.tools:
+        if takes_tools(model):
+            yield "tools", *bound_request(request)
+        if not takes_tools(model):
+            yield TEXT_TOOLS, *bound_request(request, text_tools=True)
+    else:
+        yield None, *bound_request(request)
+
+
+def refused(request: ModelRequest[Any], feature: str | None, exc: Exception) -> bool:
+    """Whether `exc` is the endpoint refusing `feature`; if so, it is remembered (and logged)."""
+    if feature in (None, TEXT_TOOLS) or not capability_error(exc):
+        return False
+    refuse(request.model, str(feature), first_line(exc))
+    logger.warning(
+        "%s refused %s (%s); trying the next way",
+        endpoint_of(request.model),
+        feature,
+        first_line(exc),
+    )
+    return True
+
+
+def no_way_left(request: ModelRequest[Any], agent: str) -> CapabilityError:
+    """The error of a request none of whose plans the endpoint accepts."""
+    why = "; ".join(f"{k}: {v}" for k, v in refusals(request.model).items())
+    wanted = (
+        f"structured output ({schema_name(request)})" if request.response_format else "this call"
+    )
+    return CapabilityError(
+        f"agent {agent!r}: {endpoint_of(request.model)} accepts no way of asking for {wanted} "
+        f"({why or 'nothing left to try'}); declare what it supports with "
+        "switchyard.declare_capabilities, or use another model"
+    )
+
+
+def failure_of(request: ModelRequest[Any], exc: Exception, agent: str) -> Exception:
+    """What a call that raised `exc` fails with (`exc` itself unless it is a reading problem).
+
+    The OpenAI SDK's `LengthFinishReasonError` (a `json_schema` answer cut off at `max_tokens`)
+    is an `OutputTruncatedError` carrying the billed usage.
+    """
+    if type(exc).__name__ == "LengthFinishReasonError":
+        return _cut_off(request, _sdk_reply(getattr(exc, "completion", None)), agent)
+    if isinstance(exc, _PARSE_ERRORS + _RESPONSE_ERRORS):
+        return unusable(request, exc, agent)
+    return exc
+
+
+def _sdk_reply(completion: Any) -> AIMessage:
+    """An OpenAI SDK completion's text and usage as a message (what was billed)."""
+    choices = getattr(completion, "choices", None) or []
+    text = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
+    usage = getattr(completion, "usage", None)
+    prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
+    output = int(getattr(usage, "completion_tokens", 0) or 0)
+    return AIMessage(
+        content=text or "",
+        usage_metadata={
+            "input_tokens": prompt,
+            "output_tokens": output,
+            "total_tokens": prompt + output,
+        },
+        response_metadata={"finish_reason": "length"},
+    )
+
+
+def _cut_off(request: ModelRequest[Any], reply: AIMessage, agent: str) -> OutputTruncatedError:
+    limit = getattr(request.model, "max_tokens", None)
+    limit = limit if isinstance(limit, int) else None
+    said = f"its limit of {limit} output tokens" if limit else "its output-token limit"
+    return OutputTruncatedError(
+        f"agent {agent!r} stopped at {said} and its answer was cut off; raise the agent's "
+        "max_tokens (or SWITCHYARD_MAX_TOKENS), or ask for a shorter answer",
+        agent=agent,
+        max_tokens=limit,
+        partial=reply.text,
+        reply=reply,
+    )
 
 
 def model_response(
     request: ModelRequest[Any], output: Any, agent: str, validate: Validate | None
 ) -> ModelResponse[Any]:
-    """The innermost result: the reply, or the validated structured output."""
+    """The innermost result: the reply, or the validated structured output.
+
+    A reply that calls tools in its text is given those calls (`switchyard.nodes.textcalls`);
+    a reply cut off at the output-token limit raises `OutputTruncatedError`.
+    """
     if request.response_format is None:
         reply = output if isinstance(output, AIMessage) else AIMessage(content=output.content)
+        if request.tools:
+            reply = as_calls(reply, tool_names(request))
+        if truncated(reply) and not reply.tool_calls:
+            raise _cut_off(request, reply, agent)
         return ModelResponse(result=[reply])
     raw = output.get("raw")
     raw = raw if isinstance(raw, AIMessage) else None
     parsed = output.get("parsed")
+    if not isinstance(parsed, BaseModel) and raw is not None and truncated(raw):
+        raise _cut_off(request, raw, agent)
     if not isinstance(parsed, BaseModel):
         problem = parse_problem(output.get("parsing_error"))
         raise OutputValidationError(
@@ -301,28 +486,34 @@ class AgentCall:
         return {"metadata": metadata, "tags": [f"agent:{self.spec.name}"]}
 
     def execute(self, request: ModelRequest[Any]) -> ModelResponse[Any]:
-        """Call the model (the chain's innermost handler)."""
-        runnable, messages = bound_request(request)
-        try:
-            output = runnable.invoke(messages, self._call_config())
-        except _PARSE_ERRORS + _RESPONSE_ERRORS as exc:
-            failure = unusable(request, exc, self.spec.name)
-            if failure is exc:
-                raise
-            raise failure from exc
-        return model_response(request, output, self.spec.name, self.validate)
+        """Call the model (the chain's innermost handler), the endpoint's best way first."""
+        for feature, runnable, messages in request_plans(request):
+            try:
+                output = runnable.invoke(messages, self._call_config())
+            except Exception as exc:
+                if refused(request, feature, exc):
+                    continue
+                failure = failure_of(request, exc, self.spec.name)
+                if failure is exc:
+                    raise
+                raise failure from exc
+            return model_response(request, output, self.spec.name, self.validate)
+        raise no_way_left(request, self.spec.name)
 
     async def aexecute(self, request: ModelRequest[Any]) -> ModelResponse[Any]:
         """Async form of `execute`."""
-        runnable, messages = bound_request(request)
-        try:
-            output = await runnable.ainvoke(messages, self._call_config())
-        except _PARSE_ERRORS + _RESPONSE_ERRORS as exc:
-            failure = unusable(request, exc, self.spec.name)
-            if failure is exc:
-                raise
-            raise failure from exc
-        return model_response(request, output, self.spec.name, self.validate)
+        for feature, runnable, messages in request_plans(request):
+            try:
+                output = await runnable.ainvoke(messages, self._call_config())
+            except Exception as exc:
+                if refused(request, feature, exc):
+                    continue
+                failure = failure_of(request, exc, self.spec.name)
+                if failure is exc:
+                    raise
+                raise failure from exc
+            return model_response(request, output, self.spec.name, self.validate)
+        raise no_way_left(request, self.spec.name)
 
     def answer(self, response: ModelResponse[Any]) -> AIMessage:
         """Take the model's reply into the transcript (named after the agent)."""
@@ -412,7 +603,11 @@ class AgentCall:
         else:
             last = next((m for m in reversed(self.new) if isinstance(m, AIMessage)), None)
             output = last.text if last is not None else ""
+        unread = None
+        if self.handoff is None and isinstance(output, str):
+            unread = names_a_call(output, self.handoffs)
         return AgentReply(
+            unread_handoff=unread,
             messages=self.new,
             output=output,
             usage=self.record.usage,

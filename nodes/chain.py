@@ -56,7 +56,7 @@ from langchain_core.messages import AIMessage
 from langgraph.channels import EphemeralValue, UntrackedValue
 from typing_extensions import ReadOnly
 
-from switchyard.core.models import load_chat_model
+from switchyard.core.models import default_max_tokens, load_chat_model
 from switchyard.guardrails.breaker import BreakerGuard
 from switchyard.guardrails.confidence import ConfidenceGate
 from switchyard.guardrails.fallback import FallbackModels
@@ -76,12 +76,12 @@ _BASE_KEYS = frozenset(typing.get_type_hints(AgentState, include_extras=True))
 
 
 def model_params(spec: AgentSpec, model: str) -> dict[str, Any]:
-    """The settings an agent's model is loaded with: temperature, max_tokens and timeout."""
+    """The settings an agent's model is loaded with: temperature, max_tokens (always), timeout."""
     params: dict[str, Any] = {}
     if spec.temperature is not None:
         params["temperature"] = spec.temperature
-    if spec.max_tokens is not None:
-        params["max_tokens"] = spec.max_tokens
+    # Always bounded: the agent's limit, else the process default (see `default_max_tokens`).
+    params["max_tokens"] = spec.max_tokens or default_max_tokens()
     if spec.timeout_s is not None and not model.startswith("offline"):
         # Sync calls cannot be cancelled in-process, so the HTTP client enforces the timeout.
         params["timeout"] = spec.timeout_s

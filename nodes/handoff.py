@@ -272,3 +272,36 @@ def finish(reply: AgentReply, *, update: Mapping[str, Any] | None = None) -> Com
             **(update or {}),
         },
     )
+
+
+def finish_or_unread(
+    reply: AgentReply, *, agent: str, update: Mapping[str, Any] | None = None
+) -> Command[str]:
+    """`finish` with the answer, unless it names a handoff its model could not make.
+
+    A model that can neither call tools nor write a call Switchyard can read
+    (`AgentReply.unread_handoff`) ends the run with `no_handoff_capability` and says so, instead
+    of returning the text of its attempt as a completed answer.
+    """
+    if reply.unread_handoff is None:
+        return finish(reply, update=update)
+    refusal = (
+        f"agent {agent}'s model named {reply.unread_handoff} but made no call of it that could "
+        "be read (no native tool call, no JSON call)"
+    )
+    logger.warning("%s; run ends: no_handoff_capability", refusal)
+    explanation = (
+        f"Stopped (no_handoff_capability): the {agent} agent's model tried to hand off "
+        f"({reply.unread_handoff}) but can neither call tools nor write a readable call; use a "
+        "model with tool calling for this pattern."
+    )
+    return Command(
+        goto=END,
+        update={
+            "messages": [*reply.messages, AIMessage(explanation, name=agent)],
+            "usage": reply.usage,
+            "refusals": [*reply.refusals, refusal],
+            "end_reason": "no_handoff_capability",
+            **(update or {}),
+        },
+    )

@@ -35,6 +35,8 @@ class AgentReply:
         memory: Session-scoped middleware state of the agent to checkpoint (`agent_state`).
         rejections: Why each structured answer rejected before this one was (re-asked).
         duration_ms: How long the call took.
+        unread_handoff: The handoff tool the agent's answer names but does not call in any way
+            Switchyard can read (its model can neither call tools nor write a readable call).
     """
 
     messages: list[AnyMessage]
@@ -45,6 +47,7 @@ class AgentReply:
     memory: dict[str, Any] = field(default_factory=dict)
     rejections: list[str] = field(default_factory=list)
     duration_ms: float = 0.0
+    unread_handoff: str | None = None
 
 
 class OutputValidationError(SwitchyardError):

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, get_args
 from langgraph.errors import GraphRecursionError
 from typing_extensions import TypedDict
 
+from switchyard.core.errors import OutputTruncatedError
 from switchyard.guardrails.budgets import (
     BudgetExceededError,
     DeadlineExceededError,
@@ -30,6 +31,7 @@ EndReason = Literal[
     "guardrail_tripped",
     "low_confidence",
     "rate_limited",
+    "output_truncated",
     # patterns that can cycle (supervisor, swarm, events, hierarchical re-plans)
     "converged",
     "no_progress",
@@ -50,9 +52,12 @@ EndReason = Literal[
     "max_rounds",
     "max_handoffs",
     "ping_pong",
+    "no_handoff_capability",
 ]
 """Why a run ended. `completed` and `converged` (agents repeated a stable answer, which is
-returned) are the successful ones; `escalated` waits for a person."""
+returned) are the successful ones; `escalated` waits for a person. `output_truncated`: an agent's
+answer stopped at its `max_tokens` (after its fallbacks); `no_handoff_capability`: an agent's
+answer names a handoff its model could neither call nor write as a readable call."""
 
 END_REASONS: tuple[EndReason, ...] = get_args(EndReason)
 """Every `EndReason`, in the order above."""
@@ -85,6 +90,8 @@ def end_reason_for(error: BaseException, default: EndReason = "agent_failed") ->
         return "guardrail_tripped"
     if isinstance(error, GraphRecursionError):
         return "recursion_limit"
+    if isinstance(error, OutputTruncatedError):
+        return "output_truncated"
     return default
 
 

@@ -26,12 +26,15 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from switchyard.core.capabilities import declare_capabilities
     from switchyard.core.errors import (
         AgentConfigError,
+        CapabilityError,
         ConfigError,
         GraphNotFoundError,
         InvalidInputError,
         ModelConfigError,
+        OutputTruncatedError,
         PersistenceConfigError,
         SessionAccessError,
         SwitchyardError,
@@ -122,6 +125,7 @@ _EXPORTS: dict[str, str] = {
     "load_chat_model": "switchyard.core.models",
     "register_chat_model": "switchyard.core.models",
     "unregister_chat_model": "switchyard.core.models",
+    "declare_capabilities": "switchyard.core.capabilities",
     "OfflineChatModel": "switchyard.core.offline",
     # the seven patterns
     "build_router_graph": "switchyard.graphs.router",
@@ -190,6 +194,8 @@ _EXPORTS: dict[str, str] = {
     "SwitchyardError": "switchyard.core.errors",
     "AgentConfigError": "switchyard.core.errors",
     "ModelConfigError": "switchyard.core.errors",
+    "CapabilityError": "switchyard.core.errors",
+    "OutputTruncatedError": "switchyard.core.errors",
     "InvalidInputError": "switchyard.core.errors",
     "SessionAccessError": "switchyard.core.errors",
     "GraphNotFoundError": "switchyard.core.errors",
@@ -222,6 +228,7 @@ __all__ = [
     "AgentTimeoutError",
     "Budget",
     "BudgetExceededError",
+    "CapabilityError",
     "CircuitOpenError",
     "ConfidenceGate",
     "ConfigError",
@@ -244,6 +251,7 @@ __all__ = [
     "NoProgressError",
     "OfflineChatModel",
     "OutputGuardrail",
+    "OutputTruncatedError",
     "PersistenceConfigError",
     "Plan",
     "PlanStep",
@@ -281,6 +289,7 @@ __all__ = [
     "check_plan",
     "configure_breakers",
     "configure_rate_limits",
+    "declare_capabilities",
     "default_middleware",
     "demos",
     "idempotency_key",

@@ -12,6 +12,7 @@ import pytest
 from langchain_core.globals import set_llm_cache
 
 from switchyard.core import models
+from switchyard.core.capabilities import forget_capabilities
 from switchyard.core.resilience import Backoff, configure_retries
 from switchyard.guardrails.breaker import configure_breakers
 from switchyard.nodes.classifiers import semantic_available
@@ -24,7 +25,9 @@ PROVIDER_ENV = (
     "SWITCHYARD_CHECKPOINTER",
     "SWITCHYARD_REDIS_URL",
     "SWITCHYARD_CLASSIFIER",
+    "SWITCHYARD_MAX_TOKENS",
     "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
     "ANTHROPIC_API_KEY",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -56,6 +59,7 @@ def _isolated_environment(
     # Embeddings of agents' examples go to the session's temporary folder, not ~/.cache.
     monkeypatch.setenv("SWITCHYARD_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     models.clear_model_cache()
+    forget_capabilities()
     configure_breakers()
     configure_retries(FAST_RETRIES)
     set_llm_cache(None)

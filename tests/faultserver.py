@@ -15,6 +15,13 @@ answer each request with the next *fault* of its schedule:
 | `hang`          | nothing at all until the server stops (a provider that never answers)   |
 | `bad_tool_args` | a tool call whose arguments are not JSON; for a `response_format`       |
 |                 | request, JSON content that does not match the schema                    |
+| `length`        | the answer cut off at the token limit (`finish_reason: "length"`)       |
+| `broken_text_call` | a handoff written as text whose JSON is broken (no call to read)     |
+
+Like a local model server, it can also refuse features (`refuse`: `json_schema`, `json_object`,
+`tools`, `forced_tool`, answered with the given status and message, as llama-cpp-python answers
+`json_schema` with a 500) and write its tool calls as text (`text_calls`), as small models do.
+With `tools` refused, it reads the tools from the system message (Switchyard's text protocol).
 
 Schedules are per model (`plan(..., model="gpt-4o-mini")`) or shared (`plan(...)`); when a
 schedule runs out the model's `fail_always` fault applies, else `ok`. The server counts and keeps
@@ -55,6 +62,8 @@ FAULTS = frozenset(
         "malformed",
         "empty_choices",
         "bad_tool_args",
+        "length",
+        "broken_text_call",
     }
 )
 """Every fault the server knows."""
@@ -85,6 +94,8 @@ class FaultServer:
         self.slow_s = slow_s
         self.retry_after = retry_after
         self.reply_prefix = reply_prefix
+        self.refuse: dict[str, tuple[int, str]] = {}
+        self.text_calls = False
         self._lock = threading.Lock()
         self._queues: dict[str | None, deque[str]] = {}
         self._always: dict[str | None, str] = {}
@@ -195,13 +206,42 @@ class FaultServer:
 
     # --- answers -----------------------------------------------------------------------------
 
-    def completion(self, body: dict[str, Any], *, bad: bool = False) -> dict[str, Any]:
+    def refusal(self, body: dict[str, Any]) -> tuple[int, str] | None:
+        """The (status, message) refusing a feature `body` uses, if `refuse` names one."""
+        response_type = (body.get("response_format") or {}).get("type")
+        used = {
+            "json_schema": response_type == "json_schema",
+            "json_object": response_type == "json_object",
+            "tools": bool(body.get("tools")),
+            "forced_tool": isinstance(body.get("tool_choice"), dict),
+        }
+        return next((self.refuse[k] for k, on in used.items() if on and k in self.refuse), None)
+
+    def completion(
+        self, body: dict[str, Any], *, bad: bool = False, fault: str = "ok"
+    ) -> dict[str, Any]:
         """The chat.completion object answering `body` (`bad`: the bad-output variant)."""
         message: dict[str, Any] = {"role": "assistant", "content": None}
         finish = "stop"
         response_format = body.get("response_format") or {}
-        tool = _tool_to_call(body)
-        if response_format.get("type") == "json_schema":
+        tool = _tool_to_call(body) or _text_protocol_tool(body)
+        if fault == "broken_text_call":
+            name = tool["function"]["name"] if tool is not None else "transfer_to_nobody"
+            message["content"] = f'{{"name": "{name}", "arguments": {{"task": '
+        elif fault == "length":
+            message["content"] = f"{self.reply_prefix}: and so on and so on and so"
+            finish = "length"
+        elif response_format.get("type") == "json_object":
+            schema = _instructed_schema(body)
+            message["content"] = json.dumps(sample_from_schema(schema, _last_user_text(body)))
+        elif tool is not None and (self.text_calls or not body.get("tools")):
+            params = tool["function"].get("parameters", {})
+            written = {
+                "name": tool["function"]["name"],
+                "arguments": sample_from_schema(params, _last_user_text(body)),
+            }
+            message["content"] = f"I will call a tool.\n```json\n{json.dumps(written)}\n```"
+        elif response_format.get("type") == "json_schema":
             schema = response_format.get("json_schema", {}).get("schema", {})
             content = (
                 {"unexpected_field": "not what the schema asked for"}
@@ -268,6 +308,42 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+def _system_text(body: dict[str, Any]) -> str:
+    return "\n".join(
+        str(m.get("content") or "") for m in body.get("messages", []) if m.get("role") == "system"
+    )
+
+
+def _instructed_schema(body: dict[str, Any]) -> dict[str, Any]:
+    """The JSON schema a JSON-mode request's system message asks for (Switchyard's note)."""
+    text = _system_text(body)
+    marker = "matches this JSON schema:\n"
+    if marker not in text:
+        return {"type": "object"}
+    schema, _ = json.JSONDecoder().raw_decode(text.split(marker, 1)[1])
+    return dict(schema)
+
+
+def _text_protocol_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """With no `tools` sent, the tool the user names among those the system message lists."""
+    if body.get("tools"):
+        return None
+    text = _system_text(body)
+    if "You can call these tools:" not in text:
+        return None
+    last = _last_user_text(body)
+    if last.startswith("Result of "):
+        return None  # the call was answered: now answer
+    listed = text.split("You can call these tools:\n", 1)[1].splitlines()
+    tools = []
+    for line in listed:
+        try:
+            tools.append({"type": "function", "function": json.loads(line)})
+        except json.JSONDecodeError:
+            break
+    return next((t for t in tools if t["function"]["name"].lower() in last.lower()), None)
+
+
 def _tool_to_call(body: dict[str, Any]) -> dict[str, Any] | None:
     """The declared tool to call: the forced one, else one the user names.
 
@@ -325,6 +401,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, fault: str, body: dict[str, Any]) -> None:
         state = self.server_state
+        refused = state.refusal(body)
+        if refused is not None:
+            status, text = refused
+            self._json(status, {"error": {"message": text, "type": "invalid_request_error"}})
+            return
         if fault in ("429", "500", "503"):
             status = int(fault)
             headers = {"Retry-After": state.retry_after} if status == 429 else {}
@@ -347,7 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "empty_choices":
             self._json(200, {**state.completion(body), "choices": []})
             return
-        answer = state.completion(body, bad=fault == "bad_tool_args")
+        answer = state.completion(body, bad=fault == "bad_tool_args", fault=fault)
         if body.get("stream"):
             self._stream(answer, body)
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 def describe_error(error: BaseException) -> str:
     """One line naming an exception and the first line of its message (for results and logs).
@@ -62,3 +64,47 @@ def pickles(value: object) -> bool:
     except Exception:
         return False
     return True
+
+
+class CapabilityError(ModelConfigError):
+    """A model's endpoint refused every way of asking it for what a call needs.
+
+    Raised when no structured-output method is left for an agent with an output schema: it is
+    the endpoint's configuration, so it is not retried; the message lists what each refused.
+    """
+
+
+class OutputTruncatedError(SwitchyardError):
+    """A model stopped at its output-token limit: its answer was cut off, so it is not passed on.
+
+    Attributes:
+        agent: The agent whose answer was cut off.
+        max_tokens: The limit it hit (None when the provider's own).
+        partial: The text it had written.
+        reply: The cut-off reply, with the provider's token counts: it was billed, so it is
+            charged and recorded (as `OutputValidationError.reply`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        agent: str,
+        max_tokens: int | None,
+        partial: str,
+        reply: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.agent = agent
+        self.max_tokens = max_tokens
+        self.partial = partial
+        self.reply = reply
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_truncated, (str(self), self.agent, self.max_tokens, self.partial))
+
+
+def _truncated(
+    message: str, agent: str, max_tokens: int | None, partial: str
+) -> OutputTruncatedError:
+    return OutputTruncatedError(message, agent=agent, max_tokens=max_tokens, partial=partial)

@@ -14,6 +14,9 @@ from switchyard.core.offline import OfflineChatModel
 
 OFFLINE = "offline"
 MODEL_ENV = "SWITCHYARD_MODEL"
+MAX_TOKENS_ENV = "SWITCHYARD_MAX_TOKENS"
+MAX_OUTPUT_TOKENS = 1024
+"""Output tokens per call when neither the agent nor `SWITCHYARD_MAX_TOKENS` says."""
 
 # What each provider needs before a call can succeed, so a missing key is reported up front and by
 # name instead of as the provider SDK's error at the first call.
@@ -74,6 +77,40 @@ def clear_model_cache() -> None:
         for model in _cache.values():
             _names.pop(id(model), None)
         _cache.clear()
+
+
+def default_max_tokens() -> int:
+    """Output tokens a call may generate when its agent sets no `max_tokens`.
+
+    `SWITCHYARD_MAX_TOKENS`, else `MAX_OUTPUT_TOKENS`: every call is bounded, so a model that
+    does not stop (a small local model, say) cannot write until its context is full.
+
+    Raises:
+        ModelConfigError: `SWITCHYARD_MAX_TOKENS` is not a positive whole number.
+    """
+    text = os.environ.get(MAX_TOKENS_ENV, "").strip()
+    if not text:
+        return MAX_OUTPUT_TOKENS
+    if not text.isdigit() or int(text) <= 0:
+        raise ModelConfigError(
+            f"{MAX_TOKENS_ENV}={text!r} must be a positive whole number of tokens, e.g. 1024"
+        )
+    return int(text)
+
+
+def custom_openai_endpoint(params: dict[str, Any]) -> bool:
+    """Whether an `openai:` model is served by some other OpenAI-compatible server.
+
+    Such servers (llama.cpp's, llama-cpp-python, vLLM, Ollama, LM Studio) do not all read
+    `max_completion_tokens`, the field langchain-openai sends; `max_tokens` they all read.
+    """
+    base = (
+        params.get("base_url")
+        or params.get("openai_api_base")
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+    )
+    return bool(base) and "api.openai.com" not in str(base)
 
 
 def default_model() -> str:
@@ -196,6 +233,15 @@ def _load(provider: str, name: str, params: dict[str, Any]) -> BaseChatModel:
         check_credentials(provider)
     if provider in _SDK_RETRIES:
         params = {"max_retries": 0, **params}
+    if provider == "openai" and custom_openai_endpoint(params):
+        # LangChain asks only OpenAI itself for usage in streams; these servers send it too, and
+        # the ledger should hold their count, not an estimate.
+        params = {"stream_usage": True, **params}
+        if "max_tokens" in params:
+            # Sent as well as `max_completion_tokens`, so every such server bounds the call.
+            params = {"extra_body": {"max_tokens": params["max_tokens"]}, **params}
+    if provider == "ollama" and "max_tokens" in params:
+        params = {"num_predict": params.pop("max_tokens"), **params}  # ChatOllama's name
     try:
         chat_model: BaseChatModel = init_chat_model(name, model_provider=provider, **params)
         return chat_model

@@ -6,6 +6,7 @@ import asyncio
 import email.utils
 import itertools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -38,12 +39,49 @@ _TRANSIENT_NAMES = frozenset(
 )
 
 
+_CAPABILITY = re.compile(
+    r"input should be|not supported|unsupported|does not support|doesn't support|"
+    r"not implemented|not available for this model|unknown (?:field|parameter|argument)|"
+    r"unrecognized (?:field|parameter|argument|request argument)|extra (?:inputs|fields) "
+    r"are not permitted|must be one of|invalid (?:value|type) for '?(?:response_format|"
+    r"tool_choice|tools)|requires --jinja|response_format type",
+    re.IGNORECASE,
+)
+"""What a server says when a request asks for something it cannot do (a `response_format` type,
+`tools`, a forced `tool_choice`): OpenAI, vLLM, Ollama, llama.cpp's server and llama-cpp-python,
+FastAPI/pydantic validation ("Input should be 'text' or 'json_object'")."""
+
+_NOT_CAPABILITY_STATUS = frozenset({401, 403, 408, 425, 429})
+"""Statuses that never mean "cannot do this": credentials, timeouts and rate limits. Otherwise
+the message decides, whatever the status: llama-cpp-python refuses `json_schema` with a 500."""
+
+
+def capability_error(exc: BaseException) -> bool:
+    """Whether `exc` is an endpoint refusing a feature of the request (not a passing fault).
+
+    Such a request fails the same way every time: it is never retried as transient, whatever
+    status the server chose; the caller drops the feature (another structured-output method, tool
+    calls written as text) instead.
+    """
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in _NOT_CAPABILITY_STATUS:
+        return False
+    if status is None and not any(cls.__name__ == "APIStatusError" for cls in type(exc).__mro__):
+        return False
+    return bool(_CAPABILITY.search(str(exc)))
+
+
 def is_transient(exc: BaseException) -> bool:
     """Whether `exc` is a transient provider failure (rate limit, 5xx, timeout, dropped connection).
 
-    Validation errors, authentication and permission errors and bad requests are not transient:
-    retrying them only spends money.
+    Validation errors, authentication and permission errors, bad requests and an endpoint refusing
+    a feature (`capability_error`, even sent as a 500) are not transient: retrying them only
+    spends money and time.
     """
+    if capability_error(exc):
+        return False
     status = getattr(exc, "status_code", None)
     if status is None:
         response = getattr(exc, "response", None)

@@ -56,3 +56,18 @@ def tokens_of(message: BaseMessage | None) -> Tokens:
 def expected_tokens(messages: Sequence[BaseMessage], max_tokens: int | None) -> tuple[int, int]:
     """(input, output) tokens a request is expected to use, for budget checks before the call."""
     return count_tokens_approximately(messages), max_tokens or EXPECTED_OUTPUT_TOKENS
+
+
+_LIMIT_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "MAX_TOKENS"})
+"""How providers say a generation stopped at its token limit: OpenAI-compatible servers (and
+Ollama's `done_reason`) `length`, Anthropic and Bedrock `max_tokens`, Gemini `MAX_TOKENS`."""
+
+
+def truncated(message: BaseMessage) -> bool:
+    """Whether a reply stopped at its output-token limit (its text was cut off)."""
+    meta = message.response_metadata
+    for key in ("finish_reason", "stop_reason", "stopReason", "done_reason"):
+        if meta.get(key) in _LIMIT_REASONS:
+            return True
+    details = meta.get("incomplete_details")
+    return isinstance(details, Mapping) and details.get("reason") == "max_output_tokens"

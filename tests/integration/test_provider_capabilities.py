@@ -1,0 +1,334 @@
+"""What local servers and small models do, met by the real `ChatOpenAI` client: refused features,
+unbounded generation, cut-off answers, tool calls written as text.
+
+Every agent here uses `openai:local-small` through `OPENAI_BASE_URL` pointing at
+`tests.faultserver`, set up to behave as llama-cpp-python's and llama.cpp's servers and a
+135M-parameter model did when a user tried them (issue 22). The server's request log is the
+proof: what was sent, how often, in which field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import openai
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langgraph.checkpoint.memory import InMemorySaver
+from pydantic import BaseModel
+
+from switchyard import declare_capabilities
+from switchyard.core.errors import CapabilityError, ModelConfigError
+from switchyard.core.models import MAX_OUTPUT_TOKENS, load_chat_model
+from switchyard.core.resilience import capability_error, is_transient
+from switchyard.graphs.demos import PIPELINE_STAGES, SUPERVISOR_WORKERS, SWARM_AGENTS
+from switchyard.graphs.pipeline import build_pipeline_graph
+from switchyard.graphs.router import build_router_graph
+from switchyard.graphs.supervisor import build_supervisor_graph
+from switchyard.graphs.swarm import build_swarm_graph
+from switchyard.nodes.call import call_agent
+from switchyard.runtime.run import run
+from switchyard.state import AgentSpec, Context
+from tests.faultserver import FaultServer, running
+
+pytestmark = [pytest.mark.server, pytest.mark.enable_socket]
+
+MODEL = "openai:local-small"
+WIRE = "local-small"
+REFUSE_SCHEMA = (
+    500,
+    "1 validation error: response_format.type: Input should be 'text' or 'json_object'",
+)
+
+
+class Ticket(BaseModel):
+    """A structured answer."""
+
+    summary: str
+    priority: int
+
+
+TICKETS = AgentSpec(
+    name="tickets", description="Files support tickets.", output_schema=Ticket, model=MODEL
+)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultServer]:
+    """A fault server every `openai:*` model of the test talks to (a 'local' endpoint)."""
+    with running() as srv:
+        monkeypatch.setenv("OPENAI_API_KEY", "local")
+        monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+        yield srv
+
+
+def context(**changes: Any) -> Context:
+    return Context(model=MODEL, **changes)
+
+
+def response_types(server: FaultServer) -> list[str | None]:
+    return [(r.get("response_format") or {}).get("type") for r in server.requests()]
+
+
+# --- 1. structured output by what the endpoint supports ----------------------------------------
+
+
+def test_a_refused_json_schema_falls_back_once_and_is_remembered(server: FaultServer) -> None:
+    server.refuse["json_schema"] = REFUSE_SCHEMA
+    first = call_agent(TICKETS, [HumanMessage("printer on fire")], context())
+    assert isinstance(first.output, Ticket)
+    # json_schema refused (a 500, not retried), then forced function calling served
+    assert response_types(server) == ["json_schema", None]
+    assert isinstance(server.requests()[1]["tool_choice"], dict)
+    second = call_agent(TICKETS, [HumanMessage("screen cracked")], context())
+    assert isinstance(second.output, Ticket)
+    assert server.count() == 3  # the refusal was probed once: straight to what works
+
+
+def test_json_mode_carries_the_schema_when_nothing_better_is_served(server: FaultServer) -> None:
+    server.refuse["json_schema"] = REFUSE_SCHEMA
+    server.refuse["forced_tool"] = (400, "tool_choice of type object is not supported")
+    result = run(build_pipeline_graph(PIPELINE_STAGES).compile(), "solar panels", context=context())
+    assert (result.ok, result.end_reason) == (True, "completed"), result.error
+    kinds = response_types(server)
+    # research: json_schema, function calling, then JSON mode; draft goes straight to JSON mode
+    assert kinds[:3] == ["json_schema", None, "json_object"]
+    assert kinds[3:] == ["json_object", None]
+    system = server.requests()[2]["messages"][0]
+    assert system["role"] == "system"
+    assert '"key_points"' in system["content"]
+    assert len(result.usage) == 3
+
+
+def test_declared_capabilities_are_used_without_probing(server: FaultServer) -> None:
+    server.refuse["json_schema"] = REFUSE_SCHEMA
+    declare_capabilities(MODEL, structured_output=["json_mode"])
+    reply = call_agent(TICKETS, [HumanMessage("printer on fire")], context())
+    assert isinstance(reply.output, Ticket)
+    assert response_types(server) == ["json_object"]
+    with pytest.raises(ModelConfigError, match="structured_output must name"):
+        declare_capabilities(MODEL, structured_output=["xml"])  # type: ignore[list-item]
+
+
+def test_an_endpoint_refusing_every_method_is_one_clear_error(server: FaultServer) -> None:
+    server.refuse = {
+        "json_schema": REFUSE_SCHEMA,
+        "forced_tool": (400, "tool_choice is not supported"),
+        "json_object": (400, "response_format json_object is not supported"),
+    }
+    result = run(
+        build_router_graph([TICKETS], default_agent="tickets").compile(),
+        "printer on fire",
+        context=context(),
+    )
+    assert (result.ok, result.end_reason) == (False, "agent_failed")
+    assert result.error is not None
+    assert "accepts no way of asking for structured output (Ticket)" in result.error
+    assert server.count() == 3  # each method once: nothing retried
+    with pytest.raises(CapabilityError):
+        call_agent(TICKETS, [HumanMessage("again")], context())
+    assert server.count() == 3  # and not sent again: everything is known refused
+
+
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        REFUSE_SCHEMA,
+        (400, "tools param requires --jinja flag"),
+        (422, "Extra inputs are not permitted"),
+        (400, "'tool_choice' is not supported with this model"),
+    ],
+)
+def test_capability_errors_are_not_transient_whatever_the_status(
+    server: FaultServer, status: int, message: str
+) -> None:
+    server.refuse["tools"] = (status, message)
+    model = load_chat_model(MODEL).bind_tools([Ticket])
+    with pytest.raises(openai.APIStatusError) as caught:
+        model.invoke("hello")
+    assert capability_error(caught.value)
+    assert not is_transient(caught.value)
+
+
+def test_a_plain_500_is_still_transient(server: FaultServer) -> None:
+    server.plan("500")
+    with pytest.raises(openai.InternalServerError) as caught:
+        load_chat_model(MODEL).invoke("hello")
+    assert is_transient(caught.value)
+    assert not capability_error(caught.value)
+
+
+# --- 2. every call is bounded ------------------------------------------------------------------
+
+
+def test_every_call_carries_max_tokens_in_both_fields(
+    server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result = run(build_pipeline_graph(PIPELINE_STAGES).compile(), "solar panels", context=context())
+    assert result.ok, result.error
+    limits = {(r.get("max_tokens"), r.get("max_completion_tokens")) for r in server.requests()}
+    assert limits == {(MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS)}
+    monkeypatch.setenv("SWITCHYARD_MAX_TOKENS", "64")
+    own = AgentSpec(name="brief", description="Answers briefly.", model=MODEL, max_tokens=32)
+    call_agent(own, [HumanMessage("hello")], context())
+    call_agent(TICKETS, [HumanMessage("hello")], context())
+    last = [(r.get("max_tokens"), r.get("max_completion_tokens")) for r in server.requests()[-2:]]
+    assert last == [(32, 32), (64, 64)]  # the agent's own limit, else the setting
+
+
+def test_a_bad_max_tokens_setting_is_one_clear_error(
+    server: FaultServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SWITCHYARD_MAX_TOKENS", "lots")
+    result = run(
+        build_router_graph([TICKETS], default_agent="tickets").compile(), "hello", context=context()
+    )
+    assert not result.ok
+    assert result.error is not None
+    assert "SWITCHYARD_MAX_TOKENS='lots' must be a positive" in (result.error)
+    assert server.count() == 0
+
+
+def test_the_official_endpoint_gets_only_max_completion_tokens(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://api.openai.com/v1")
+    model = load_chat_model(MODEL, max_tokens=100)
+    payload = model._get_request_payload([HumanMessage("hi")])  # type: ignore[attr-defined]
+    assert payload["max_completion_tokens"] == 100
+    assert "max_tokens" not in payload
+
+
+# --- 2b. an answer cut off at the limit is reported, not passed on ------------------------------
+
+
+@pytest.mark.parametrize("entry", ["run", "invoke"])
+def test_a_cut_off_stage_ends_the_pipeline_as_truncated(server: FaultServer, entry: str) -> None:
+    edit = AgentSpec(name="edit", description="Edits.", model=MODEL, max_tokens=16)
+    graph = build_pipeline_graph([*PIPELINE_STAGES[:2], edit]).compile(checkpointer=InMemorySaver())
+    server.plan("ok", "ok", "length")
+    if entry == "run":
+        result = run(graph, "solar panels", context=context())
+        assert (result.ok, result.end_reason) == (False, "output_truncated")
+        assert result.error is not None
+        assert "stopped at its limit of 16 output tokens" in (result.error)
+    else:
+        out = graph.invoke(
+            {"messages": [HumanMessage("solar panels")]},
+            {"configurable": {"thread_id": "t"}},
+            context=context(),
+        )
+        assert out["end_reason"] == "output_truncated"
+        last = out["messages"][-1]
+        assert isinstance(last, AIMessage)
+        assert "edit" in last.text
+        assert "and so on and so" not in last.text  # the cut-off text is not the answer
+    assert server.count() == 3  # not retried: the same limit would cut it again
+
+
+def test_a_cut_off_structured_answer_is_truncated_and_charged(server: FaultServer) -> None:
+    server.plan("length")  # json_schema: the SDK raises LengthFinishReasonError
+    result = run(build_pipeline_graph(PIPELINE_STAGES).compile(), "solar", context=context())
+    assert (result.ok, result.end_reason) == (False, "output_truncated")
+    assert server.count() == 1
+    entry = result.usage["research/openai:local-small"]
+    assert (entry["calls"], entry["input_tokens"], entry["output_tokens"]) == (1, 20, 10)
+
+
+def test_a_cut_off_answer_goes_to_the_fallback_model(server: FaultServer) -> None:
+    agent = AgentSpec(
+        name="support",
+        description="Answers.",
+        model=MODEL,
+        fallback_models=("openai:local-bigger",),
+    )
+    server.plan("length", model=WIRE)
+    result = run(build_router_graph([agent], default_agent="support").compile(), "hello")
+    assert (result.ok, result.end_reason) == (True, "completed"), result.error
+    assert [m for m, _ in server.served()] == [WIRE, "local-bigger"]
+
+
+# --- 3. calls written as text -------------------------------------------------------------------
+
+
+def supervisor_graph() -> Any:
+    return build_supervisor_graph(SUPERVISOR_WORKERS).compile(checkpointer=InMemorySaver())
+
+
+@pytest.mark.parametrize("entry", ["run", "invoke"])
+def test_a_handoff_written_as_text_is_carried_out(server: FaultServer, entry: str) -> None:
+    server.text_calls = True
+    ask = "please transfer_to_math: what is 12% of 250?"
+    if entry == "run":
+        result = run(supervisor_graph(), ask, context=context())
+        assert (result.ok, result.end_reason) == (True, "completed"), result.error
+        assert any(key.startswith("math/") for key in result.usage)
+    else:
+        out = supervisor_graph().invoke(
+            {"messages": [HumanMessage(ask)]},
+            {"configurable": {"thread_id": "t"}},
+            context=context(),
+        )
+        assert out["end_reason"] == "completed"
+        assert any(key.startswith("math/") for key in out["usage"])
+    first = server.requests()[0]
+    assert first["tools"]  # offered natively; the model wrote the call as text
+    worker = server.requests()[1]
+    assert worker["messages"][-1]["role"] == "user"  # the math worker got its task
+
+
+def test_a_text_call_to_a_peer_that_was_not_offered_is_refused(server: FaultServer) -> None:
+    server.text_calls = True
+    agents = [*SWARM_AGENTS[:2]]  # triage and billing; tech_support not in this swarm
+    triage = AgentSpec(**{**agents[0].model_dump(), "handoffs": ("billing",)})
+    graph = build_swarm_graph(
+        [triage, agents[1].model_copy(update={"handoffs": ("triage",)})], default_agent="triage"
+    ).compile(checkpointer=InMemorySaver())
+    server.plan("ok")
+    result = run(graph, "please transfer_to_billing, I was charged twice", context=context())
+    assert (result.ok, result.end_reason) == (True, "completed"), result.error
+    assert result.agent_name == "billing"
+
+
+def test_an_endpoint_without_tools_gets_them_as_text(server: FaultServer) -> None:
+    server.refuse["tools"] = (500, "tools param requires --jinja flag")
+    ask = "please transfer_to_math: what is 12% of 250?"
+    result = run(supervisor_graph(), ask, context=context())
+    assert (result.ok, result.end_reason) == (True, "completed"), result.error
+    assert any(key.startswith("math/") for key in result.usage)
+    bodies = server.requests()
+    assert bodies[0].get("tools")
+    assert not any(b.get("tools") for b in bodies[1:])
+    assert "You can call these tools:" in bodies[1]["messages"][0]["content"]
+    # the supervisor's second look sees the worker's report as text, not as a tool message
+    assert all(m["role"] != "tool" for b in bodies[1:] for m in b["messages"])
+
+
+@pytest.mark.parametrize("entry", ["run", "invoke"])
+def test_a_handoff_the_model_cannot_make_ends_with_that_reason(
+    server: FaultServer, entry: str
+) -> None:
+    server.plan("broken_text_call")
+    ask = "please transfer_to_math: what is 12% of 250?"
+    if entry == "run":
+        result = run(supervisor_graph(), ask, context=context())
+        assert (result.ok, result.end_reason) == (False, "no_handoff_capability")
+        assert result.output is not None
+        assert "can neither call tools" in result.output
+    else:
+        out = supervisor_graph().invoke(
+            {"messages": [HumanMessage(ask)]},
+            {"configurable": {"thread_id": "t"}},
+            context=context(),
+        )
+        assert out["end_reason"] == "no_handoff_capability"
+    assert server.count() == 1
+
+
+def test_a_swarm_agent_that_cannot_hand_off_says_so(server: FaultServer) -> None:
+    server.plan("broken_text_call")
+    graph = build_swarm_graph(SWARM_AGENTS, default_agent="triage").compile()
+    result = run(graph, "please transfer_to_billing, I was charged twice", context=context())
+    assert (result.ok, result.end_reason) == (False, "no_handoff_capability")
