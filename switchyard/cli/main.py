@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "switchyard.cli.eval_router",
     "switchyard.cli.worker",
     "switchyard.cli.schedule",
+    "switchyard.cli.local",
 )
 """The modules that add subcommands, in the order `--help` lists them (see `_parser`)."""
 
