@@ -96,6 +96,7 @@ class FaultServer:
         self.reply_prefix = reply_prefix
         self.refuse: dict[str, tuple[int, str]] = {}
         self.text_calls = False
+        self.write_call: dict[str, Any] | None = None  # written as text once, whatever was offered
         self._lock = threading.Lock()
         self._queues: dict[str | None, deque[str]] = {}
         self._always: dict[str | None, str] = {}
@@ -225,7 +226,10 @@ class FaultServer:
         finish = "stop"
         response_format = body.get("response_format") or {}
         tool = _tool_to_call(body) or _text_protocol_tool(body)
-        if fault == "broken_text_call":
+        if self.write_call is not None:
+            written, self.write_call = self.write_call, None
+            message["content"] = json.dumps(written)
+        elif fault == "broken_text_call":
             name = tool["function"]["name"] if tool is not None else "transfer_to_nobody"
             message["content"] = f'{{"name": "{name}", "arguments": {{"task": '
         elif fault == "length":

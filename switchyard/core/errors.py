@@ -101,10 +101,12 @@ class OutputTruncatedError(SwitchyardError):
         self.reply = reply
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_truncated, (str(self), self.agent, self.max_tokens, self.partial))
+        return (_truncated, (str(self), self.agent, self.max_tokens, self.partial, self.reply))
 
 
 def _truncated(
-    message: str, agent: str, max_tokens: int | None, partial: str
+    message: str, agent: str, max_tokens: int | None, partial: str, reply: Any = None
 ) -> OutputTruncatedError:
-    return OutputTruncatedError(message, agent=agent, max_tokens=max_tokens, partial=partial)
+    return OutputTruncatedError(
+        message, agent=agent, max_tokens=max_tokens, partial=partial, reply=reply
+    )

@@ -280,16 +280,18 @@ def test_a_handoff_written_as_text_is_carried_out(server: FaultServer, entry: st
 
 
 def test_a_text_call_to_a_peer_that_was_not_offered_is_refused(server: FaultServer) -> None:
-    server.text_calls = True
-    agents = [*SWARM_AGENTS[:2]]  # triage and billing; tech_support not in this swarm
-    triage = AgentSpec(**{**agents[0].model_dump(), "handoffs": ("billing",)})
-    graph = build_swarm_graph(
-        [triage, agents[1].model_copy(update={"handoffs": ("triage",)})], default_agent="triage"
-    ).compile(checkpointer=InMemorySaver())
-    server.plan("ok")
-    result = run(graph, "please transfer_to_billing, I was charged twice", context=context())
-    assert (result.ok, result.end_reason) == (True, "completed"), result.error
-    assert result.agent_name == "billing"
+    triage = SWARM_AGENTS[0].model_copy(update={"handoffs": ("billing",)})
+    billing = SWARM_AGENTS[1].model_copy(update={"handoffs": ("triage",)})
+    graph = build_swarm_graph([triage, billing], default_agent="triage").compile(
+        checkpointer=InMemorySaver()
+    )
+    server.write_call = {"name": "transfer_to_tech_support", "arguments": {"reason": "x"}}
+    result = run(graph, "my app crashes", context=context())
+    assert (result.ok, result.end_reason, result.agent_name) == (True, "completed", "triage")
+    state = graph.get_state({"configurable": {"thread_id": result.thread_id}}).values
+    assert any("transfer_to_tech_support" in refusal for refusal in state["refusals"])
+    assert not state["handoffs"]
+    assert server.count() == 2  # refused with an error result; the model answered next
 
 
 def test_an_endpoint_without_tools_gets_them_as_text(server: FaultServer) -> None:

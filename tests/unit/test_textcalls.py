@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.messages.utils import convert_to_openai_messages
 from langchain_core.tools import tool
 
+from switchyard.core.errors import OutputTruncatedError
 from switchyard.core.tokens import truncated
 from switchyard.nodes.textcalls import (
     as_calls,
@@ -15,6 +18,7 @@ from switchyard.nodes.textcalls import (
     protocol_prompt,
     text_calls,
 )
+from switchyard.state.outcomes import end_reason_for
 
 NAMES = {"transfer_to_math", "get_weather"}
 
@@ -140,3 +144,14 @@ def test_the_text_protocol_describes_tools_and_writes_history_as_text() -> None:
 )
 def test_a_reply_cut_off_at_its_limit_is_recognised(metadata: dict[str, object], cut: bool) -> None:
     assert truncated(AIMessage("x", response_metadata=metadata)) is cut
+
+
+def test_a_truncation_error_survives_pickling_with_its_reply() -> None:
+    reply = AIMessage(
+        "cut", usage_metadata={"input_tokens": 3, "output_tokens": 5, "total_tokens": 8}
+    )
+    error = OutputTruncatedError("cut off", agent="a", max_tokens=5, partial="cut", reply=reply)
+    again = pickle.loads(pickle.dumps(error))
+    assert (str(again), again.agent, again.max_tokens, again.partial) == ("cut off", "a", 5, "cut")
+    assert again.reply.usage_metadata["output_tokens"] == 5
+    assert end_reason_for(again) == "output_truncated"
