@@ -16,7 +16,7 @@ from switchyard.bench.harness import Result, load_result
 from switchyard.bench.startup import HEADER as STARTUP_HEADER
 from switchyard.bench.startup import table_rows as startup_rows
 
-BENCHMARKS = ("overhead", "fanout", "context", "throughput", "startup", "fleet")
+BENCHMARKS = ("overhead", "fanout", "context", "throughput", "startup", "fleet", "local")
 BACKEND_ORDER = ("none", "memory", "sqlite", "postgres")
 CONTENDER_ORDER = (
     "switchyard",
@@ -874,6 +874,19 @@ def load_results(directory: Path) -> dict[str, Result]:
     return found
 
 
+def command_line(name: str, result: Result) -> str:
+    """The machine section's list entry of one result file: its command, when, the load after."""
+    quick = " (quick sizes)" if result.quick else ""
+    end = result.environment.get("finished_at")
+    load = result.environment.get("load_average_end")
+    return (
+        f"- `{name}`: `{result.environment['command']}`, {result.environment['started_at']}"
+        + (f" to {end}" if end else "")
+        + (f", load average at the end {load}" if load else "")
+        + quick
+    )
+
+
 def machine_section(results: dict[str, Result]) -> str:
     """Machine, interpreter, package versions and the commands that produced the results."""
     first = next(iter(results.values()))
@@ -893,16 +906,7 @@ def machine_section(results: dict[str, Result]) -> str:
         )
     )
     parts += ["", "Commands (one per result file):", ""]
-    for name, result in results.items():
-        quick = " (quick sizes)" if result.quick else ""
-        end = result.environment.get("finished_at")
-        load = result.environment.get("load_average_end")
-        parts.append(
-            f"- `{name}`: `{result.environment['command']}`, {result.environment['started_at']}"
-            + (f" to {end}" if end else "")
-            + (f", load average at the end {load}" if load else "")
-            + quick
-        )
+    parts += [command_line(name, result) for name, result in results.items()]
     parts += [
         "",
         table(
@@ -916,6 +920,12 @@ def _fleet_section(result: Result, plots: Any = None) -> str:
     from switchyard.bench.fleet import fleet_section  # imports nothing of Temporal's at load
 
     return fleet_section(result)
+
+
+def _local_section(result: Result, plots: Any = None) -> str:
+    from switchyard.bench.local import local_section  # loads no model and starts no server
+
+    return local_section(result)
 
 
 def write_report(base: Path, reading: str | None = None) -> Path:
@@ -959,6 +969,7 @@ def write_report(base: Path, reading: str | None = None) -> Path:
         "throughput": throughput_section,
         "startup": startup_section,
         "fleet": _fleet_section,
+        "local": _local_section,
     }
     for name, render in sections.items():
         if name in results:

