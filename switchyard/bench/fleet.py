@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from switchyard.bench.harness import Result, Stats
+from switchyard.bench.harness import Result, Stats, place_section
 from switchyard.runtime.temporal.devserver import (
     dev_server_command,
     free_port,
@@ -813,16 +813,7 @@ def write_section(result: Result, base: Path) -> Path:
     path = base / "RESULTS.md"
     section = fleet_section(result).rstrip() + "\n"
     text = path.read_text() if path.exists() else "# Switchyard benchmarks\n\n"
-    start = text.find(f"\n{SECTION}")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[: start + 1] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
-    else:
-        anchor = text.find("\n## Machine, versions, command")
-        if anchor >= 0:
-            text = text[: anchor + 1] + section + "\n" + text[anchor + 1 :]
-        else:
-            text = text.rstrip() + "\n\n" + section
+    text = place_section(text, SECTION, section)
     base.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path

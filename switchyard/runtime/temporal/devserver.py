@@ -9,15 +9,15 @@ waiting and of reporting a server that does not come up (a failed test, a bench 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+
+from switchyard.core.processes import stop_process_group
 
 STOP_GRACE_S = 10.0
 PROBE_TIMEOUT_S = 3.0
@@ -79,13 +79,4 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
 
     SIGTERM first, SIGKILL after `STOP_GRACE_S`.
     """
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=STOP_GRACE_S)
+    stop_process_group(proc, STOP_GRACE_S)
