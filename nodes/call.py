@@ -60,6 +60,7 @@ from switchyard.core.resilience import (
     ATTEMPT_KEY,
     capability_error,
     provider_fault,
+    raised_in,
     retry_attempt,
 )
 from switchyard.core.tokens import truncated
@@ -205,9 +206,10 @@ def bound_request(
             system = _with_note(system, _json_instruction(schema_of(request)))
     elif request.tools and text_tools:
         system = _with_note(system, protocol_prompt(request.tools))
-        messages = as_text_transcript(messages)
     elif request.tools:
         runnable = bound_model(model, "tools", tuple(request.tools))
+    if text_tools or not takes_tools(model):  # no `tools`: no tool calls or results either
+        messages = as_text_transcript(messages)
     if system is not None:
         messages.insert(0, system)
     return runnable, messages
@@ -247,9 +249,22 @@ def request_plans(
         yield None, *bound_request(request)
 
 
+_FEATURE_WORDS: dict[str, tuple[str, ...]] = {
+    "json_schema": ("response_format", "json_schema", "json_object", "'text'"),
+    "json_mode": ("response_format", "json_object", "json mode"),
+    "function_calling": ("tool", "function"),
+    "tools": ("tool", "function", "--jinja"),
+}
+"""What a refusal of each feature names: an endpoint refusing something else of the request (a
+`temperature` a reasoning model does not take, say) has not refused the feature."""
+
+
 def refused(request: ModelRequest[Any], feature: str | None, exc: Exception) -> bool:
     """Whether `exc` is the endpoint refusing `feature`; if so, it is remembered (and logged)."""
     if feature in (None, TEXT_TOOLS) or not capability_error(exc):
+        return False
+    said = str(exc).lower()
+    if not any(word in said for word in _FEATURE_WORDS.get(str(feature), ())):
         return False
     refuse(request.model, str(feature), first_line(exc))
     logger.warning(
@@ -284,6 +299,12 @@ def failure_of(request: ModelRequest[Any], exc: Exception, agent: str) -> Except
         return _cut_off(request, _sdk_reply(getattr(exc, "completion", None)), agent)
     if isinstance(exc, _PARSE_ERRORS + _RESPONSE_ERRORS):
         return unusable(request, exc, agent)
+    if (
+        request.response_format is not None
+        and type(exc) is ValueError
+        and any(m.startswith("openai.lib") for m in raised_in(exc))
+    ):  # a streamed `json_schema` answer that is not JSON (the SDK's jiter parser): re-ask
+        return parse_failure(request, exc, agent)
     return exc
 
 
@@ -292,6 +313,8 @@ def _sdk_reply(completion: Any) -> AIMessage:
     choices = getattr(completion, "choices", None) or []
     text = getattr(getattr(choices[0], "message", None), "content", None) if choices else None
     usage = getattr(completion, "usage", None)
+    if usage is None:  # streamed: cut off before the usage chunk; the recorder estimates it
+        return AIMessage(content=text or "", response_metadata={"finish_reason": "length"})
     prompt = int(getattr(usage, "prompt_tokens", 0) or 0)
     output = int(getattr(usage, "completion_tokens", 0) or 0)
     return AIMessage(
@@ -320,19 +343,24 @@ def _cut_off(request: ModelRequest[Any], reply: AIMessage, agent: str) -> Output
 
 
 def model_response(
-    request: ModelRequest[Any], output: Any, agent: str, validate: Validate | None
+    request: ModelRequest[Any],
+    output: Any,
+    agent: str,
+    validate: Validate | None,
+    feature: str | None = None,
 ) -> ModelResponse[Any]:
     """The innermost result: the reply, or the validated structured output.
 
-    A reply that calls tools in its text is given those calls (`switchyard.nodes.textcalls`);
-    a reply cut off at the output-token limit raises `OutputTruncatedError`.
+    A reply that is a tool call written as text is given that call (`switchyard.nodes.textcalls`;
+    under the text protocol, `feature` "text", every call in its text); a reply cut off at the
+    output-token limit raises `OutputTruncatedError`, calls and all (their arguments may be cut).
     """
     if request.response_format is None:
         reply = output if isinstance(output, AIMessage) else AIMessage(content=output.content)
-        if request.tools:
-            reply = as_calls(reply, tool_names(request))
-        if truncated(reply) and not reply.tool_calls:
+        if truncated(reply):
             raise _cut_off(request, reply, agent)
+        if request.tools:
+            reply = as_calls(reply, tool_names(request), anywhere=feature == TEXT_TOOLS)
         return ModelResponse(result=[reply])
     raw = output.get("raw")
     raw = raw if isinstance(raw, AIMessage) else None
@@ -497,7 +525,7 @@ class AgentCall:
                 if failure is exc:
                     raise
                 raise failure from exc
-            return model_response(request, output, self.spec.name, self.validate)
+            return model_response(request, output, self.spec.name, self.validate, feature)
         raise no_way_left(request, self.spec.name)
 
     async def aexecute(self, request: ModelRequest[Any]) -> ModelResponse[Any]:
@@ -512,7 +540,7 @@ class AgentCall:
                 if failure is exc:
                     raise
                 raise failure from exc
-            return model_response(request, output, self.spec.name, self.validate)
+            return model_response(request, output, self.spec.name, self.validate, feature)
         raise no_way_left(request, self.spec.name)
 
     def answer(self, response: ModelResponse[Any]) -> AIMessage:

@@ -81,7 +81,7 @@ def model_params(spec: AgentSpec, model: str) -> dict[str, Any]:
     if spec.temperature is not None:
         params["temperature"] = spec.temperature
     # Always bounded: the agent's limit, else the process default (see `default_max_tokens`).
-    params["max_tokens"] = spec.max_tokens or default_max_tokens()
+    params["max_tokens"] = spec.max_tokens or default_max_tokens(model)
     if spec.timeout_s is not None and not model.startswith("offline"):
         # Sync calls cannot be cancelled in-process, so the HTTP client enforces the timeout.
         params["timeout"] = spec.timeout_s

@@ -60,7 +60,7 @@ from langgraph.channels import UntrackedValue
 from langgraph.errors import GraphBubbleUp
 from langgraph.types import Command
 
-from switchyard.core.models import load_chat_model
+from switchyard.core.models import default_max_tokens, load_chat_model
 from switchyard.core.offline import OFFLINE_MARKER, OfflineChatModel
 from switchyard.core.redact import masked_logger
 from switchyard.guardrails.scope import current_scope
@@ -315,7 +315,10 @@ class SummarizedMemory(AgentMiddleware[MemoryState, Context, Any]):
 
     def _summary_request(self, request: ModelRequest[Any], step: _Step) -> ModelRequest[Any]:
         assert step.policy is not None
-        model = load_chat_model(step.policy.model) if step.policy.model else request.model
+        model = request.model
+        if step.policy.model:  # bounded as every call is (the agents' own model already is)
+            name = step.policy.model
+            model = load_chat_model(name, max_tokens=default_max_tokens(name))
         prompt = summary_prompt(_messages(step), step.notes, step.policy)
         return request.override(
             model=model,
@@ -414,7 +417,10 @@ def _offline(request: ModelRequest[Any], step: _Step) -> bool:
     """Whether the summariser is the offline model (whose notes are extractive)."""
     assert step.policy is not None
     if step.policy.model:
-        return isinstance(load_chat_model(step.policy.model), OfflineChatModel)
+        name = step.policy.model
+        return isinstance(
+            load_chat_model(name, max_tokens=default_max_tokens(name)), OfflineChatModel
+        )
     return isinstance(request.model, OfflineChatModel)
 
 

@@ -10,6 +10,11 @@ such calls when they name a tool the request offered, or a handoff (`transfer_to
 to a peer that was not offered is refused like a native one), and `as_calls` turns the reply into
 one with native tool calls: from there they go through the same authority checks as any other.
 
+Only a reply that *is* a call is read as one (the whole text, its one JSON code fence with a line of
+preamble, or `<tool_call>` blocks): an answer that shows code or JSON among its text stays an
+answer. Under the text protocol (an endpoint without `tools`, where the model was told to write its
+calls) every call in the text counts.
+
 No maintained library does this for LangChain messages (llama.cpp's server parses some formats
 itself, with `--jinja`, but only for templates it knows), so the reader is ours: a JSON scanner
 over the text, never `eval`.
@@ -85,61 +90,115 @@ def _call(value: Any, names: Collection[str]) -> ToolCall | None:
     return tool_call(name=name, args=args, id=f"call_{uuid.uuid4().hex[:24]}")
 
 
-def text_calls(text: str, names: Collection[str]) -> list[ToolCall]:
+def text_calls(text: str, names: Collection[str], *, anywhere: bool = False) -> list[ToolCall]:
     """The tool calls written in `text` that name one of `names` or a handoff, in order.
 
-    `<tool_call>` blocks are read first; without any, every JSON object or list of objects in the
-    text is considered.
+    By default only a reply that *is* the call is read: the whole text one JSON call or list of
+    calls, or one Python call; or its one JSON code fence with at most a line or two around it; or
+    `<tool_call>` blocks, which say what they are wherever they stand. An answer that shows code or
+    JSON among other text is an answer. `anywhere` (the text protocol, where the model was told to
+    write its calls) reads every call object in the text.
     """
     if not text or not ("{" in text or "(" in text):
         return []
     tagged = _TAGGED.findall(text)
-    sources = tagged if tagged else [text]
+    if tagged:
+        return [c for block in tagged for c in _json_calls(block, names, whole=not anywhere)]
+    if anywhere:
+        return _json_calls(text, names, whole=False) or _python_calls(text, names, whole=False)
+    body = _unfenced(text.strip())
+    return _json_calls(body, names, whole=True) or _python_calls(body, names, whole=True)
+
+
+_FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n(.*?)\n?[ \t]*```", re.DOTALL)
+_PREAMBLE_CHARS = 200
+"""Most text around a fenced call ("I will call a tool:") for the reply still to be that call."""
+
+
+def _unfenced(text: str) -> str:
+    """The call a reply is: its one JSON code fence when little else is said, else the text.
+
+    "I'll look that up." and a JSON fence holding the call is a call; a `python` fence, two
+    fences, or a fence in a longer answer are an answer that shows code.
+    """
+    blocks = list(re.finditer(r"```", text))
+    match = _FENCE.search(text)
+    if match is None or len(blocks) != 2:
+        return text
+    around = text[: match.start()] + text[match.end() :]
+    return match.group(1).strip() if len(around.strip()) <= _PREAMBLE_CHARS else text
+
+
+def _json_calls(text: str, names: Collection[str], *, whole: bool) -> list[ToolCall]:
+    """Calls in the JSON of `text`: all of it one value (`whole`), else every value in it."""
+    values: list[Any]
+    if whole:
+        try:
+            values = [json.loads(text)]
+        except json.JSONDecodeError:
+            return []
+    else:
+        values = list(_objects(text))
     calls: list[ToolCall] = []
-    for source in sources:
-        for value in _objects(source):
-            for item in value if isinstance(value, list) else [value]:
-                found = _call(item, names)
-                if found is not None:
-                    calls.append(found)
-    return calls or _python_calls(text, names)
+    for value in values:
+        items = value if isinstance(value, list) else [value]
+        found = [_call(item, names) for item in items]
+        if whole and (not found or any(call is None for call in found)):
+            return []  # a JSON answer that is not (only) calls is an answer
+        calls += [call for call in found if call is not None]
+    return calls
 
 
 _PYTHON_CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]{0,63})\s*\(")
 
 
-def _python_calls(text: str, names: Collection[str]) -> list[ToolCall]:
-    """Calls written as Python, `transfer_to_math(task="add 2 and 3")`: literal keywords only."""
+def _python_calls(text: str, names: Collection[str], *, whole: bool) -> list[ToolCall]:
+    """Calls written as Python, `transfer_to_math(task="add 2 and 3")`: literal keywords only.
+
+    `whole`: only when the text is nothing but one such call.
+    """
+    if whole:
+        match = _PYTHON_CALL.match(text)
+        if match is None or not text.endswith(")"):
+            return []
+        found = _python_call(text, match.group(1), names)
+        return [found] if found is not None else []
     calls: list[ToolCall] = []
     for match in _PYTHON_CALL.finditer(text):
-        name = match.group(1)
-        if name not in names and not name.startswith(HANDOFF_PREFIX):
-            continue
-        end = text.find(")", match.end())
-        while end >= 0:
-            try:
-                node = ast.parse(text[match.start(1) : end + 1], mode="eval").body
-            except SyntaxError:
-                end = text.find(")", end + 1)
-                continue
-            break
-        else:
-            continue
-        if not isinstance(node, ast.Call) or node.args:
-            continue
-        try:
-            args = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}
-        except ValueError:
-            continue
-        calls.append(tool_call(name=name, args=args, id=f"call_{uuid.uuid4().hex[:24]}"))
+        close = text.find(")", match.end())
+        while close >= 0:
+            found = _python_call(text[match.start(1) : close + 1], match.group(1), names)
+            if found is not None:
+                calls.append(found)
+                break
+            close = text.find(")", close + 1)
     return calls
 
 
-def as_calls(reply: AIMessage, names: Collection[str]) -> AIMessage:
-    """`reply` with the calls it wrote as text made native (itself when it wrote none)."""
+def _python_call(source: str, name: str, names: Collection[str]) -> ToolCall | None:
+    if name not in names and not name.startswith(HANDOFF_PREFIX):
+        return None
+    try:
+        node = ast.parse(source, mode="eval").body
+    except SyntaxError:
+        return None
+    if not isinstance(node, ast.Call) or node.args or not isinstance(node.func, ast.Name):
+        return None
+    try:
+        args = {k.arg: ast.literal_eval(k.value) for k in node.keywords if k.arg is not None}
+    except ValueError:
+        return None
+    return tool_call(name=name, args=args, id=f"call_{uuid.uuid4().hex[:24]}")
+
+
+def as_calls(reply: AIMessage, names: Collection[str], *, anywhere: bool = False) -> AIMessage:
+    """`reply` with the calls it wrote as text made native (itself when it wrote none).
+
+    `anywhere`: see `text_calls`.
+    """
     if reply.tool_calls or not isinstance(reply.content, str):
         return reply
-    calls = text_calls(reply.content, names)
+    calls = text_calls(reply.content, names, anywhere=anywhere)
     if not calls:
         return reply
     return reply.model_copy(
@@ -154,17 +213,20 @@ def as_calls(reply: AIMessage, names: Collection[str]) -> AIMessage:
 def names_a_call(text: str, names: Collection[str]) -> str | None:
     """The handoff tool `text` tries to call without a readable call of it, if any.
 
-    A reply that writes `"name": "transfer_to_math"`, `transfer_to_math(` or a `<tool_call>`
-    block naming it, but holds no call Switchyard could read (broken JSON, say), is a model that
-    tried to hand off and could not: the pattern reports that, not the text as an answer. A
-    reply that merely mentions the tool's name (a summary of the work done) is an answer.
+    A reply that writes `"name": "transfer_to_math"`, `transfer_to_math(task=...` or a
+    `<tool_call>` block naming it, but holds no call Switchyard could read (broken JSON, say), is
+    a model that tried to hand off and could not: the pattern reports that, not the text as an
+    answer. A reply that merely mentions the tool (`transfer_to_math (the math worker)`, a summary
+    of the work done) is an answer.
     """
     for name in names:
         if not name.startswith(HANDOFF_PREFIX) or name not in text:
             continue
         quoted = re.escape(name)
         attempt = (
-            rf'"(?:name|tool|function)"\s*:\s*"{quoted}"|\b{quoted}\s*\(|<tool_call>[^<]*{quoted}'
+            rf'"(?:name|tool|function)"\s*:\s*"{quoted}"'
+            rf"|\b{quoted}\((?:\s*[A-Za-z_]\w*\s*=|\s*[\"'{{])"
+            rf"|<tool_call>[^<]*{quoted}"
         )
         if re.search(attempt, text):
             return name

@@ -19,9 +19,10 @@ answer each request with the next *fault* of its schedule:
 | `broken_text_call` | a handoff written as text whose JSON is broken (no call to read)     |
 
 Like a local model server, it can also refuse features (`refuse`: `json_schema`, `json_object`,
-`tools`, `forced_tool`, answered with the given status and message, as llama-cpp-python answers
-`json_schema` with a 500) and write its tool calls as text (`text_calls`), as small models do.
-With `tools` refused, it reads the tools from the system message (Switchyard's text protocol).
+`tools`, `forced_tool`, `temperature`, answered with the given status and message, as llama-cpp-
+python answers `json_schema` with a 500) and write its tool calls as text (`text_calls`), as small
+models do. With `tools` refused, it reads the tools from the system message (Switchyard's text
+protocol).
 
 Schedules are per model (`plan(..., model="gpt-4o-mini")`) or shared (`plan(...)`); when a
 schedule runs out the model's `fail_always` fault applies, else `ok`. The server counts and keeps
@@ -215,6 +216,7 @@ class FaultServer:
             "json_object": response_type == "json_object",
             "tools": bool(body.get("tools")),
             "forced_tool": isinstance(body.get("tool_choice"), dict),
+            "temperature": "temperature" in body,
         }
         return next((self.refuse[k] for k, on in used.items() if on and k in self.refuse), None)
 
@@ -232,6 +234,19 @@ class FaultServer:
         elif fault == "broken_text_call":
             name = tool["function"]["name"] if tool is not None else "transfer_to_nobody"
             message["content"] = f'{{"name": "{name}", "arguments": {{"task": '
+        elif fault == "length" and tool is not None and body.get("tools"):
+            name = tool["function"]["name"]  # a call cut off in its arguments
+            message["tool_calls"] = [
+                {
+                    "id": "call_cut",
+                    "type": "function",
+                    "function": {"name": name, "arguments": '{"x": "'},
+                }
+            ]
+            finish = "length"
+        elif fault == "length" and response_format.get("type") == "json_schema":
+            message["content"] = '{"topic": "solar", "key_points": ["Solar panels conv'
+            finish = "length"
         elif fault == "length":
             message["content"] = f"{self.reply_prefix}: and so on and so on and so"
             finish = "length"

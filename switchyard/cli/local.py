@@ -78,8 +78,8 @@ def add_command(commands: Any) -> None:
         type=_positive,
         default=DEFAULT_N_PREDICT,
         metavar="N",
-        help="most tokens one completion generates, whatever the request asks "
-        "(default: %(default)s)",
+        help="most tokens a completion generates when its request sets no max_tokens "
+        "(a request's own limit wins; Switchyard always sends one) (default: %(default)s)",
     )
     serve.add_argument(
         "--threads",
@@ -118,7 +118,9 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
         threads=args.threads,
         log_path=Path(args.log) if args.log else None,
     )
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # SIGHUP too: a closed terminal must not leave llama-server (in a session of its own) behind.
+    watched = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.getsignal(sig) for sig in watched}
 
     def stop_once(signum: int, frame: FrameType | None) -> None:
         _ignore_signals(previous)
@@ -155,7 +157,7 @@ def _serve(args: argparse.Namespace, console: Console) -> int:
 
 
 def _ignore_signals(signals: dict[signal.Signals, Any]) -> None:
-    """Ignore further SIGINT/SIGTERM while the server stops: that stop is bounded anyway."""
+    """Ignore further SIGINT/SIGTERM/SIGHUP while the server stops: that stop is bounded anyway."""
     for sig in signals:
         signal.signal(sig, signal.SIG_IGN)
 

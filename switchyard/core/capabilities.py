@@ -59,7 +59,7 @@ def declare_capabilities(
     structured_output: Sequence[StructuredMethod] | None = None,
     tool_calls: bool | None = None,
 ) -> None:
-    """State what a model's endpoint supports, so nothing is probed.
+    """State what a model's endpoint supports, so nothing is probed (None: leave as it was).
 
     Args:
         model: The model string, as agents name it (`'openai:smollm2'`).
@@ -77,11 +77,12 @@ def declare_capabilities(
                 f"structured_output must name one or more of {', '.join(STRUCTURED_METHODS)}; "
                 f"got {list(structured_output)!r}"
             )
-    with _lock:
-        _declared[model] = _Endpoint(
-            methods=tuple(structured_output) if structured_output is not None else None,
-            tools=tool_calls,
-        )
+    with _lock:  # a later declaration adds to an earlier one
+        entry = _declared.setdefault(model, _Endpoint())
+        if structured_output is not None:
+            entry.methods = tuple(structured_output)
+        if tool_calls is not None:
+            entry.tools = tool_calls
 
 
 def forget_capabilities() -> None:

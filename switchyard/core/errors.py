@@ -101,7 +101,13 @@ class OutputTruncatedError(SwitchyardError):
         self.reply = reply
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_truncated, (str(self), self.agent, self.max_tokens, self.partial, self.reply))
+        # The state too: a fallback chain's list of every model's failure rides on the error.
+        state = {k: v for k, v in self.__dict__.items() if pickles(v)}
+        return (
+            _truncated,
+            (str(self), self.agent, self.max_tokens, self.partial, self.reply),
+            state,
+        )
 
 
 def _truncated(

@@ -15,8 +15,12 @@ from switchyard.core.offline import OfflineChatModel
 OFFLINE = "offline"
 MODEL_ENV = "SWITCHYARD_MODEL"
 MAX_TOKENS_ENV = "SWITCHYARD_MAX_TOKENS"
-MAX_OUTPUT_TOKENS = 1024
-"""Output tokens per call when neither the agent nor `SWITCHYARD_MAX_TOKENS` says."""
+MAX_OUTPUT_TOKENS = 4096
+"""Output tokens per call when neither the agent nor `SWITCHYARD_MAX_TOKENS` says: room for a
+hosted model's answer, a reasoning model's thinking included."""
+LOCAL_MAX_OUTPUT_TOKENS = 1024
+"""The same for a model served on a user's own server (an OpenAI-compatible one other than
+OpenAI's, Ollama): a small model that does not stop fills a 4,096-token context otherwise."""
 
 # What each provider needs before a call can succeed, so a missing key is reported up front and by
 # name instead of as the provider SDK's error at the first call.
@@ -79,18 +83,21 @@ def clear_model_cache() -> None:
         _cache.clear()
 
 
-def default_max_tokens() -> int:
-    """Output tokens a call may generate when its agent sets no `max_tokens`.
+def default_max_tokens(model: str | None = None) -> int:
+    """Output tokens a call to `model` may generate when its agent sets no `max_tokens`.
 
-    `SWITCHYARD_MAX_TOKENS`, else `MAX_OUTPUT_TOKENS`: every call is bounded, so a model that
-    does not stop (a small local model, say) cannot write until its context is full.
+    `SWITCHYARD_MAX_TOKENS`, else `LOCAL_MAX_OUTPUT_TOKENS` for a model on the user's own
+    server, else `MAX_OUTPUT_TOKENS`: every call is bounded, so a model that does not stop (a
+    small local model, say) cannot write until its context is full.
 
     Raises:
         ModelConfigError: `SWITCHYARD_MAX_TOKENS` is not a positive whole number.
     """
     text = os.environ.get(MAX_TOKENS_ENV, "").strip()
     if not text:
-        return MAX_OUTPUT_TOKENS
+        provider = (model or "").partition(":")[0]
+        local = provider == "ollama" or (provider == "openai" and custom_openai_endpoint({}))
+        return LOCAL_MAX_OUTPUT_TOKENS if local else MAX_OUTPUT_TOKENS
     if not text.isdigit() or int(text) <= 0:
         raise ModelConfigError(
             f"{MAX_TOKENS_ENV}={text!r} must be a positive whole number of tokens, e.g. 1024"
@@ -196,8 +203,8 @@ def load_chat_model(model: str | None = None, **params: Any) -> BaseChatModel:
         return _registered[model]
     provider, name = split_model(model)
     key: Hashable | None
-    try:
-        key = (provider, name, frozenset(params.items()))
+    try:  # an `openai:` client reads its server from the environment when it is built
+        key = (provider, name, frozenset(params.items()), _endpoint_setting(provider))
         hash(key)
     except TypeError:
         key = None
@@ -209,6 +216,13 @@ def load_chat_model(model: str | None = None, **params: Any) -> BaseChatModel:
             loaded = _cache.setdefault(key, loaded)
             _names[id(loaded)] = (loaded, model)
     return loaded
+
+
+def _endpoint_setting(provider: str) -> tuple[str, ...]:
+    if provider not in ("openai", "azure_openai"):
+        return ()
+    names = ("OPENAI_BASE_URL", "OPENAI_API_BASE", "AZURE_OPENAI_ENDPOINT")
+    return tuple(os.environ.get(name, "") for name in names)
 
 
 def model_name_of(model: BaseChatModel) -> str:

@@ -44,11 +44,13 @@ _CAPABILITY = re.compile(
     r"not implemented|not available for this model|unknown (?:field|parameter|argument)|"
     r"unrecognized (?:field|parameter|argument|request argument)|extra (?:inputs|fields) "
     r"are not permitted|must be one of|invalid (?:value|type) for '?(?:response_format|"
-    r"tool_choice|tools)|requires --jinja|response_format type",
+    r"tool_choice|tools)|requires --jinja|response_format type|tool.choice requires|"
+    r"enable-auto-tool-choice",
     re.IGNORECASE,
 )
 """What a server says when a request asks for something it cannot do (a `response_format` type,
-`tools`, a forced `tool_choice`): OpenAI, vLLM, Ollama, llama.cpp's server and llama-cpp-python,
+`tools`, a forced `tool_choice`): OpenAI, vLLM ("auto" tool choice requires
+--enable-auto-tool-choice), Ollama, llama.cpp's server and llama-cpp-python,
 FastAPI/pydantic validation ("Input should be 'text' or 'json_object'")."""
 
 _NOT_CAPABILITY_STATUS = frozenset({401, 403, 408, 425, 429})
@@ -110,7 +112,7 @@ _REPLY_INDEXING = "langchain_core.language_models.chat_models"
 """Where `invoke` takes the first generation of a result (none when `choices` was empty)."""
 
 
-def _raised_in(exc: BaseException) -> list[str]:
+def raised_in(exc: BaseException) -> list[str]:
     """The modules of the frames `exc` passed through, outermost first."""
     modules: list[str] = []
     tb = exc.__traceback__
@@ -129,7 +131,7 @@ def provider_fault(exc: BaseException) -> ProviderResponseError | None:
     `IndexError` of the chat model's `invoke` taking the first one; a reply missing another part,
     an `IndexError` or `KeyError` in the provider's integration.
     """
-    modules = _raised_in(exc)
+    modules = raised_in(exc)
     if isinstance(exc, json.JSONDecodeError):
         if any(m.startswith(("httpx.", "openai._", "anthropic._")) for m in modules):
             return ProviderResponseError(f"provider sent a malformed response body ({exc})")

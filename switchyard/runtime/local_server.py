@@ -47,7 +47,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_CTX_SIZE = 4096
 """Tokens of context the server allocates (`--ctx-size`): bounded, so memory is too."""
 DEFAULT_N_PREDICT = 1024
-"""Most tokens one completion generates (`--n-predict`): a backstop for callers without a cap."""
+"""Most tokens a completion generates (`--n-predict`) when its request sets no `max_tokens`: a
+backstop for callers without a cap (a request's own `max_tokens` wins)."""
 READY_TIMEOUT_S = 120.0
 STOP_GRACE_S = 10.0
 """How long `stop` waits after SIGTERM before it sends SIGKILL."""

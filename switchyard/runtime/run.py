@@ -29,7 +29,7 @@ from switchyard.core.errors import (
     SessionAccessError,
     describe_error,
 )
-from switchyard.core.models import default_model, load_chat_model
+from switchyard.core.models import default_max_tokens, default_model, load_chat_model
 from switchyard.graphs.guarded import open_scope, usage_in
 from switchyard.guardrails.breaker import check_breaker_store
 from switchyard.guardrails.ratelimit import process_rate_limits
@@ -199,8 +199,9 @@ def prepare(
         text = check_text(text, context.max_input_chars)
     # Fail before touching the thread when the model cannot be loaded (unknown provider,
     # missing key), the breakers' Redis does not answer or SWITCHYARD_RATE_LIMITS does not parse:
-    # the error names what to fix.
+    # the error names what to fix. So does a SWITCHYARD_MAX_TOKENS that is not a number.
     load_chat_model(context.model or default_model())
+    default_max_tokens()
     check_breaker_store()
     process_rate_limits()
     session = uuid.uuid4().hex if session_id is None else session_id  # thread_id_for refuses ""

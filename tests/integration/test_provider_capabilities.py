@@ -15,12 +15,14 @@ from typing import Any
 import openai
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.tools import tool
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import BaseModel
 
 from switchyard import declare_capabilities
+from switchyard.core.capabilities import capability_summary
 from switchyard.core.errors import CapabilityError, ModelConfigError
-from switchyard.core.models import MAX_OUTPUT_TOKENS, load_chat_model
+from switchyard.core.models import LOCAL_MAX_OUTPUT_TOKENS, load_chat_model
 from switchyard.core.resilience import capability_error, is_transient
 from switchyard.graphs.demos import PIPELINE_STAGES, SUPERVISOR_WORKERS, SWARM_AGENTS
 from switchyard.graphs.pipeline import build_pipeline_graph
@@ -47,6 +49,16 @@ class Ticket(BaseModel):
 
     summary: str
     priority: int
+
+
+ran: list[str] = []
+
+
+@tool
+def lookup(order_id: str) -> str:
+    """Looks up an order by its id."""
+    ran.append(order_id)
+    return f"order {order_id}: shipped"
 
 
 TICKETS = AgentSpec(
@@ -168,7 +180,7 @@ def test_every_call_carries_max_tokens_in_both_fields(
     result = run(build_pipeline_graph(PIPELINE_STAGES).compile(), "solar panels", context=context())
     assert result.ok, result.error
     limits = {(r.get("max_tokens"), r.get("max_completion_tokens")) for r in server.requests()}
-    assert limits == {(MAX_OUTPUT_TOKENS, MAX_OUTPUT_TOKENS)}
+    assert limits == {(LOCAL_MAX_OUTPUT_TOKENS, LOCAL_MAX_OUTPUT_TOKENS)}
     monkeypatch.setenv("SWITCHYARD_MAX_TOKENS", "64")
     own = AgentSpec(name="brief", description="Answers briefly.", model=MODEL, max_tokens=32)
     call_agent(own, [HumanMessage("hello")], context())
@@ -177,16 +189,16 @@ def test_every_call_carries_max_tokens_in_both_fields(
     assert last == [(32, 32), (64, 64)]  # the agent's own limit, else the setting
 
 
-def test_a_bad_max_tokens_setting_is_one_clear_error(
+def test_a_bad_max_tokens_setting_is_one_clear_error_before_anything_runs(
     server: FaultServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SWITCHYARD_MAX_TOKENS", "lots")
-    result = run(
-        build_router_graph([TICKETS], default_agent="tickets").compile(), "hello", context=context()
-    )
-    assert not result.ok
-    assert result.error is not None
-    assert "SWITCHYARD_MAX_TOKENS='lots' must be a positive" in (result.error)
+    with pytest.raises(ModelConfigError, match="SWITCHYARD_MAX_TOKENS='lots' must be a positive"):
+        run(
+            build_router_graph([TICKETS], default_agent="tickets").compile(),
+            "hi",
+            context=context(),
+        )
     assert server.count() == 0
 
 
@@ -334,3 +346,115 @@ def test_a_swarm_agent_that_cannot_hand_off_says_so(server: FaultServer) -> None
     graph = build_swarm_graph(SWARM_AGENTS, default_agent="triage").compile()
     result = run(graph, "please transfer_to_billing, I was charged twice", context=context())
     assert (result.ok, result.end_reason) == (False, "no_handoff_capability")
+
+
+# --- what the review found ----------------------------------------------------------------------
+
+
+class Quiet:
+    """A progress display that shows nothing: `run` streams the model's tokens to it."""
+
+    def __enter__(self) -> Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def handle(self, part: Any) -> None:
+        return None
+
+
+def test_an_unrelated_refusal_does_not_cost_the_endpoint_its_features(server: FaultServer) -> None:
+    server.refuse["temperature"] = (
+        400,
+        "Unsupported parameter: 'temperature' is not supported with this model.",
+    )
+    hot = AgentSpec(name="hot", description="d", model=MODEL, temperature=0.2, tools=[lookup])
+    with pytest.raises(openai.BadRequestError):
+        call_agent(hot, [HumanMessage("lookup 42")], context())
+    server.refuse.clear()
+    cool = AgentSpec(name="cool", description="d", model=MODEL, tools=[lookup])
+    call_agent(cool, [HumanMessage("lookup 42")], context())
+    assert server.requests()[-1].get("tools")  # still offered natively
+    reply = call_agent(TICKETS, [HumanMessage("printer")], context())
+    assert isinstance(reply.output, Ticket)
+    assert response_types(server)[-1] == "json_schema"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        'Here is how:\n```python\nhits = lookup(order_id="42")\n```',
+        'My tools, as JSON: [{"name": "lookup", "description": "Looks up orders."}]',
+        '{"name": "lookup", "arguments": {"order_id": "42"}} is what a call looks like.',
+    ],
+)
+def test_an_answer_showing_code_or_json_is_an_answer(server: FaultServer, answer: str) -> None:
+    agent = AgentSpec(name="support", description="d", model=MODEL, tools=[lookup])
+    server.reply_prefix = answer
+    reply = call_agent(agent, [HumanMessage("how do I call it?")], context())
+    assert reply.output.startswith(answer[:20])
+    assert server.count() == 1  # no tool ran, nobody was asked again
+
+
+@pytest.mark.parametrize(
+    "answer", ["I did not need transfer_to_math (the math worker).", "Ask me."]
+)
+def test_an_answer_that_mentions_a_handoff_is_an_answer(server: FaultServer, answer: str) -> None:
+    server.reply_prefix = answer
+    result = run(supervisor_graph(), "what is 2+2?", context=context())
+    assert (result.ok, result.end_reason) == (True, "completed"), result.error
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["invoked", "streamed"])
+def test_a_tool_call_cut_off_at_the_limit_is_not_run(server: FaultServer, streamed: bool) -> None:
+    ran.clear()
+    agent = AgentSpec(name="support", description="d", model=MODEL, tools=[lookup], max_tokens=12)
+    graph = build_router_graph([agent], default_agent="support").compile()
+    server.plan("length")
+    progress = Quiet() if streamed else None
+    result = run(graph, "lookup order 42", context=context(), progress=progress)  # type: ignore[arg-type]
+    assert (result.ok, result.end_reason) == (False, "output_truncated")
+    assert ran == []
+
+
+def test_a_streamed_structured_answer_cut_off_is_estimated_not_free(server: FaultServer) -> None:
+    server.plan("length")
+    graph = build_pipeline_graph(PIPELINE_STAGES).compile()
+    result = run(graph, "solar", context=context(), progress=Quiet())  # type: ignore[arg-type]
+    assert result.end_reason == "output_truncated"
+    entry = result.usage["research/openai:local-small"]
+    assert entry["input_tokens"] > 0
+    assert (entry["cost_usd"], entry["unpriced_calls"]) == (None, 1)
+
+
+def test_vllms_refusal_of_tools_falls_back_to_the_text_protocol(server: FaultServer) -> None:
+    server.refuse["tools"] = (
+        400,
+        '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set',
+    )
+    ran.clear()
+    agent = AgentSpec(name="support", description="d", model=MODEL, tools=[lookup])
+    reply = call_agent(agent, [HumanMessage("please lookup order 42")], context())
+    assert ran  # the call written as text under the protocol was run
+    assert "Result of lookup" in str(reply.output)
+    assert not server.requests()[-1].get("tools")
+
+
+def test_a_new_server_address_gets_a_new_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "local")
+    with running() as first, running() as second:
+        for srv in (first, second):
+            monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+            call_agent(
+                AgentSpec(name="a", description="d", model=MODEL), [HumanMessage("hi")], context()
+            )
+        assert (first.count(), second.count()) == (1, 1)
+
+
+def test_declarations_add_up() -> None:
+    declare_capabilities(MODEL, tool_calls=False)
+    declare_capabilities(MODEL, structured_output=["json_mode"])
+    model = load_chat_model(MODEL, api_key="local", base_url="http://127.0.0.1:9/v1")
+    summary = capability_summary(model)
+    assert (summary["tool_calls"], summary["structured_output"]) == (False, ["json_mode"])

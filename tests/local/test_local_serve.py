@@ -269,7 +269,11 @@ def read_until_ready(process: subprocess.Popen[str]) -> list[str]:
 
 @pytest.mark.local_llm
 @pytest.mark.server
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "stop_signal",
+    [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+    ids=["SIGINT", "SIGTERM", "SIGHUP"],
+)
 def test_serve_prints_the_settings_answers_and_stops_without_an_orphan(
     serving: tuple[subprocess.Popen[str], int], stop_signal: signal.Signals
 ) -> None:

@@ -76,6 +76,10 @@ def test_calls_written_as_text_are_read(
         '{"name": "get_weather", "arguments": "not json"}',
         "get_weather(city=__import__('os').system('true'))",  # never evaluated
         "Results so far: transfer_to_math reported 30.",
+        'Here is how:\n```python\nhits = get_weather(city="Oslo")\n```',
+        'Call it as get_weather(city="Oslo") and you get the weather.',
+        '{"name": "get_weather", "arguments": {"city": "Oslo"}} is what a call looks like.',
+        "A long answer. " * 20 + '\n```json\n{"name": "get_weather", "arguments": {}}\n```',
     ],
 )
 def test_other_text_is_an_answer(text: str) -> None:
@@ -155,3 +159,25 @@ def test_a_truncation_error_survives_pickling_with_its_reply() -> None:
     assert (str(again), again.agent, again.max_tokens, again.partial) == ("cut off", "a", 5, "cut")
     assert again.reply.usage_metadata["output_tokens"] == 5
     assert end_reason_for(again) == "output_truncated"
+
+
+def test_under_the_text_protocol_a_call_anywhere_in_the_text_counts() -> None:
+    text = 'I will check. get_weather(city="Oslo") Then I answer.'
+    assert text_calls(text, NAMES) == []
+    assert [c["args"] for c in text_calls(text, NAMES, anywhere=True)] == [{"city": "Oslo"}]
+    json_inside = 'Checking: {"name": "get_weather", "arguments": {"city": "Rome"}} now.'
+    assert [c["args"] for c in text_calls(json_inside, NAMES, anywhere=True)] == [{"city": "Rome"}]
+    native = as_calls(AIMessage(text), NAMES, anywhere=True)
+    assert native.tool_calls[0]["name"] == "get_weather"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I did not need transfer_to_math (the math worker).",
+        "You could use transfer_to_math() later.",
+        "transfer_to_math: done",
+    ],
+)
+def test_mentioning_a_handoff_is_not_an_attempt(text: str) -> None:
+    assert names_a_call(text, NAMES) is None
