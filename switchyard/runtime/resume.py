@@ -31,7 +31,7 @@ from langgraph.pregel import Pregel
 from langgraph.types import StateSnapshot
 
 from switchyard.core.errors import InvalidInputError, SessionAccessError, SwitchyardError
-from switchyard.core.models import default_model, load_chat_model
+from switchyard.core.models import default_max_tokens, default_model, load_chat_model
 from switchyard.runtime.effects import State, Steps
 from switchyard.runtime.run import (
     DEFAULT_DLQ,
@@ -219,6 +219,7 @@ def _prepare(
     metadata: dict[str, Any] = dict(snapshot.metadata or {})
     context = restored_context(settings_in(metadata), context) or Context()
     load_chat_model(context.model or default_model())  # fail before touching the thread
+    default_max_tokens()  # and on a SWITCHYARD_MAX_TOKENS that is not a number
     session = str(metadata.get("session_id") or thread_id)
     config = run_config(
         graph,
