@@ -11,13 +11,11 @@ import io
 import itertools
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -123,20 +121,6 @@ def test_agents_see_personal_data_as_sent_and_the_python_result_keeps_it() -> No
 
 
 # --------------------------------------------------------------------------- what leaves
-
-
-@pytest.fixture
-def cli_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Let `main` configure logging and tracing as in its own process, and undo it afterwards."""
-    logger = logging.getLogger("switchyard")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
-    monkeypatch.setenv("COLUMNS", "200")  # rich wraps to the terminal's width
-    yield
-    use_tracer_provider(None)
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
 
 
 def test_cli_output_json_and_html_report_are_masked(

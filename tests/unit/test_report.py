@@ -5,16 +5,13 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import logging
 from collections import Counter
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
-from opentelemetry import trace
 from rich.console import Console
 
 from switchyard.cli import main
@@ -30,7 +27,6 @@ from switchyard.observability.report import (
     render_html,
     session_report,
 )
-from switchyard.observability.telemetry import use_tracer_provider
 from switchyard.runtime.registry import PATTERNS, load_graph
 from switchyard.runtime.run import run
 from switchyard.state.context import Context
@@ -269,22 +265,6 @@ def test_the_html_report_is_well_formed_self_contained_and_complete(
 
 
 # --------------------------------------------------------------------------- commands
-
-
-@pytest.fixture
-def cli_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Let `main` configure logging and tracing as in its own process, and undo it afterwards.
-
-    OpenTelemetry's global provider can be set once per process, so the CLI's is kept local.
-    """
-    logger = logging.getLogger("switchyard")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
-    yield
-    use_tracer_provider(None)
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
 
 
 def _report_args(*argv: str) -> argparse.Namespace:

@@ -19,7 +19,6 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_core.messages.utils import count_tokens_approximately
 from langgraph.checkpoint.memory import InMemorySaver
-from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -63,19 +62,6 @@ def unpriced_model() -> Iterator[str]:
     register_chat_model(UNPRICED, OfflineChatModel(model_name="house-llm"))
     yield UNPRICED
     unregister_chat_model(UNPRICED)
-
-
-@pytest.fixture
-def cli_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """`main` configures logging and tracing as in its own process; undone afterwards."""
-    logger = logging.getLogger("switchyard")
-    saved = (list(logger.handlers), logger.level, logger.propagate)
-    monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
-    yield
-    use_tracer_provider(None)
-    logger.handlers[:] = saved[0]
-    logger.setLevel(saved[1])
-    logger.propagate = saved[2]
 
 
 def router() -> Any:
