@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
@@ -39,18 +40,32 @@ class _Endpoint:
     tools: bool | None = None  # declared
 
 
-_endpoints: dict[str, _Endpoint] = {}
+_endpoints: dict[str, _Endpoint] = {}  # only endpoints that refused something
 _declared: dict[str, _Endpoint] = {}
 _lock = threading.Lock()
+# Every model call asks these questions: the answers that depend only on the instance (its key)
+# or its class (its default method) are worked out once. Entries hold their model, so an id is
+# not reused while cached (as `switchyard.core.models` keeps its names).
+_KEYS_CACHED = 1024
+_keys: OrderedDict[int, tuple[BaseChatModel, str]] = OrderedDict()
+_defaults: dict[type[BaseChatModel], str | None] = {}
 
 
 def endpoint_of(model: BaseChatModel) -> str:
     """The key an endpoint's capabilities are kept under: model name and base URL, if any."""
+    hit = _keys.get(id(model))
+    if hit is not None and hit[0] is model:
+        return hit[1]
     base = getattr(model, "openai_api_base", None) or getattr(model, "base_url", None)
     if not base:  # langchain-openai leaves OPENAI_BASE_URL to the SDK client
         base = getattr(getattr(model, "root_client", None), "base_url", None)
     base = str(base or "").rstrip("/")
-    return f"{model_name_of(model)}@{base}" if base else model_name_of(model)
+    key = f"{model_name_of(model)}@{base}" if base else model_name_of(model)
+    with _lock:
+        _keys[id(model)] = (model, key)
+        while len(_keys) > _KEYS_CACHED:
+            _keys.popitem(last=False)
+    return key
 
 
 def declare_capabilities(
@@ -90,26 +105,35 @@ def forget_capabilities() -> None:
     with _lock:
         _endpoints.clear()
         _declared.clear()
+        _keys.clear()
 
 
-def _endpoint(model: BaseChatModel) -> _Endpoint:
-    key = endpoint_of(model)
-    with _lock:
-        found = _endpoints.get(key)
-        if found is None:
-            found = _endpoints[key] = _Endpoint()
-        return found
+_NOTHING: dict[str, str] = {}
+
+
+def _refused(model: BaseChatModel) -> dict[str, str]:
+    """What `model`'s endpoint refused (the shared empty answer while nothing ever was)."""
+    if not _endpoints:
+        return _NOTHING
+    found = _endpoints.get(endpoint_of(model))
+    return found.refused if found is not None else _NOTHING
+
+
+def _declared_for(model: BaseChatModel) -> _Endpoint | None:
+    return _declared.get(model_name_of(model)) if _declared else None
 
 
 def _default_method(model: BaseChatModel) -> str | None:
     """The method `model.with_structured_output` uses when none is named (None: it takes none)."""
-    try:
-        parameter = inspect.signature(model.with_structured_output).parameters.get("method")
-    except (TypeError, ValueError):
-        return None
-    if parameter is None or not isinstance(parameter.default, str):
-        return None
-    return parameter.default
+    cls = type(model)
+    if cls not in _defaults:
+        try:
+            parameter = inspect.signature(cls.with_structured_output).parameters.get("method")
+        except (TypeError, ValueError):
+            parameter = None
+        default = getattr(parameter, "default", None)
+        _defaults[cls] = default if isinstance(default, str) else None
+    return _defaults[cls]
 
 
 def structured_methods(model: BaseChatModel) -> list[StructuredMethod | None]:
@@ -118,35 +142,35 @@ def structured_methods(model: BaseChatModel) -> list[StructuredMethod | None]:
     `None` means "the model's own way" (a model whose `with_structured_output` takes no `method`,
     such as the offline model, gets only that).
     """
-    declared = _declared.get(model_name_of(model))
+    declared = _declared_for(model)
     if declared is not None and declared.methods is not None:
         return list(declared.methods)
     default = _default_method(model)
     if default is None:
         return [None]
-    refused = _endpoint(model).refused
+    refused = _refused(model)
     order = [default, *(m for m in STRUCTURED_METHODS if m != default)]
     return [m for m in order if m not in refused]  # type: ignore[misc]
 
 
 def refuse(model: BaseChatModel, feature: str, why: str) -> None:
     """Remember that `model`'s endpoint refused `feature` (a method, or "tools")."""
-    endpoint = _endpoint(model)
+    key = endpoint_of(model)
     with _lock:
-        endpoint.refused.setdefault(feature, why)
+        _endpoints.setdefault(key, _Endpoint()).refused.setdefault(feature, why)
 
 
 def refusals(model: BaseChatModel) -> dict[str, str]:
     """What `model`'s endpoint refused so far, and why (its first words)."""
-    return dict(_endpoint(model).refused)
+    return dict(_refused(model))
 
 
 def takes_tools(model: BaseChatModel) -> bool:
     """Whether `model`'s endpoint takes `tools` (declared, else not refused so far)."""
-    declared = _declared.get(model_name_of(model))
+    declared = _declared_for(model)
     if declared is not None and declared.tools is not None:
         return declared.tools
-    return "tools" not in _endpoint(model).refused
+    return "tools" not in _refused(model)
 
 
 def first_line(exc: BaseException) -> str:
