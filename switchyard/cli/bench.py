@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -110,10 +111,7 @@ def handle(args: argparse.Namespace, console: Console) -> int:
         if reason:
             console.print(f"PostgreSQL unavailable, its cells are reported as such: {reason}")
             dsn = None
-    started = time.perf_counter()
-
-    def progress(status: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+    progress = progress_printer(console)
 
     with tempfile.TemporaryDirectory(prefix="switchyard-bench-") as scratch:
         workdir = Path(scratch)
@@ -165,10 +163,7 @@ def _ratelimit(args: argparse.Namespace, command: list[str], console: Console) -
     except ConfigError as exc:
         console.print(f"[red]the ratelimit benchmark needs Redis:[/red] {exc}", highlight=False)
         return 1
-    started = time.perf_counter()
-
-    def progress(status: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+    progress = progress_printer(console)
 
     result = Result(name="ratelimit", quick=args.quick, environment=environment(command))
     config = RateLimitConfig.quick() if args.quick else RateLimitConfig()
@@ -187,10 +182,7 @@ def _startup(args: argparse.Namespace, command: list[str], console: Console) -> 
     from switchyard.bench.report import write_report
     from switchyard.bench.startup import HEADER, StartupConfig, run_startup, table_rows
 
-    started = time.perf_counter()
-
-    def progress(status: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+    progress = progress_printer(console)
 
     result = Result(name="startup", quick=args.quick, environment=environment(command))
     config = StartupConfig.quick() if args.quick else StartupConfig()
@@ -216,10 +208,7 @@ def _fleet(args: argparse.Namespace, command: list[str], console: Console) -> in
     from switchyard.bench.fleet import FleetConfig, run_fleet, write_section
     from switchyard.bench.harness import Result, environment
 
-    started = time.perf_counter()
-
-    def progress(status: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+    progress = progress_printer(console)
 
     result = Result(name="fleet", quick=args.quick, environment=environment(command))
     config = FleetConfig.quick() if args.quick else FleetConfig()
@@ -242,10 +231,7 @@ def _local(args: argparse.Namespace, command: list[str], console: Console) -> in
     from switchyard.core.errors import ConfigError
     from switchyard.runtime.local_server import LocalServerError
 
-    started = time.perf_counter()
-
-    def progress(status: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+    progress = progress_printer(console)
 
     result = Result(name="local", quick=args.quick, environment=environment(command))
     config = (
@@ -318,3 +304,13 @@ async def _run(
             postgres_reason=reason,
             progress=report,
         )
+
+
+def progress_printer(console: Console) -> Callable[[str], None]:
+    """Prints a benchmark's progress lines, each with the seconds since it started."""
+    started = time.perf_counter()
+
+    def progress(status: str) -> None:
+        console.print(f"[dim]{time.perf_counter() - started:7.1f}s[/dim] {status}", highlight=False)
+
+    return progress
