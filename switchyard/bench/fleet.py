@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any, Final
 
 from switchyard.bench.harness import Result, Stats, place_section
+from switchyard.core.processes import free_port
 from switchyard.runtime.temporal.devserver import (
     dev_server_command,
-    free_port,
     serves,
     stop_process,
     temporal_cli,

